@@ -15,7 +15,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 from monai.data import MetaTensor, CacheDataset
 from monai.transforms import (Compose, MapTransform, Orientationd, Spacingd, ScaleIntensityRangePercentilesd,
-                              SpatialPadd, RandSpatialCropd, ResizeWithPadOrCropd, EnsureTyped, Lambdad)
+                              SpatialPadd, RandSpatialCropd, ResizeWithPadOrCropd, EnsureTyped)
 from .config import (MODALITIES, PhantomDataConfig, BratsDataConfig, MedMNIST3DDataConfig, NiftiFolderDataConfig)
 from .io import read_volume, VolumeError
 from .phantoms import make_phantom
@@ -23,8 +23,8 @@ from .phantoms import make_phantom
 # %% auto #0
 __all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'volume_transforms',
            'split_indices', 'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule', 'brats_naming',
-           'map_brats_labels', 'brats_cases', 'BraTSDataModule', 'medmnist_file', 'MedMNIST3DVolumes',
-           'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config']
+           'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_file',
+           'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config']
 
 # %% ../nbs/03_data.ipynb #f806d449
 class LoadVolumed(MapTransform):
@@ -62,7 +62,7 @@ class AxialSliced(MapTransform):
         return d
 
 def volume_transforms(roi_size, train:bool, image_key='image', seg_key:str|None=None, spacing=None,
-                      percentiles=(0.5, 99.5), spatial_dims:int=3, load:bool=True, scale:bool=True, map_labels=None) -> Compose:
+                      percentiles=(0.5, 99.5), spatial_dims:int=3, load:bool=True, scale:bool=True) -> Compose:
     "MONAI chain: load → RAS → spacing → percentile scaling → (axial slice) → crop/pad to `roi_size`."
     keys = [image_key] + ([seg_key] if seg_key else [])
     t = [LoadVolumed(keys)] if load else []
@@ -72,7 +72,6 @@ def volume_transforms(roi_size, train:bool, image_key='image', seg_key:str|None=
     if scale:
         t += [ScaleIntensityRangePercentilesd(image_key, lower=percentiles[0], upper=percentiles[1], b_min=0.0, b_max=1.0,
                                               clip=True, channel_wise=True)]
-    if seg_key and map_labels is not None: t += [Lambdad(seg_key, map_labels)]
     if spatial_dims == 2: t += [AxialSliced(keys)]
     if train: t += [SpatialPadd(keys, roi_size), RandSpatialCropd(keys, roi_size, random_size=False)]
     else: t += [ResizeWithPadOrCropd(keys, roi_size)]
@@ -218,6 +217,11 @@ def brats_cases(data_dir, modalities=MODALITIES, with_seg:bool=True, max_cases:i
     return cases
 
 # %% ../nbs/03_data.ipynb #9bac8725
+class MapBratsLabelsd(MapTransform):
+    "Apply `map_brats_labels` to `seg` using the record's `naming`."
+    def __init__(self): super().__init__(['seg'])
+    def __call__(self, d): return {**d, 'seg': map_brats_labels(d['seg'], d['naming'])}
+
 class BraTSDataModule(VolumeDataModule):
     "BraTS 2020/2021/2023 folders, labels mapped to 0 bg, 1 NCR, 2 ED, 3 ET."
     has_seg = True
@@ -225,13 +229,9 @@ class BraTSDataModule(VolumeDataModule):
     def cases(self): return brats_cases(self.cfg.data_dir, self.cfg.modalities, True, self.cfg.max_cases)
     def transforms(self, train):
         c = self.cfg
-        chain = volume_transforms(c.roi_size, train, seg_key='seg', spacing=c.spacing, spatial_dims=c.spatial_dims,
-                                  percentiles=(c.lower_percentile, c.upper_percentile))
-        return Compose([LoadVolumed(['image', 'seg']), _MapBratsd(), *chain.transforms[1:]])
-
-class _MapBratsd(MapTransform):
-    def __init__(self): super().__init__(['seg'])
-    def __call__(self, d): return {**d, 'seg': map_brats_labels(d['seg'], d['naming'])}
+        return Compose([LoadVolumed(['image', 'seg']), MapBratsLabelsd(),
+                        volume_transforms(c.roi_size, train, seg_key='seg', spacing=c.spacing, spatial_dims=c.spatial_dims,
+                                          percentiles=(c.lower_percentile, c.upper_percentile), load=False)])
 
 # %% ../nbs/03_data.ipynb #01f45c7d
 MEDMNIST3D_FLAGS = ('organmnist3d', 'nodulemnist3d', 'adrenalmnist3d', 'fracturemnist3d', 'vesselmnist3d', 'synapsemnist3d')
