@@ -119,9 +119,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
         try:
             torch.save(checkpoint, tmp)
+            with open(tmp, 'rb') as f: os.fsync(f.fileno())       # on disk before it replaces the good one
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp): os.remove(tmp)
+        for stale in path.parent.glob(f'.{path.name}.*.tmp'): stale.unlink(missing_ok=True)   # left by a killed save
 
 # %% ../nbs/14_train_autoencoder.ipynb #e1fdc192
 class AutoencoderFSQLightning(L.LightningModule):

@@ -18,3 +18,28 @@ def test_required_variable_error_names_file_and_key():
     with pytest.raises(ConfigError) as e: load_config(config_path('data/brats.yaml'), StageConfig, env={})
     msg = str(e.value)
     assert msg.startswith(str(config_path('data/brats.yaml'))) and 'data.data_dir: environment variable BRATS_DATA_DIR is not set' in msg
+
+def schema_for(name:str):
+    "The pydantic schema that validates a packaged config, from its place in prod9/configs."
+    if name.startswith('maskgit/') and '/stage1/' in name:
+        from prod9.train_autoencoder import AutoencoderStageConfig; return AutoencoderStageConfig
+    return None
+
+STAGE_CONFIGS = [n for n in list_configs() if not n.startswith('data/')]
+
+def test_every_config_has_a_schema():
+    assert [n for n in STAGE_CONFIGS if schema_for(n) is None] == []
+    for name in ('maskgit/phantoms/stage1/base.yaml', 'maskgit/brats/stage1/base.yaml', 'maskgit/brats/stage1/ffl.yaml',
+                 'maskgit/medmnist3d/stage1/base.yaml', 'maskgit/medmnist3d/stage1/ffl.yaml', 'maskgit/medmnist3d/stage1/large.yaml'):
+        assert name in STAGE_CONFIGS, name
+
+@pytest.mark.parametrize('name', STAGE_CONFIGS)
+def test_stage_configs_validate_and_build(name):
+    schema = schema_for(name)
+    cfg = load_config(config_path(name), schema, env=ENV)
+    if schema.__name__ == 'AutoencoderStageConfig':
+        from prod9.train_autoencoder import build_autoencoder
+        ae = build_autoencoder(cfg.model)
+        roi = cfg.data.roi_size
+        assert all(r % ae.downsample_factor == 0 for r in roi), f"{name}: roi {roi} not divisible by {ae.downsample_factor}"
+        assert tuple(cfg.sliding_window.roi_size) == tuple(roi)
