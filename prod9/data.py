@@ -21,9 +21,9 @@ from .io import read_volume, VolumeError
 from .phantoms import make_phantom
 
 # %% auto #0
-__all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'volume_transforms',
-           'split_indices', 'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule', 'brats_naming',
-           'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_file',
+__all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'RecordAffined',
+           'volume_transforms', 'split_indices', 'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule',
+           'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_file',
            'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config']
 
 # %% ../nbs/03_data.ipynb #f806d449
@@ -61,6 +61,14 @@ class AxialSliced(MapTransform):
             d[k] = d[k][..., z]
         return d
 
+class RecordAffined(MapTransform):
+    "Copy the voxel-to-world affine of `key` (after orientation, resampling and cropping) to `d['affine']` (4×4 float64)."
+    def __init__(self, key='image'): super().__init__([key])
+    def __call__(self, data):
+        d = dict(data); img = d[self.keys[0]]
+        d['affine'] = torch.as_tensor(np.asarray(img.affine) if hasattr(img, 'affine') else np.eye(4), dtype=torch.float64)
+        return d
+
 def volume_transforms(roi_size, train:bool, image_key='image', seg_key:str|None=None, spacing=None,
                       percentiles=(0.5, 99.5), spatial_dims:int=3, load:bool=True, scale:bool=True) -> Compose:
     "MONAI chain: load → RAS → spacing → percentile scaling → (axial slice) → crop/pad to `roi_size`."
@@ -75,7 +83,7 @@ def volume_transforms(roi_size, train:bool, image_key='image', seg_key:str|None=
     if spatial_dims == 2: t += [AxialSliced(keys)]
     if train: t += [SpatialPadd(keys, roi_size), RandSpatialCropd(keys, roi_size, random_size=False)]
     else: t += [ResizeWithPadOrCropd(keys, roi_size)]
-    t += [EnsureTyped(image_key, dtype=torch.float32, track_meta=False)]
+    t += [RecordAffined(image_key), EnsureTyped(image_key, dtype=torch.float32, track_meta=False)]
     if seg_key: t += [EnsureTyped(seg_key, dtype=torch.int64, track_meta=False)]
     return Compose(t)
 

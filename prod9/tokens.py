@@ -70,7 +70,7 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
         try: items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
         except RuntimeError as e: raise transform_error_cause(e) from None
         x = torch.stack([torch.as_tensor(d['image']).float() for d in items]).to(device)
-        if affine is None and hasattr(items[0]['image'], 'affine'): affine = np.asarray(items[0]['image'].affine, dtype=np.float64)
+        if affine is None and 'affine' in items[0]: affine = np.asarray(items[0]['affine'], dtype=np.float64)
         toks.append(wrapper.quantize_stage_2_inputs(x).to(torch.int32).cpu())
         for d in items:
             labels.append(max(int(d.get('label', 0)), 0))

@@ -23,6 +23,8 @@ def schema_for(name:str):
     "The pydantic schema that validates a packaged config, from its place in prod9/configs."
     if name.startswith('maskgit/') and '/stage1/' in name:
         from prod9.train_autoencoder import AutoencoderStageConfig; return AutoencoderStageConfig
+    if name.startswith('maskgit/') and '/stage2/' in name:
+        from prod9.train_transformer import TransformerStageConfig; return TransformerStageConfig
     return None
 
 STAGE_CONFIGS = [n for n in list_configs() if not n.startswith('data/')]
@@ -30,7 +32,10 @@ STAGE_CONFIGS = [n for n in list_configs() if not n.startswith('data/')]
 def test_every_config_has_a_schema():
     assert [n for n in STAGE_CONFIGS if schema_for(n) is None] == []
     for name in ('maskgit/phantoms/stage1/base.yaml', 'maskgit/brats/stage1/base.yaml', 'maskgit/brats/stage1/ffl.yaml',
-                 'maskgit/medmnist3d/stage1/base.yaml', 'maskgit/medmnist3d/stage1/ffl.yaml', 'maskgit/medmnist3d/stage1/large.yaml'):
+                 'maskgit/medmnist3d/stage1/base.yaml', 'maskgit/medmnist3d/stage1/ffl.yaml', 'maskgit/medmnist3d/stage1/large.yaml',
+                 'maskgit/phantoms/stage2/base.yaml', 'maskgit/phantoms/stage2/in_context.yaml', 'maskgit/brats/stage2/base.yaml',
+                 'maskgit/brats/stage2/in_context.yaml', 'maskgit/medmnist3d/stage2/base.yaml', 'maskgit/medmnist3d/stage2/ffl.yaml',
+                 'maskgit/medmnist3d/stage2/large.yaml'):
         assert name in STAGE_CONFIGS, name
 
 @pytest.mark.parametrize('name', STAGE_CONFIGS)
@@ -43,3 +48,15 @@ def test_stage_configs_validate_and_build(name):
         roi = cfg.data.roi_size
         assert all(r % ae.downsample_factor == 0 for r in roi), f"{name}: roi {roi} not divisible by {ae.downsample_factor}"
         assert tuple(cfg.sliding_window.roi_size) == tuple(roi)
+    if schema.__name__ == 'TransformerStageConfig':
+        from prod9.train_transformer import resolve_classes
+        from prod9.tokens import class_names
+        assert cfg.model.hidden_dim % cfg.model.num_heads == 0
+        if cfg.data.source in ('phantoms', 'brats'):
+            names = class_names(cfg.data)
+            resolve_classes(cfg.in_context.source_modalities, names, 'in_context.source_modalities')
+            resolve_classes(cfg.in_context.target_modalities, names, 'in_context.target_modalities')
+        stage1 = name.replace('/stage2/', '/stage1/').replace('in_context', 'base')
+        if stage1 in STAGE_CONFIGS:    # the stage-2 config reads the export its stage-1 config writes
+            s1 = load_config(config_path(stage1), schema_for(stage1), env=ENV)
+            assert str(s1.export_file) == cfg.autoencoder_path, (stage1, s1.export_file, cfg.autoencoder_path)
