@@ -22,8 +22,8 @@ from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator
 
 # %% auto #0
 __all__ = ['FSQModelConfig', 'FFLConfig', 'PerceptualConfig', 'AdversarialConfig', 'AELossConfig', 'OptimConfig',
-           'AutoencoderStageConfig', 'build_autoencoder', 'export_autoencoder', 'load_autoencoder',
-           'AtomicCheckpointIO', 'AutoencoderFSQLightning', 'make_trainer']
+           'AutoencoderStageConfig', 'build_autoencoder', 'save_model_file', 'read_model_file', 'export_autoencoder',
+           'load_autoencoder', 'AtomicCheckpointIO', 'AutoencoderFSQLightning', 'make_trainer']
 
 # %% ../nbs/14_train_autoencoder.ipynb #f03bfc9e
 class FSQModelConfig(StrictModel):
@@ -87,28 +87,37 @@ def build_autoencoder(cfg:FSQModelConfig|dict) -> AutoencoderFSQ:
     cfg = cfg if isinstance(cfg, FSQModelConfig) else FSQModelConfig(**cfg)
     return AutoencoderFSQ(**cfg.model_dump())
 
-def export_autoencoder(model:AutoencoderFSQ, model_cfg:FSQModelConfig, path) -> Path:
-    "Write weights + rebuilding config to one `.safetensors` file, atomically."
+def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
+    "Write `model`'s weights + `{prod9_class, prod9_config, **extra}` metadata to one `.safetensors` file, atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {'prod9_class': 'AutoencoderFSQ', 'prod9_config': model_cfg.model_dump_json()}
+    meta = {'prod9_class': cls_name, 'prod9_config': config_json, **{k: str(v) for k, v in (extra or {}).items()}}
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent); os.close(fd)
     try: save_file(sd, tmp, metadata=meta); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
 
-def load_autoencoder(path, map_location='cpu') -> AutoencoderFSQ:
-    "Rebuild an exported `AutoencoderFSQ` (safe: safetensors, no pickle)."
+def read_model_file(path, cls_name:str, hint:str, map_location='cpu') -> tuple[dict, dict, dict]:
+    "`(state_dict, config, metadata)` of a file written by `save_model_file` for `cls_name`; safe (no pickle)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: autoencoder export not found; run `prod9-train-autoencoder train` first")
+    if not path.is_file(): raise FileNotFoundError(f"{path}: {cls_name} export not found; {hint}")
     try:
         with safe_open(str(path), framework='pt') as f: meta = f.metadata() or {}
     except Exception as e: raise ValueError(f"{path}: not a safetensors file ({e})") from None
-    if meta.get('prod9_class') != 'AutoencoderFSQ':
-        raise ValueError(f"{path}: not a prod9 AutoencoderFSQ export (metadata prod9_class={meta.get('prod9_class')!r})")
-    model = build_autoencoder(json.loads(meta['prod9_config']))
-    model.load_state_dict(load_file(str(path), device=str(map_location)))
+    if meta.get('prod9_class') != cls_name:
+        raise ValueError(f"{path}: not a prod9 {cls_name} export (metadata prod9_class={meta.get('prod9_class')!r})")
+    return load_file(str(path), device=str(map_location)), json.loads(meta['prod9_config']), meta
+
+def export_autoencoder(model:AutoencoderFSQ, model_cfg:FSQModelConfig, path) -> Path:
+    "Write weights + rebuilding config to one `.safetensors` file, atomically."
+    return save_model_file(model, 'AutoencoderFSQ', model_cfg.model_dump_json(), path)
+
+def load_autoencoder(path, map_location='cpu') -> AutoencoderFSQ:
+    "Rebuild an exported `AutoencoderFSQ` (safe: safetensors, no pickle)."
+    sd, cfg, _ = read_model_file(path, 'AutoencoderFSQ', "run `prod9-train-autoencoder train` first", map_location)
+    model = build_autoencoder(cfg)
+    model.load_state_dict(sd)
     return model.eval()
 
 # %% ../nbs/14_train_autoencoder.ipynb #bfe27a56
@@ -127,14 +136,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 # %% ../nbs/14_train_autoencoder.ipynb #e1fdc192
 class AutoencoderFSQLightning(L.LightningModule):
-    "Trains `AutoencoderFSQ` with L1 (+ FFL, perceptual, adversarial) losses; logs PSNR, SSIM and codebook statistics."
+    """Trains `AutoencoderFSQ` with L1 (+ FFL, perceptual, adversarial) losses; logs PSNR, SSIM and codebook statistics.
+    Subclasses (the MAISI VAE) change `config_class`, `build_model` and `model_terms`."""
+    config_class = AutoencoderStageConfig
     def __init__(self, config:dict):
         super().__init__()
         self.save_hyperparameters({'config': config})
-        self.cfg = AutoencoderStageConfig.model_validate(config)
+        self.cfg = self.config_class.model_validate(config)
         self.automatic_optimization = False
         m, lo = self.cfg.model, self.cfg.loss
-        self.autoencoder = build_autoencoder(m)
+        self.autoencoder = self.build_model(m)
         self.ffl = FocalFrequencyLoss(lo.focal_frequency.alpha, lo.focal_frequency.patch_factor,
                                       [a for a in lo.focal_frequency.axes if a < m.spatial_dims + 2], lo.focal_frequency.ratio) if lo.focal_frequency.weight > 0 else None
         self.perceptual = (make_perceptual_loss(m.spatial_dims, lo.perceptual.weights_path, lo.perceptual.network_type, lo.perceptual.fake_3d_ratio)
@@ -145,6 +156,13 @@ class AutoencoderFSQLightning(L.LightningModule):
         self.psnr, self.ssim = PSNRMetric(max_val=1.0), SSIMMetric(spatial_dims=m.spatial_dims, data_range=1.0)
         # training batches seen (Lightning's global_step counts optimizer steps: 2 per batch with a discriminator); saved in checkpoints
         self.register_buffer('batch_step', torch.zeros((), dtype=torch.long))
+
+    def build_model(self, m): return build_autoencoder(m)
+
+    def model_terms(self, x):
+        "Forward pass → `(reconstruction, {name: (weight, extra loss)}, {name: statistic})`."
+        recon, codes, idx = self.autoencoder(x)
+        return recon, {}, codebook_stats(idx, self.autoencoder.codebook_size)
 
     def forward(self, x): return self.autoencoder(x)
 
@@ -166,8 +184,9 @@ class AutoencoderFSQLightning(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x = batch['image']
         opts = self.optimizers(); opts = opts if isinstance(opts, list) else [opts]
-        recon, codes, idx = self.autoencoder(x)
+        recon, extra, stats = self.model_terms(x)
         loss, parts = self._recon_losses(x, recon)
+        for k, (w, v) in extra.items(): parts[k] = v; loss = loss + w * v
         step = int(self.batch_step)
         adv_w = adversarial_weight(step, self.cfg.loss.adversarial.weight, self.cfg.loss.adversarial.warmup_steps) if self.discriminator is not None else 0.0
         if adv_w > 0:
@@ -181,7 +200,6 @@ class AutoencoderFSQLightning(L.LightningModule):
             parts['d_loss'] = d_loss
         self.batch_step += 1
         if not torch.isfinite(loss): raise FloatingPointError(f"training loss became {loss.item()} at batch {step}; lower training.lr")
-        stats = codebook_stats(idx, self.autoencoder.codebook_size)
         self.log_dict({'train/loss': loss, **{f'train/{k}': v for k, v in parts.items()}, **{f'train/{k}': v for k, v in stats.items()}},
                       prog_bar=False, batch_size=x.shape[0])
         self.log('loss', loss, prog_bar=True, logger=False, batch_size=x.shape[0])
@@ -189,12 +207,11 @@ class AutoencoderFSQLightning(L.LightningModule):
 
     def _eval_step(self, batch, prefix):
         x = batch['image']
-        recon, codes, idx = self.autoencoder(x)
+        recon, extra, stats = self.model_terms(x)
         r = recon.clamp(0, 1)
         psnr = self.psnr(r, x).mean(); ssim = self.ssim(r, x).mean()
-        stats = codebook_stats(idx, self.autoencoder.codebook_size)
         self.log_dict({f'{prefix}_l1': torch.nn.functional.l1_loss(recon, x), f'{prefix}_psnr': psnr, f'{prefix}_ssim': ssim,
-                       f'{prefix}_codebook_usage': stats['codebook_usage'], f'{prefix}_perplexity': stats['perplexity']},
+                       **{f'{prefix}_{k}': v for k, (w, v) in extra.items()}, **{f'{prefix}_{k}': v for k, v in stats.items()}},
                       prog_bar=prefix == 'val', batch_size=x.shape[0])
 
     def validation_step(self, batch, batch_idx): self._eval_step(batch, 'val')

@@ -1,0 +1,125 @@
+"""MaskGiT stage 2 benchmark on phantoms after fixed CPU budgets.
+
+1. Trains a stage-1 FSQ autoencoder (budget A), encodes the phantoms, trains a label-conditional transformer (budget B)
+   and an in-context one (budget B).
+2. Label-conditional: for each modality, generates volumes and measures the intensity-histogram distance (1-D Wasserstein,
+   `prod9.train_transformer.histogram_w1`) to real held-out volumes of every modality. Pass when each modality's samples are
+   closest to the real volumes of the same modality.
+3. In-context T1 → T2 on held-out cases: PSNR/SSIM of the translation against the true T2, against copying the T1 source
+   (and against the stage-1 reconstruction of the true T2, the ceiling).
+4. Sampling time per volume against the number of MaskGiT steps (median of repeats).
+
+    python bench/bench_stage2.py                         # ~10 min on 2 CPU cores
+    python bench/bench_stage2.py --ae-budget-s 600 --tf-budget-s 900 --markdown docs/bench_stage2.md
+"""
+from __future__ import annotations
+import argparse, json, statistics, sys, tempfile, time
+from pathlib import Path
+import numpy as np, torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import default_device, machine_info, markdown_table, median_time
+
+from prod9.config import MODALITIES
+from prod9.phantoms import make_phantom
+from prod9.data import PhantomDataModule
+from prod9.train_autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer, export_autoencoder
+from prod9.tokens import pre_encode, TokenDataModule, TokenDataset, load_tokens
+from prod9.train_transformer import TransformerStageConfig, MaskGiTLightning, histogram_w1
+from monai.metrics import PSNRMetric, SSIMMetric
+
+def accel(device): return 'gpu' if str(device).startswith('cuda') else 'cpu'
+
+def train_autoencoder(out, size, n_cases, budget_s, device):
+    cfg = AutoencoderStageConfig(output_dir=str(out / 'ae'), seed=0,
+        data={'source': 'phantoms', 'num_cases': n_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25},
+        model={'channels': [16, 32, 32], 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
+        trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
+    torch.manual_seed(0)
+    m = AutoencoderFSQLightning(cfg.model_dump())
+    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_time={'seconds': budget_s}).fit(m, datamodule=PhantomDataModule(cfg.data))
+    return export_autoencoder(m.autoencoder, cfg.model, out / 'ae.safetensors'), cfg
+
+def train_transformer(out, ae_path, ae_cfg, kind, budget_s, device, hidden, layers):
+    cfg = TransformerStageConfig(autoencoder_path=str(ae_path), output_dir=str(out / kind), token_cache_dir=str(out / 'tokens'), seed=0,
+        data=ae_cfg.data.model_dump(), model={'transformer_type': kind, 'hidden_dim': hidden, 'num_layers': layers, 'num_heads': 4, 'max_context_length': 3},
+        training={'lr': 1e-3, 'warmup_steps': 20},
+        in_context={'source_modalities': ['T1'], 'target_modalities': ['T2']} if kind == 'single_stream' else {}, sliding_window={'roi_size': list(ae_cfg.data.roi_size), 'overlap': 0.25},
+        trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
+    paths = pre_encode(ae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None)
+    info = load_tokens(paths['train'])
+    torch.manual_seed(0)
+    m = MaskGiTLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'])
+    tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_time={'seconds': budget_s})
+    ic = kind == 'single_stream'      # the in-context model is trained for the measured direction, T1 → T2
+    tr.fit(m, datamodule=TokenDataModule(paths, 8, 'in_context' if ic else 'label', [0] if ic else None, [2] if ic else None))
+    from prod9.train_autoencoder import load_autoencoder
+    return m.eval().to(device).attach_autoencoder(load_autoencoder(ae_path).to(device)), paths, tr.global_step
+
+def real_volumes(size, seeds):
+    vols = {m: [] for m in MODALITIES}
+    for s in seeds:
+        ph = make_phantom((size,) * 3, s)
+        for m in MODALITIES: vols[m].append(torch.from_numpy(ph[m]).float())
+    return {m: torch.stack(v)[:, None] for m, v in vols.items()}
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
+    p.add_argument('--ae-budget-s', type=float, default=180); p.add_argument('--tf-budget-s', type=float, default=150)
+    p.add_argument('--hidden-dim', type=int, default=128); p.add_argument('--num-layers', type=int, default=4)
+    p.add_argument('--samples', type=int, default=8); p.add_argument('--steps', type=int, nargs='+', default=[4, 8, 12, 16])
+    p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json')
+    a = p.parse_args(argv)
+    dev = a.device
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        ae_path, ae_cfg = train_autoencoder(out, a.size, a.num_cases, a.ae_budget_s, dev)
+        lab, paths, lab_steps = train_transformer(out, ae_path, ae_cfg, 'label', a.tf_budget_s, dev, a.hidden_dim, a.num_layers)
+        ic, _, ic_steps = train_transformer(out, ae_path, ae_cfg, 'single_stream', a.tf_budget_s, dev, a.hidden_dim, a.num_layers)
+        # 1. histogram distances: generated modality (rows) vs real held-out modality (columns)
+        real = real_volumes(a.size, range(700_000, 700_000 + a.samples))
+        dist = {}
+        for c, m in enumerate(MODALITIES):
+            gen = lab.decode(lab.generate_tokens(torch.full((a.samples,), c), seed=c)).cpu()
+            dist[m] = {m2: histogram_w1(gen, real[m2]) for m2 in MODALITIES}
+        # 2. in-context T1 -> T2 on held-out (validation) cases, against copying the source
+        val = TokenDataset(paths['val'], 'in_context', sources=[0], targets=[2])
+        items = [val[i] for i in range(len(val))]
+        ctx = {k: torch.stack([it[k] for it in items]) for k in ('context_tokens', 'context_labels', 'context_mask')}
+        gen_t2 = ic.decode(ic.generate_tokens(torch.full((len(items),), 2), seed=0, context=ctx)).cpu()
+        dm = PhantomDataModule(ae_cfg.data); split = dm.split_cases()['val']
+        by_id = {c['case_id']: c for c in split}
+        case_ids = load_tokens(paths['val'])['case_ids']
+        true_t1, true_t2 = [], []
+        for it in items:
+            ph = make_phantom((a.size,) * 3, by_id[case_ids[int(it['case_index'])]]['phantom_seed'])
+            true_t1.append(torch.from_numpy(ph['T1'])); true_t2.append(torch.from_numpy(ph['T2']))
+        true_t1, true_t2 = torch.stack(true_t1)[:, None].float(), torch.stack(true_t2)[:, None].float()
+        recon_t2 = ic.decode(torch.stack([it['tokens'] for it in items]).to(dev)).cpu()
+        psnr, ssim = PSNRMetric(1.0), SSIMMetric(3, data_range=1.0)
+        score = lambda x: (float(psnr(x, true_t2).median()), float(ssim(x, true_t2).median()))
+        tr_scores = {'in-context T1 → T2': score(gen_t2), 'copy T1 as T2': score(true_t1), 'stage-1 reconstruction of true T2 (ceiling)': score(recon_t2)}
+        # 3. sampling time per volume against steps (tokens only, and with decoding)
+        timing = []
+        for s in a.steps:
+            t_tok = median_time(lambda: lab.generate_tokens(torch.zeros(4, dtype=torch.long), seed=0, steps=s), repeats=3, device=dev) / 4
+            t_all = median_time(lambda: lab.decode(lab.generate_tokens(torch.zeros(4, dtype=torch.long), seed=0, steps=s)), repeats=3, device=dev) / 4
+            timing.append({'steps': s, 'tokens s/volume': t_tok, 'tokens + decode s/volume': t_all})
+    m = machine_info(dev)
+    hist_rows = [{'generated \\ real': g, **{r: f"{v:.4f}{' ◀' if r == min(d, key=d.get) else ''}" for r, v in d.items()},
+                  'closest is own modality': 'pass' if min(d, key=d.get) == g else 'FAIL'} for g, d in dist.items()]
+    tr_rows = [{'method': k, 'PSNR (dB, median)': f"{v[0]:.2f}", 'SSIM (median)': f"{v[1]:.3f}"} for k, v in tr_scores.items()]
+    beats = tr_scores['in-context T1 → T2'][0] > tr_scores['copy T1 as T2'][0] and tr_scores['in-context T1 → T2'][1] > tr_scores['copy T1 as T2'][1]
+    text = (f"### MaskGiT stage 2 on phantoms ({a.size}³, token grid {tuple(lab.latent_shape)}, transformer {a.hidden_dim}×{a.num_layers})\n\n"
+            f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Budgets: autoencoder "
+            f"{a.ae_budget_s:.0f} s, each transformer {a.tf_budget_s:.0f} s (label-conditional {lab_steps} steps, in-context {ic_steps} steps).\n\n"
+            f"**Intensity-histogram distance (W1) of {a.samples} generated volumes per modality to {a.samples} real held-out volumes per modality** "
+            f"(◀ = closest):\n\n" + markdown_table(hist_rows) +
+            f"\n\n**In-context translation T1 → T2 on {len(items)} held-out cases** — beats copying the source on PSNR and SSIM: "
+            f"{'pass' if beats else 'FAIL'}\n\n" + markdown_table(tr_rows) +
+            f"\n\n**Sampling time per volume** (batch 4, median of 3):\n\n" + markdown_table(timing))
+    print(text)
+    if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'hist': dist, 'translation': tr_scores, 'timing': timing}, indent=1))
+
+if __name__ == '__main__': main()
