@@ -20,7 +20,7 @@ from .sliding_window import AutoencoderInferenceWrapper
 
 # %% auto #0
 __all__ = ['file_sha256', 'token_cache_key', 'class_names', 'split_datasets', 'encode_dataset', 'save_tokens', 'load_tokens',
-           'pre_encode', 'TokenDataset', 'TokenDataModule']
+           'load_any_autoencoder', 'pre_encode', 'TokenDataset', 'TokenDataModule']
 
 # %% ../nbs/22_tokens.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -59,9 +59,10 @@ def split_datasets(dm:VolumeDataModule) -> dict:
     return out
 
 @torch.no_grad()
-def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, device='cpu', progress:bool=False) -> dict:
-    "Encode every sample of `ds` to tokens. Returns `tokens`, `labels`, `case_ids`, `case_index`, `affine`."
-    toks, labels, case_ids, case_index, affine = [], [], [], [], None
+def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, device='cpu', progress:bool=False, latents:bool=False) -> dict:
+    """Encode every sample of `ds`: token grids (FSQ) or, with `latents=True`, `z_mu`/`z_sigma` (KL VAE).
+    Returns `tokens` (or `z_mu`, `z_sigma`), `labels`, `case_index`, `case_ids`, `affine`, and `seg` when the samples have one."""
+    toks, mus, sigmas, segs, labels, case_ids, case_index, affine = [], [], [], [], [], [], [], None
     seen = {}
     it = range(0, len(ds), batch_size)
     if progress:
@@ -71,13 +72,20 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
         except RuntimeError as e: raise transform_error_cause(e) from None
         x = torch.stack([torch.as_tensor(d['image']).float() for d in items]).to(device)
         if affine is None and 'affine' in items[0]: affine = np.asarray(items[0]['affine'], dtype=np.float64)
-        toks.append(wrapper.quantize_stage_2_inputs(x).to(torch.int32).cpu())
+        if latents:
+            mu, sigma = wrapper.encode(x); mus.append(mu.float().cpu()); sigmas.append(sigma.float().cpu())
+        else: toks.append(wrapper.quantize_stage_2_inputs(x).to(torch.int32).cpu())
+        if all('seg' in d for d in items): segs.append(torch.stack([torch.as_tensor(d['seg']).to(torch.uint8) for d in items]))
         for d in items:
             labels.append(max(int(d.get('label', 0)), 0))
             cid = str(d.get('case_id', f'sample_{len(case_index)}'))
             case_index.append(seen.setdefault(cid, len(seen)))
-    return {'tokens': torch.cat(toks), 'labels': torch.tensor(labels, dtype=torch.int64), 'case_index': torch.tensor(case_index, dtype=torch.int64),
-            'case_ids': list(seen), 'affine': affine if affine is not None else np.eye(4)}
+    out = {'labels': torch.tensor(labels, dtype=torch.int64), 'case_index': torch.tensor(case_index, dtype=torch.int64),
+           'case_ids': list(seen), 'affine': affine if affine is not None else np.eye(4)}
+    if latents: out.update(z_mu=torch.cat(mus), z_sigma=torch.cat(sigmas))
+    else: out['tokens'] = torch.cat(toks)
+    if len(segs) * batch_size >= len(ds) and segs: out['seg'] = torch.cat(segs)
+    return out
 
 # %% ../nbs/22_tokens.ipynb #0cc5323e
 def save_tokens(enc:dict, path, meta:dict) -> Path:
@@ -86,7 +94,7 @@ def save_tokens(enc:dict, path, meta:dict) -> Path:
     md = {k: json.dumps(v) for k, v in {**meta, 'case_ids': enc['case_ids'], 'affine': np.asarray(enc['affine']).tolist()}.items()}
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent); os.close(fd)
     try:
-        save_file({k: enc[k].contiguous() for k in ('tokens', 'labels', 'case_index')}, tmp, metadata=md); os.replace(tmp, path)
+        save_file({k: v.contiguous() for k, v in enc.items() if torch.is_tensor(v)}, tmp, metadata=md); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
@@ -100,15 +108,25 @@ def load_tokens(path) -> dict:
             out = {k: f.get_tensor(k) for k in f.keys()}
             out.update({k: json.loads(v) for k, v in (f.metadata() or {}).items()})
     except Exception as e: raise ValueError(f"{path}: not a prod9 token cache ({e})") from None
-    for k in ('tokens', 'labels', 'case_index', 'key'):
+    for k in ('labels', 'case_index', 'key'):
         if k not in out: raise ValueError(f"{path}: not a prod9 token cache (missing {k!r})")
     return out
 
 # %% ../nbs/22_tokens.ipynb #6040329c
+def load_any_autoencoder(path, map_location='cpu'):
+    "An exported FSQ autoencoder or MAISI VAE, by the class recorded in the file."
+    from prod9.train_autoencoder import load_autoencoder
+    try:
+        with safe_open(str(path), framework='pt') as f: cls = (f.metadata() or {}).get('prod9_class')
+    except Exception: cls = None
+    if cls == 'MAISIVAE':
+        from prod9.maisi_vae import load_vae; return load_vae(path, map_location)
+    return load_autoencoder(path, map_location)
+
 def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir, device='cpu', batch_size:int=4,
                progress:bool=False, log=print) -> dict:
-    "Encode every split of `data_cfg` with the exported autoencoder into `cache_dir/{split}.safetensors`; reuse a cache with the same key."
-    from prod9.train_autoencoder import load_autoencoder
+    """Encode every split of `data_cfg` with the exported autoencoder into `cache_dir/{split}.safetensors`; reuse a cache with the same key.
+    An FSQ export gives token grids; a MAISI VAE export gives latents (`z_mu`, `z_sigma`)."""
     cache_dir = Path(cache_dir)
     key = token_cache_key(autoencoder_path, data_cfg, sw_cfg)
     dm = datamodule_from_config(data_cfg)
@@ -119,20 +137,23 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
         except (FileNotFoundError, ValueError): return False
     if all(fresh(p) for p in paths.values()):
         log(f"token cache {cache_dir} is up to date (key {key})"); return paths
-    ae = load_autoencoder(autoencoder_path, map_location='cpu').to(device)
+    ae = load_any_autoencoder(autoencoder_path, map_location='cpu').to(device)
+    latents = not hasattr(ae, 'codebook_size')
     wrapper = AutoencoderInferenceWrapper(ae, sw_cfg)
-    meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg), 'vocab_size': ae.codebook_size,
-            'downsample_factor': ae.downsample_factor, 'source': data_cfg.source}
+    meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg),
+            'downsample_factor': ae.downsample_factor, 'source': data_cfg.source,
+            **({'latent_channels': ae.latent_channels} if latents else {'vocab_size': ae.codebook_size})}
     datasets = split_datasets(dm)
     for s in names:
         ds = datasets.get(s)
         if ds is None or len(ds) == 0:
-            enc = {'tokens': torch.zeros((0,), dtype=torch.int32), 'labels': torch.zeros(0, dtype=torch.int64),
+            enc = {('z_mu' if latents else 'tokens'): torch.zeros((0,), dtype=torch.float32 if latents else torch.int32), 'labels': torch.zeros(0, dtype=torch.int64),
                    'case_index': torch.zeros(0, dtype=torch.int64), 'case_ids': [], 'affine': np.eye(4)}
             save_tokens(enc, paths[s], {**meta, 'grid': []}); continue
-        enc = encode_dataset(wrapper, ds, batch_size, device, progress)
-        save_tokens(enc, paths[s], {**meta, 'grid': list(enc['tokens'].shape[1:])})
-        log(f"encoded {s}: {len(enc['tokens'])} volumes → tokens {tuple(enc['tokens'].shape[1:])} ({paths[s]})")
+        enc = encode_dataset(wrapper, ds, batch_size, device, progress, latents)
+        grid = enc['z_mu'].shape[2:] if latents else enc['tokens'].shape[1:]
+        save_tokens(enc, paths[s], {**meta, 'grid': list(grid)})
+        log(f"encoded {s}: {len(enc['labels'])} volumes → {'latents' if latents else 'tokens'} {tuple(grid)} ({paths[s]})")
     return paths
 
 # %% ../nbs/22_tokens.ipynb #9c2ca3dc
