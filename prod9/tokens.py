@@ -59,10 +59,12 @@ def split_datasets(dm:VolumeDataModule) -> dict:
     return out
 
 @torch.no_grad()
-def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, device='cpu', progress:bool=False, latents:bool=False) -> dict:
+def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, device='cpu', progress:bool=False, latents:bool=False,
+                   store_images:bool=False) -> dict:
     """Encode every sample of `ds`: token grids (FSQ) or, with `latents=True`, `z_mu`/`z_sigma` (KL VAE).
-    Returns `tokens` (or `z_mu`, `z_sigma`), `labels`, `case_index`, `case_ids`, `affine`, and `seg` when the samples have one."""
-    toks, mus, sigmas, segs, labels, case_ids, case_index, affine = [], [], [], [], [], [], [], None
+    Returns `tokens` (or `z_mu`, `z_sigma`), `labels`, `case_index`, `case_ids`, `affine`, `seg` when the samples have one,
+    and with `store_images` the (float16) images themselves (for image-conditioned ControlNets)."""
+    toks, mus, sigmas, segs, imgs, labels, case_ids, case_index, affine = [], [], [], [], [], [], [], [], None
     seen = {}
     it = range(0, len(ds), batch_size)
     if progress:
@@ -75,6 +77,7 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
         if latents:
             mu, sigma = wrapper.encode(x); mus.append(mu.float().cpu()); sigmas.append(sigma.float().cpu())
         else: toks.append(wrapper.quantize_stage_2_inputs(x).to(torch.int32).cpu())
+        if store_images: imgs.append(x.half().cpu())
         if all('seg' in d for d in items): segs.append(torch.stack([torch.as_tensor(d['seg']).to(torch.uint8) for d in items]))
         for d in items:
             labels.append(max(int(d.get('label', 0)), 0))
@@ -85,6 +88,7 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
     if latents: out.update(z_mu=torch.cat(mus), z_sigma=torch.cat(sigmas))
     else: out['tokens'] = torch.cat(toks)
     if len(segs) * batch_size >= len(ds) and segs: out['seg'] = torch.cat(segs)
+    if store_images: out['image'] = torch.cat(imgs)
     return out
 
 # %% ../nbs/22_tokens.ipynb #0cc5323e
@@ -124,11 +128,11 @@ def load_any_autoencoder(path, map_location='cpu'):
     return load_autoencoder(path, map_location)
 
 def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir, device='cpu', batch_size:int=4,
-               progress:bool=False, log=print) -> dict:
+               progress:bool=False, log=print, store_images:bool=False) -> dict:
     """Encode every split of `data_cfg` with the exported autoencoder into `cache_dir/{split}.safetensors`; reuse a cache with the same key.
     An FSQ export gives token grids; a MAISI VAE export gives latents (`z_mu`, `z_sigma`)."""
     cache_dir = Path(cache_dir)
-    key = token_cache_key(autoencoder_path, data_cfg, sw_cfg)
+    key = token_cache_key(autoencoder_path, data_cfg, sw_cfg) + ('-img' if store_images else '')
     dm = datamodule_from_config(data_cfg)
     names = ('train', 'val', 'test')
     paths = {s: cache_dir / f'{s}.safetensors' for s in names}
@@ -150,7 +154,7 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
             enc = {('z_mu' if latents else 'tokens'): torch.zeros((0,), dtype=torch.float32 if latents else torch.int32), 'labels': torch.zeros(0, dtype=torch.int64),
                    'case_index': torch.zeros(0, dtype=torch.int64), 'case_ids': [], 'affine': np.eye(4)}
             save_tokens(enc, paths[s], {**meta, 'grid': []}); continue
-        enc = encode_dataset(wrapper, ds, batch_size, device, progress, latents)
+        enc = encode_dataset(wrapper, ds, batch_size, device, progress, latents, store_images)
         grid = enc['z_mu'].shape[2:] if latents else enc['tokens'].shape[1:]
         save_tokens(enc, paths[s], {**meta, 'grid': list(grid)})
         log(f"encoded {s}: {len(enc['labels'])} volumes → {'latents' if latents else 'tokens'} {tuple(grid)} ({paths[s]})")
