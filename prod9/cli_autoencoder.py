@@ -17,11 +17,11 @@ from .sliding_window import AutoencoderInferenceWrapper
 from .train_autoencoder import (AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer, export_autoencoder, load_autoencoder)
 
 # %% auto #0
-__all__ = ['infer', 'main']
+__all__ = ['main', 'infer', 'autoencoder_cli']
 
 # %% ../nbs/15_cli_autoencoder.ipynb #5ab1e837
-def _parser():
-    p = argparse.ArgumentParser(prog='prod9-train-autoencoder', description="MaskGiT stage 1: the FSQ autoencoder.")
+def _parser(prog='prod9-train-autoencoder', description="MaskGiT stage 1: the FSQ autoencoder."):
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument('command', choices=['train', 'validate', 'test', 'infer'])
     p.add_argument('--config', required=True, help="YAML path, or the name of a packaged config")
     p.add_argument('--output-dir', help="overrides output_dir from the config")
@@ -30,13 +30,13 @@ def _parser():
     p.add_argument('--roi-size', type=int, nargs='+'); p.add_argument('--overlap', type=float); p.add_argument('--sw-batch-size', type=int)
     return p
 
-def _module(cfg, checkpoint):
+def _module(cfg, checkpoint, module_cls=AutoencoderFSQLightning, load_fn=load_autoencoder):
     "A Lightning module for `cfg`, with weights from `checkpoint` (.ckpt or .safetensors) when given."
-    m = AutoencoderFSQLightning(cfg.model_dump())
+    m = module_cls(cfg.model_dump())
     if checkpoint:
         p = Path(checkpoint)
         if not p.is_file(): raise FileNotFoundError(f"--checkpoint {p}: no such file")
-        if p.suffix == '.safetensors': m.autoencoder.load_state_dict(load_autoencoder(p).state_dict())
+        if p.suffix == '.safetensors': m.autoencoder.load_state_dict(load_fn(p).state_dict())
         else:
             sd = torch.load(p, map_location='cpu', weights_only=True)
             if 'state_dict' not in sd: raise ValueError(f"--checkpoint {p}: not a Lightning checkpoint (no state_dict)")
@@ -57,29 +57,39 @@ def infer(cfg, module, args) -> Path:
     rec = wrapper.reconstruct(x)[0, 0].clamp(0, 1).numpy()
     return write_nifti(rec, args.output, v.affine)
 
-def main(argv=None) -> int:
-    "Entry point of `prod9-train-autoencoder`."
-    args = _parser().parse_args(argv)
+def autoencoder_cli(prog:str, description:str, config_cls=AutoencoderStageConfig, module_cls=AutoencoderFSQLightning,
+                    export_fn=export_autoencoder, load_fn=load_autoencoder):
+    "The `train | validate | test | infer` entry point for an autoencoder stage (FSQ here, the MAISI VAE in `prod9.cli_maisi`)."
+    def main(argv=None) -> int:
+        return _run(argv, prog, description, config_cls, module_cls, export_fn, load_fn)
+    main.__doc__ = f"Entry point of `{prog}`."
+    return main
+
+def _run(argv, prog, description, config_cls, module_cls, export_fn, load_fn) -> int:
+    args = _parser(prog, description).parse_args(argv)
+    _module_ = lambda cfg, ck: _module(cfg, ck, module_cls, load_fn)
     try:
         over = {'output_dir': args.output_dir} if args.output_dir else None
-        cfg = load_config(config_path(args.config), AutoencoderStageConfig, overrides=over)
+        cfg = load_config(config_path(args.config), config_cls, overrides=over)
         torch.manual_seed(cfg.seed)
         out = Path(cfg.output_dir)
         if args.command == 'infer':
             if not args.checkpoint: raise ValueError("infer needs --checkpoint (best.ckpt or the exported .safetensors)")
-            print(f"wrote {infer(cfg, _module(cfg, args.checkpoint), args)}"); return 0
+            print(f"wrote {infer(cfg, _module_(cfg, args.checkpoint), args)}"); return 0
         dm = datamodule_from_config(cfg.data)
         trainer = make_trainer(cfg, out)
         if args.command == 'train':
             resume = args.checkpoint if args.checkpoint and not args.checkpoint.endswith('.safetensors') else None
-            module = _module(cfg, None if resume else args.checkpoint)
+            module = _module_(cfg, None if resume else args.checkpoint)
             trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if resume else trainer.fit(module, datamodule=dm)
             best = trainer.checkpoint_callback.best_model_path or str(out / 'last.ckpt')
-            final = _module(cfg, best) if Path(best).is_file() else module
-            print(f"exported {export_autoencoder(final.autoencoder, cfg.model, cfg.export_file)} (from {best})")
+            final = _module_(cfg, best) if Path(best).is_file() else module
+            print(f"exported {export_fn(final.autoencoder, cfg.model, cfg.export_file)} (from {best})")
             return 0
-        module = _module(cfg, args.checkpoint)
+        module = _module_(cfg, args.checkpoint)
         (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
         return 0
     except (ConfigError, VolumeError, FileNotFoundError, ValueError) as e:
-        print(f"prod9-train-autoencoder: error: {e}", file=sys.stderr); return 1
+        print(f"{prog}: error: {e}", file=sys.stderr); return 1
+
+main = autoencoder_cli('prod9-train-autoencoder', "MaskGiT stage 1: the FSQ autoencoder.")
