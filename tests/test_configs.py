@@ -25,6 +25,14 @@ def schema_for(name:str):
         from prod9.train_autoencoder import AutoencoderStageConfig; return AutoencoderStageConfig
     if name.startswith('maskgit/') and '/stage2/' in name:
         from prod9.train_transformer import TransformerStageConfig; return TransformerStageConfig
+    if name.startswith('maisi/'):
+        stem = name.rsplit('/', 1)[-1]
+        if 'controlnet' in stem:
+            from prod9.controlnet import ControlNetStageConfig; return ControlNetStageConfig
+        if 'diffusion' in stem:
+            from prod9.latent_diffusion import DiffusionStageConfig; return DiffusionStageConfig
+        if 'vae' in stem:
+            from prod9.maisi_vae import MAISIVAEStageConfig; return MAISIVAEStageConfig
     return None
 
 STAGE_CONFIGS = [n for n in list_configs() if not n.startswith('data/')]
@@ -35,16 +43,19 @@ def test_every_config_has_a_schema():
                  'maskgit/medmnist3d/stage1/base.yaml', 'maskgit/medmnist3d/stage1/ffl.yaml', 'maskgit/medmnist3d/stage1/large.yaml',
                  'maskgit/phantoms/stage2/base.yaml', 'maskgit/phantoms/stage2/in_context.yaml', 'maskgit/brats/stage2/base.yaml',
                  'maskgit/brats/stage2/in_context.yaml', 'maskgit/medmnist3d/stage2/base.yaml', 'maskgit/medmnist3d/stage2/ffl.yaml',
-                 'maskgit/medmnist3d/stage2/large.yaml'):
+                 'maskgit/medmnist3d/stage2/large.yaml', 'maisi/autoencoder/brats_vae.yaml', 'maisi/autoencoder/medmnist3d_vae.yaml',
+                 'maisi/diffusion/brats_diffusion.yaml', 'maisi/diffusion/medmnist3d_diffusion.yaml', 'maisi/diffusion/brats_controlnet.yaml',
+                 'maisi/phantoms/vae.yaml', 'maisi/phantoms/diffusion.yaml', 'maisi/phantoms/diffusion_ddpm.yaml', 'maisi/phantoms/controlnet.yaml'):
         assert name in STAGE_CONFIGS, name
 
 @pytest.mark.parametrize('name', STAGE_CONFIGS)
 def test_stage_configs_validate_and_build(name):
     schema = schema_for(name)
     cfg = load_config(config_path(name), schema, env=ENV)
-    if schema.__name__ == 'AutoencoderStageConfig':
+    if schema.__name__ in ('AutoencoderStageConfig', 'MAISIVAEStageConfig'):
         from prod9.train_autoencoder import build_autoencoder
-        ae = build_autoencoder(cfg.model)
+        from prod9.maisi_vae import MAISIVAE
+        ae = build_autoencoder(cfg.model) if schema.__name__ == 'AutoencoderStageConfig' else MAISIVAE(**cfg.model.model_dump())
         roi = cfg.data.roi_size
         assert all(r % ae.downsample_factor == 0 for r in roi), f"{name}: roi {roi} not divisible by {ae.downsample_factor}"
         assert tuple(cfg.sliding_window.roi_size) == tuple(roi)
@@ -60,3 +71,13 @@ def test_stage_configs_validate_and_build(name):
         if stage1 in STAGE_CONFIGS:    # the stage-2 config reads the export its stage-1 config writes
             s1 = load_config(config_path(stage1), schema_for(stage1), env=ENV)
             assert str(s1.export_file) == cfg.autoencoder_path, (stage1, s1.export_file, cfg.autoencoder_path)
+    if schema.__name__ == 'DiffusionStageConfig':
+        from prod9.latent_diffusion import build_unet
+        unet = build_unet(cfg.model, 3, 4, 4)                      # the architecture builds (4 latent channels, 4 classes)
+        assert cfg.scheduler.num_inference_steps <= cfg.scheduler.num_train_timesteps
+    if schema.__name__ == 'ControlNetStageConfig':
+        assert cfg.diffusion_path.endswith('.ckpt') and cfg.vae_path.endswith('.safetensors')
+    if name.startswith('maisi/') and schema.__name__ != 'MAISIVAEStageConfig':   # reads the export its VAE config writes
+        vae_cfgs = [n for n in STAGE_CONFIGS if n.startswith('maisi/') and schema_for(n).__name__ == 'MAISIVAEStageConfig']
+        exports = {str(load_config(config_path(n), schema_for(n), env=ENV).export_file) for n in vae_cfgs}
+        assert cfg.vae_path in exports, (name, cfg.vae_path, exports)
