@@ -101,7 +101,7 @@ class TransformerDecoder(nn.Module):
         B, grid = tokens.shape[0], tokens.shape[1:]
         if labels is None: labels = torch.full((B,), self.null_label, device=tokens.device, dtype=torch.long)
         c = self.cond_emb(labels.long())
-        x = self.tok_emb(tokens.flatten(1).long()) + self.pos(grid)
+        x = self.tok_emb(tokens.flatten(1).long()) + self.pos(grid) + c[:, None]     # the condition also enters every token directly
         for blk in self.blocks: x = blk(x, c)
         sh, sc = self.ada_out(c)[:, None].chunk(2, dim=-1)
         return self.head(modulate(self.norm_out(x), sh, sc)).view(B, *grid, self.vocab_size)

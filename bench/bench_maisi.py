@@ -1,0 +1,159 @@
+"""MAISI benchmark on phantoms after fixed CPU budgets.
+
+1. VAE: held-out PSNR/SSIM (MONAI metrics) after a training budget; compression ratio.
+2. Sampling time per volume with the same UNet: rectified flow at 10 and 30 steps, DDPM at 1000 steps, and the ratios.
+   (The UNet is trained with rectified flow; DDPM here measures time per volume only.)
+3. ControlNet (mask + modality label): Dice between the requested tumour mask and the lesion a fixed segmenter finds in the
+   generated FLAIR volume, against the same measure for the unconditioned diffusion model. The segmenter is a small MONAI
+   UNet trained on real phantom FLAIR volumes (tumour = NCR ∪ ED ∪ ET) for a fixed budget; its Dice on real held-out
+   volumes is reported as the ceiling.
+
+    python bench/bench_maisi.py                          # ~10 min on 2 CPU cores
+"""
+from __future__ import annotations
+import argparse, json, statistics, sys, tempfile, time
+from pathlib import Path
+import numpy as np, torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import default_device, machine_info, markdown_table, median_time
+
+from prod9.config import MODALITIES
+from prod9.phantoms import make_phantom
+from prod9.data import PhantomDataModule
+from prod9.train_autoencoder import make_trainer
+from prod9.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning, export_vae, load_vae
+from prod9.tokens import pre_encode, load_tokens
+from prod9.latent_diffusion import (DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor, NoiseSchedulerConfig)
+from prod9.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset, mask_condition
+from monai.metrics import PSNRMetric, SSIMMetric, DiceMetric
+from torch.utils.data import DataLoader
+
+FLAIR = MODALITIES.index('FLAIR')
+def accel(d): return 'gpu' if str(d).startswith('cuda') else 'cpu'
+def quiet(device): return {'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000}
+
+def train_vae(out, data, budget, device):
+    cfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model={'num_channels': [16, 32, 32], 'num_res_blocks': [1, 1, 1],
+                              'attention_levels': [False] * 3, 'norm_num_groups': 8}, loss={'kl_weight': 1e-6}, training={'lr': 1e-3}, trainer=quiet(device))
+    torch.manual_seed(0); m = MAISIVAELightning(cfg.model_dump())
+    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_time={'seconds': budget}).fit(m, datamodule=PhantomDataModule(cfg.data))
+    return export_vae(m.autoencoder, cfg.model, out / 'vae.safetensors'), m.autoencoder.eval()
+
+@torch.no_grad()
+def eval_vae(vae, size, n, device):
+    ps, ss = [], []
+    for i in range(n):
+        ph = make_phantom((size,) * 3, 800_000 + i)
+        x = torch.from_numpy(np.stack([ph[m] for m in MODALITIES])[:, None]).float().to(device)
+        r = vae(x)[0].clamp(0, 1)
+        ps += PSNRMetric(1.0)(r, x).flatten().tolist(); ss += SSIMMetric(3, data_range=1.0)(r, x).flatten().tolist()
+    return statistics.median(ps), statistics.median(ss)
+
+def train_diffusion(out, vae_path, data, budget, device):
+    cfg = DiffusionStageConfig(vae_path=str(vae_path), output_dir=str(out / 'diffusion'), latent_cache_dir=str(out / 'latents'), data=data,
+        model={'num_channels': [32, 64], 'num_res_blocks': 1, 'attention_levels': [False, True], 'num_head_channels': 16, 'norm_num_groups': 8, 'conditional': True},
+        scheduler={'base_img_size_numel': 512}, training={'lr': 5e-4, 'warmup_steps': 20}, sliding_window={'roi_size': data['roi_size'], 'overlap': 0.25},
+        trainer=quiet(device))
+    paths = pre_encode(vae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None)
+    info = load_tokens(paths['train']); sf = latent_scale_factor(info)
+    torch.manual_seed(0)
+    m = MAISIDiffusionLightning(cfg.model_dump(), info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'])
+    tr = make_trainer(cfg, cfg.output_dir, monitor='val_loss', enable_model_summary=False, max_time={'seconds': budget})
+    tr.fit(m, DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True))
+    return m.eval().to(device), paths, info, cfg, tr.global_step
+
+def train_controlnet(out, base, paths, info, cfg, budget, device):
+    ccfg = ControlNetStageConfig(**{**cfg.model_dump(), 'output_dir': str(out / 'controlnet'), 'diffusion_path': 'in-memory',
+                                   'controlnet': {'control_type': 'mask+label'}, 'training': {'lr': 5e-4, 'warmup_steps': 20}})
+    torch.manual_seed(0)
+    m = ControlNetLightning(ccfg.model_dump(), base.latent_shape, base.latent_channels, base.class_names, base.scale_factor,
+                            base.affine.tolist(), info['downsample_factor']).init_from_unet(base.unet.state_dict())
+    tr = make_trainer(ccfg, ccfg.output_dir, monitor='val_loss', enable_model_summary=False, max_time={'seconds': budget})
+    tr.fit(m, DataLoader(ControlDataset(paths['train'], base.scale_factor, ccfg.controlnet, base.class_names), batch_size=8, shuffle=True))
+    return m.eval().to(device), tr.global_step
+
+def train_segmenter(size, n_cases, budget, device):
+    "A small MONAI UNet: FLAIR volume → tumour (NCR ∪ ED ∪ ET), trained on real phantoms for `budget` seconds."
+    from monai.networks.nets import UNet
+    from monai.losses import DiceCELoss
+    torch.manual_seed(0)
+    net = UNet(3, 1, 2, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).to(device)
+    xs, ys = [], []
+    for i in range(n_cases):
+        ph = make_phantom((size,) * 3, 600_000 + i); xs.append(ph['FLAIR']); ys.append((ph['seg'] > 0).astype(np.int64))
+    X, Y = torch.from_numpy(np.stack(xs))[:, None].float().to(device), torch.from_numpy(np.stack(ys))[:, None].to(device)
+    opt, lossf = torch.optim.Adam(net.parameters(), 3e-3), DiceCELoss(to_onehot_y=True, softmax=True)
+    t0, steps = time.time(), 0
+    while time.time() - t0 < budget:
+        idx = torch.randint(0, len(X), (4,))
+        loss = lossf(net(X[idx]), Y[idx]); opt.zero_grad(); loss.backward(); opt.step(); steps += 1
+    return net.eval(), steps
+
+@torch.no_grad()
+def dice(seg_net, vols, masks):
+    pred = seg_net(vols).argmax(1, keepdim=True)
+    d = DiceMetric(include_background=False, ignore_empty=False)(torch.nn.functional.one_hot(pred[:, 0], 2).permute(0, 4, 1, 2, 3),
+                                                                 torch.nn.functional.one_hot(masks[:, 0], 2).permute(0, 4, 1, 2, 3))
+    return float(d.nanmean())
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
+    p.add_argument('--vae-budget-s', type=float, default=120); p.add_argument('--diffusion-budget-s', type=float, default=150)
+    p.add_argument('--controlnet-budget-s', type=float, default=150); p.add_argument('--segmenter-budget-s', type=float, default=60)
+    p.add_argument('--samples', type=int, default=8); p.add_argument('--device', default=default_device())
+    p.add_argument('--markdown'); p.add_argument('--json')
+    a = p.parse_args(argv); dev = a.device
+    data = {'source': 'phantoms', 'num_cases': a.num_cases, 'shape': [a.size] * 3, 'roi_size': [a.size] * 3, 'batch_size': 4, 'val_fraction': 0.25}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        vae_path, vae = train_vae(out, data, a.vae_budget_s, dev)
+        psnr, ssim = eval_vae(vae.to(dev), a.size, 4, dev)
+        base, paths, info, cfg, diff_steps = train_diffusion(out, vae_path, data, a.diffusion_budget_s, dev)
+        base.attach_vae(load_vae(vae_path))
+        # sampling time per volume: same UNet, RF 10 / 30 steps, DDPM 1000 steps
+        ddpm = MAISIDiffusionLightning(cfg.model_copy(update={'scheduler': NoiseSchedulerConfig(strategy='ddpm')}).model_dump(), base.latent_shape,
+                                       base.latent_channels, base.class_names, base.scale_factor).to(dev).eval()
+        ddpm.unet.load_state_dict(base.unet.state_dict())
+        lab = [FLAIR]
+        t_rf10 = median_time(lambda: base.generate_latents(1, lab, num_inference_steps=10), repeats=5, device=dev)
+        t_rf30 = median_time(lambda: base.generate_latents(1, lab, num_inference_steps=30), repeats=5, device=dev)
+        t_ddpm = median_time(lambda: ddpm.generate_latents(1, lab, num_inference_steps=1000), repeats=1, warmup=0, device=dev)
+        t_dec = median_time(lambda: base.decode(base.generate_latents(1, lab, num_inference_steps=1)), repeats=3, device=dev)
+        # ControlNet Dice against the unconditioned model, with a fixed segmenter
+        cn, cn_steps = train_controlnet(out, base, paths, info, cfg, a.controlnet_budget_s, dev)
+        cn.attach_vae(load_vae(vae_path))
+        seg_net, seg_steps = train_segmenter(a.size, 24, a.segmenter_budget_s, dev)
+        masks, real = [], []
+        for i in range(a.samples):
+            ph = make_phantom((a.size,) * 3, 910_000 + i); masks.append(ph['seg']); real.append(ph['FLAIR'])
+        seg = torch.from_numpy(np.stack(masks))[:, None].long().to(dev)
+        real = torch.from_numpy(np.stack(real))[:, None].float().to(dev)
+        tumour = (seg > 0).long()
+        labels = [FLAIR] * a.samples
+        gen_cn = cn.decode(cn.generate_latents(a.samples, labels, seed=0, control=mask_condition(seg, [1, 2, 3]).to(dev)))
+        gen_base = base.decode(base.generate_latents(a.samples, labels, seed=0))
+        d_cn, d_base, d_real = dice(seg_net, gen_cn, tumour), dice(seg_net, gen_base, tumour), dice(seg_net, real, tumour)
+    m = machine_info(dev)
+    rows = [
+        {'metric': f'VAE held-out PSNR / SSIM after {a.vae_budget_s:.0f} s', 'value': f"{psnr:.2f} dB / {ssim:.3f}", 'target': '', 'result': ''},
+        {'metric': 'VAE compression', 'value': f"{(a.size ** 3) / (info['latent_channels'] * np.prod(info['grid'])):.0f} voxels per latent value "
+                                             f"({tuple(info['grid'])}×{info['latent_channels']})", 'target': '', 'result': ''},
+        {'metric': f'diffusion training ({a.diffusion_budget_s:.0f} s)', 'value': f"{diff_steps} steps", 'target': '', 'result': ''},
+        {'metric': 'rectified flow, 10 steps (s/volume, latents)', 'value': f"{t_rf10:.3f}", 'target': '', 'result': ''},
+        {'metric': 'rectified flow, 30 steps (s/volume, latents)', 'value': f"{t_rf30:.3f}", 'target': '', 'result': ''},
+        {'metric': 'DDPM, 1000 steps (s/volume, latents)', 'value': f"{t_ddpm:.2f}", 'target': '', 'result': ''},
+        {'metric': 'VAE decode (s/volume)', 'value': f"{t_dec:.3f}", 'target': '', 'result': ''},
+        {'metric': 'DDPM-1000 / RF-10 time ratio', 'value': f"{t_ddpm / t_rf10:.0f}×", 'target': '≥ 50×', 'result': 'pass' if t_ddpm / t_rf10 >= 50 else 'FAIL'},
+        {'metric': 'DDPM-1000 / RF-30 time ratio', 'value': f"{t_ddpm / t_rf30:.0f}×", 'target': '', 'result': ''},
+        {'metric': f'ControlNet ({cn_steps} steps): Dice(requested mask, lesion in generated FLAIR)', 'value': f"{d_cn:.3f}", 'target': '> unconditioned', 'result': 'pass' if d_cn > d_base else 'FAIL'},
+        {'metric': 'unconditioned diffusion: Dice(same masks, lesion in generated FLAIR)', 'value': f"{d_base:.3f}", 'target': '', 'result': ''},
+        {'metric': f'segmenter ({seg_steps} steps) on real held-out FLAIR (ceiling)', 'value': f"{d_real:.3f}", 'target': '', 'result': ''},
+    ]
+    text = (f"### MAISI on phantoms ({a.size}³)\n\n{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}; "
+            f"{a.samples} generated volumes per Dice figure.\n\n" + markdown_table(rows))
+    print(text)
+    if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'rows': rows}, indent=1))
+
+if __name__ == '__main__': main()
