@@ -45,7 +45,11 @@ def _latents(cfg, store_images=False):
     vae = cfg.require_file('vae_path')
     return pre_encode(vae, cfg.data, cfg.sliding_window, cfg.cache_dir, batch_size=cfg.encode_batch_size, store_images=store_images), vae
 
-def _fit_or_eval(args, trainer, module, train_dl, val_dl, test_dl):
+def _fit_or_eval(args, cfg, module, datasets:dict):
+    "Train, validate or test `module` on the `train`/`val`/`test` datasets (test falls back to val when empty)."
+    trainer = make_trainer(cfg, cfg.output_dir, monitor='val_loss')
+    train_dl, val_dl = _loader(datasets['train'], cfg, True), _loader(datasets['val'], cfg)
+    test_dl = _loader(datasets['test'] if len(datasets['test']) else datasets['val'], cfg)
     if args.command == 'train':
         if args.checkpoint and not Path(args.checkpoint).is_file(): raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
         kw = {'ckpt_path': args.checkpoint, 'weights_only': True} if args.checkpoint else {}
@@ -103,10 +107,7 @@ def _diffusion(argv):
         if not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
         module = load_diffusion_checkpoint(args.checkpoint)
     sf = module.scale_factor
-    dl = {s: LatentDataset(paths[s], sf) for s in paths}
-    trainer = make_trainer(cfg, cfg.output_dir, monitor='val_loss')
-    _fit_or_eval(args, trainer, module, _loader(dl['train'], cfg, True), _loader(dl['val'], cfg),
-                 _loader(dl['test'] if len(dl['test']) else dl['val'], cfg))
+    _fit_or_eval(args, cfg, module, {s: LatentDataset(paths[s], sf) for s in paths})
     return 0
 
 def diffusion_main(argv=None) -> int:
@@ -173,10 +174,7 @@ def _controlnet(argv):
     else:
         if not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
         module = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning)
-    ds = {s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths}
-    trainer = make_trainer(cfg, cfg.output_dir, monitor='val_loss')
-    _fit_or_eval(args, trainer, module, _loader(ds['train'], cfg, True), _loader(ds['val'], cfg),
-                 _loader(ds['test'] if len(ds['test']) else ds['val'], cfg))
+    _fit_or_eval(args, cfg, module, {s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths})
     return 0
 
 def controlnet_main(argv=None) -> int:

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, DataLoader
 from monai.networks.schedulers import RFlowScheduler, DDPMScheduler
 from .config import StrictModel, StageConfig, SlidingWindowConfig
 from .tokens import load_tokens
+from .train_transformer import warmup_schedule
 from .sliding_window import AutoencoderInferenceWrapper
 
 # %% auto #0
@@ -168,8 +169,7 @@ class MAISIDiffusionLightning(L.LightningModule):
         t = self.cfg.training
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t.warmup_steps)))
-        return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'step'}}
+        return {'optimizer': opt, 'lr_scheduler': warmup_schedule(opt, t.warmup_steps)}
 
     def class_labels(self, batch): return batch['label'].long() if self.cfg.model.conditional else None
 

@@ -21,7 +21,7 @@ from .sliding_window import AutoencoderInferenceWrapper
 # %% auto #0
 __all__ = ['CONTEXT_KEYS', 'TransformerModelConfig', 'MaskingConfig', 'SamplerConfig', 'InContextConfig',
            'TransformerOptimConfig', 'ValidationSamplingConfig', 'TransformerStageConfig', 'resolve_classes',
-           'histogram_w1', 'build_transformer', 'MaskGiTLightning', 'load_transformer_checkpoint']
+           'histogram_w1', 'warmup_schedule', 'build_transformer', 'MaskGiTLightning', 'load_transformer_checkpoint']
 
 # %% ../nbs/23_train_transformer.ipynb #ccf73b72
 class TransformerModelConfig(StrictModel):
@@ -96,6 +96,12 @@ def histogram_w1(a:torch.Tensor, b:torch.Tensor, n_quantiles:int=256) -> float:
     return float((torch.quantile(sub(a), q) - torch.quantile(sub(b).to(a.device), q)).abs().mean())
 
 # %% ../nbs/23_train_transformer.ipynb #e7f822bd
+def warmup_schedule(opt:torch.optim.Optimizer, warmup_steps:int) -> dict:
+    "Lightning's `lr_scheduler` entry for a linear warm-up over `warmup_steps` optimiser steps, constant after."
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+    return {'scheduler': sched, 'interval': 'step'}
+
+# %% ../nbs/23_train_transformer.ipynb #8091c012
 def build_transformer(cfg:TransformerModelConfig, vocab_size:int, latent_shape, num_classes:int):
     "The stage-2 network for `cfg.transformer_type`."
     kw = dict(vocab_size=vocab_size, latent_shape=tuple(latent_shape), num_modalities=num_classes, hidden_dim=cfg.hidden_dim,
@@ -134,8 +140,7 @@ class MaskGiTLightning(L.LightningModule):
         decay = [p for n, p in self.transformer.named_parameters() if p.ndim >= 2 and 'emb' not in n]
         no_decay = [p for n, p in self.transformer.named_parameters() if not (p.ndim >= 2 and 'emb' not in n)]
         opt = torch.optim.AdamW([{'params': decay, 'weight_decay': t.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}], lr=t.lr, betas=t.betas)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t.warmup_steps)))
-        return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'step'}}
+        return {'optimizer': opt, 'lr_scheduler': warmup_schedule(opt, t.warmup_steps)}
 
     def _context(self, batch): return {k: batch[k] for k in CONTEXT_KEYS if k in batch} if self.in_context else {}
 
@@ -187,7 +192,7 @@ class MaskGiTLightning(L.LightningModule):
         codes = ae.indices_to_codes(tokens.to(self.device)).to(next(ae.parameters()).dtype)
         return AutoencoderInferenceWrapper(ae, sw or self.cfg.sliding_window).decode(codes).clamp(0, 1)
 
-# %% ../nbs/23_train_transformer.ipynb #8091c012
+# %% ../nbs/23_train_transformer.ipynb #d3f85e2b
 def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
     "Rebuild a `MaskGiTLightning` from a Lightning checkpoint, safely (`weights_only=True`)."
     path = Path(path)
