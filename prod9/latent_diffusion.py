@@ -84,7 +84,7 @@ def training_target(cfg:NoiseSchedulerConfig, scheduler, x0, noise, t):
     if cfg.prediction_type == 'v_prediction': return scheduler.get_velocity(x0, noise, t)
     return x0
 
-# %% ../nbs/31_latent_diffusion.ipynb #a96b57ee
+# %% ../nbs/31_latent_diffusion.ipynb #a82abb75
 @torch.no_grad()
 def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_inference_steps:int|None=None, class_labels=None,
                    seed:int=0, device=None, controlnet=None, control=None, conditioning_scale:float=1.0, spatial_dims:int=3) -> torch.Tensor:
@@ -111,7 +111,7 @@ def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_infe
         x = sch.step(out, t, x, tn)[0] if cfg.strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
     return x
 
-# %% ../nbs/31_latent_diffusion.ipynb #a82abb75
+# %% ../nbs/31_latent_diffusion.ipynb #e5fc91f3
 class LatentDataset(Dataset):
     "Cached VAE latents: each item draws z = μ + σ·ε (scaled by `scale_factor`), with its `label` and, when cached, `seg`."
     def __init__(self, cache:dict|str|Path, scale_factor:float=1.0, sample:bool=True):
@@ -135,7 +135,7 @@ def latent_scale_factor(cache:dict|str|Path, seed:int=0) -> float:
     z = c['z_mu'] + c['z_sigma'] * torch.randn(c['z_mu'].shape, generator=g)
     return float(1.0 / z.float().std().clamp_min(1e-8))
 
-# %% ../nbs/31_latent_diffusion.ipynb #e5fc91f3
+# %% ../nbs/31_latent_diffusion.ipynb #224f603b
 def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, num_classes:int):
     "MONAI `DiffusionModelUNetMaisi` for latents with `latent_channels` channels."
     from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
@@ -221,7 +221,7 @@ class MAISIDiffusionLightning(L.LightningModule):
         vae = self.vae.to(self.device)
         return AutoencoderInferenceWrapper(vae, sw or self.cfg.sliding_window).decode(latents / self.scale_factor).clamp(0, 1)
 
-# %% ../nbs/31_latent_diffusion.ipynb #7ce16357
+# %% ../nbs/31_latent_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):
     "Rebuild a diffusion (or ControlNet) Lightning module from its checkpoint, safely (`weights_only=True`)."
     cls = cls or MAISIDiffusionLightning
