@@ -4,7 +4,7 @@ from prod9.io import write_nifti
 from prod9.phantoms import make_phantom
 
 def test_demo_writes_nifti_and_png(cli, tmp_path):
-    r = cli('prod9-demo', '--output-dir', tmp_path / 'demo', '--num-cases', '1', '--size', '24')
+    r = cli('prod9-demo', '--output-dir', tmp_path / 'demo', '--num-cases', '1', '--size', '24', '--data-only')
     assert r.returncode == 0, r.stderr
     ph = make_phantom((24, 24, 24), 0)
     for m in ('T1', 'T1ce', 'T2', 'FLAIR', 'seg'):
@@ -17,7 +17,7 @@ def test_demo_writes_nifti_and_png(cli, tmp_path):
 
 def test_demo_bad_size_exits_nonzero(cli, tmp_path):
     r = cli('prod9-demo', '--output-dir', tmp_path, '--size', '8')
-    assert r.returncode == 1 and '--size needs 1 or 3 values >= 16' in r.stderr
+    assert r.returncode == 1 and '--size must be a multiple of 4 and >= 16' in r.stderr and 'got size 8' in r.stderr
 
 def _folder(tmp_path, consistent=True):
     d = tmp_path / ('ok' if consistent else 'mixed')
@@ -57,3 +57,18 @@ def test_preprocess_resample_bad_args(cli, tmp_path):
     assert r.returncode == 1 and '--target-spacing must be positive' in r.stderr
     r = cli('prod9-preprocess', 'resample', src, tmp_path / 'o', '--target-spacing', 'a', '1', '1')
     assert r.returncode == 2 and 'invalid float value' in r.stderr
+
+def test_demo_quick_trains_both_pipelines_and_writes_report(cli, tmp_path):
+    "The README's main job at smoke-test size: both pipelines, samples as NIfTI, montages, report.html, summary.json."
+    import json, re
+    out = tmp_path / 'demo'
+    r = cli('prod9-demo', '--output-dir', out, '--quick', '--size', '24', '--train-cases', '8', '--num-cases', '1')
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (out / 'report.html').read_text()
+    assert all((out / src).exists() for src in re.findall(r"src='([^']+)'", report))
+    s = json.loads((out / 'summary.json').read_text())
+    for pipe in ('maskgit', 'maisi'):
+        for m in ('T1', 'T1ce', 'T2', 'FLAIR'):
+            f = out / pipe / 'samples' / f'sample_0001_{m}.nii.gz'
+            img = nib.load(f); assert img.shape == (24, 24, 24)
+        assert all(np.isfinite(v) for v in s[pipe]['metrics'].values() if isinstance(v, float))
