@@ -192,8 +192,16 @@ def run_full_demo(output_dir, minutes:float=8.0, size:int=32, train_cases:int=32
     sizes = demo_sizes(size, quick)
     summary.update(machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
                    budget_s=budget, size=size, train_cases=train_cases)
-    summary['maskgit'] = run_maskgit(out / 'maskgit', data, sizes, budget, seed, progress, log)
-    summary['maisi'] = run_maisi(out / 'maisi', data, sizes, budget, seed, progress, log)
+    import warnings, logging
+    lg = logging.getLogger('lightning.pytorch.utilities.rank_zero'); level = lg.level
+    with warnings.catch_warnings():       # a newcomer's console: progress bars and our lines, not Lightning's tips and deprecations
+        for msg in ('.*LeafSpec.*', '.*exists and is not empty.*', '.*smaller than the logging interval.*', '.*does not have many workers.*'):
+            warnings.filterwarnings('ignore', message=msg)
+        lg.setLevel(logging.WARNING)
+        try:
+            summary['maskgit'] = run_maskgit(out / 'maskgit', data, sizes, budget, seed, progress, log)
+            summary['maisi'] = run_maisi(out / 'maisi', data, sizes, budget, seed, progress, log)
+        finally: lg.setLevel(level)
     summary['seconds'] = time.time() - t0
     rep = write_report(out, summary)
     (out / 'summary.json').write_text(json.dumps(summary, indent=2, default=float))
