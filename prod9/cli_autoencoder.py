@@ -14,7 +14,8 @@ from .config import load_config, config_path, ConfigError, SlidingWindowConfig
 from .data import datamodule_from_config
 from .io import read_volume, write_nifti, VolumeError
 from .sliding_window import AutoencoderInferenceWrapper
-from .train_autoencoder import (AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer, export_autoencoder, load_autoencoder)
+from .train_autoencoder import (AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer, export_autoencoder, load_autoencoder,
+                                     read_lightning_checkpoint)
 
 # %% auto #0
 __all__ = ['main', 'infer', 'autoencoder_cli']
@@ -37,10 +38,7 @@ def _module(cfg, checkpoint, module_cls=AutoencoderFSQLightning, load_fn=load_au
         p = Path(checkpoint)
         if not p.is_file(): raise FileNotFoundError(f"--checkpoint {p}: no such file")
         if p.suffix == '.safetensors': m.autoencoder.load_state_dict(load_fn(p).state_dict())
-        else:
-            sd = torch.load(p, map_location='cpu', weights_only=True)
-            if 'state_dict' not in sd: raise ValueError(f"--checkpoint {p}: not a Lightning checkpoint (no state_dict)")
-            m.load_state_dict(sd['state_dict'], strict=False)
+        else: m.load_state_dict(read_lightning_checkpoint(p)['state_dict'], strict=False)
     return m
 
 def infer(cfg, module, args) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from .config import load_config, config_path, ConfigError
-from .io import write_nifti, save_montage, read_volume, VolumeError
+from .io import write_nifti, write_samples, read_volume, VolumeError
 from .tokens import pre_encode, load_tokens
 from .train_autoencoder import make_trainer
 from .train_transformer import resolve_classes
@@ -62,13 +62,6 @@ def _loader(ds, cfg, shuffle=False):
     if len(ds) == 0: raise ValueError("a data split is empty; raise data.val_fraction / data.test_fraction or add cases")
     return DataLoader(ds, batch_size=cfg.data.batch_size, shuffle=shuffle, num_workers=cfg.data.num_workers)
 
-def _save(vols, out:Path, names:list[str], affine, title:str, extra_panels:dict|None=None, seg=None) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    files = [write_nifti(v[0].cpu().numpy().astype(np.float32), out / n, affine) for v, n in zip(vols, names)]
-    panels = {Path(n).name.replace('.nii.gz', ''): v[0] for v, n in list(zip(vols, names))[:4]}
-    save_montage({**(extra_panels or {}), **panels}, out / f"{title}.png", seg=seg, title=title)
-    return files
-
 def _run(main_fn, prog, argv):
     try: return main_fn(argv)
     except (ConfigError, VolumeError, FileNotFoundError, ValueError) as e:
@@ -96,7 +89,7 @@ def _diffusion(argv):
             z = m.generate_latents(n, None if c is None else [c] * n, seed=args.seed + 1000 * (c or 0), num_inference_steps=args.num_inference_steps)
             vols = m.decode(z).cpu()
             tag = '' if c is None else f'_{names[c]}'
-            files += _save(vols, Path(args.output), [f'sample_{i + 1:04d}{tag}.nii.gz' for i in range(n)], m.affine, f'samples{tag or "_unconditional"}')
+            files += write_samples(vols, args.output, [f'sample_{i + 1:04d}{tag}.nii.gz' for i in range(n)], m.affine, f'samples{tag or "_unconditional"}')[0]
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     paths, _ = _latents(cfg)
     info = load_tokens(paths['train'])
@@ -160,7 +153,7 @@ def _controlnet(argv):
         vols = m.decode(z).cpu()
         tag = '' if label is None else f'_{names[label]}'
         out = Path(args.output)
-        files = _save(vols, out, [f'sample_{i + 1:04d}{tag}.nii.gz' for i in range(n)], m.affine, f'controlled{tag}', seg=None if seg is None else seg[0, 0])
+        files, _ = write_samples(vols, out, [f'sample_{i + 1:04d}{tag}.nii.gz' for i in range(n)], m.affine, f'controlled{tag}', seg=None if seg is None else seg[0, 0])
         for i in range(n):
             if seg is not None: write_nifti(seg[i, 0].numpy().astype(np.int16), out / f'sample_{i + 1:04d}_mask.nii.gz', m.affine)
             elif cn.control_type == 'image': write_nifti(control[i, 0].float().numpy(), out / f'sample_{i + 1:04d}_source.nii.gz', m.affine)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .config import load_config, config_path, ConfigError
-from .io import write_nifti, save_montage, VolumeError
+from .io import write_nifti, save_montage, write_samples, VolumeError
 from .tokens import pre_encode, TokenDataModule, TokenDataset
 from .train_autoencoder import make_trainer, load_autoencoder
 from .train_transformer import (TransformerStageConfig, MaskGiTLightning, load_transformer_checkpoint, resolve_classes)
@@ -94,8 +94,7 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
     for c in mods:
         toks = module.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=args.seed + 1000 * c, **over)
         vols = module.decode(toks).cpu()
-        for i in range(n): save(vols[i], f'sample_{i + 1:04d}_{names[c]}.nii.gz')
-        save_montage({f'{names[c]} #{i + 1}': vols[i, 0] for i in range(min(n, 4))}, out / f'samples_{names[c]}.png', title=f"generated {names[c]}")
+        written += write_samples(vols, out, [f'sample_{i + 1:04d}_{names[c]}.nii.gz' for i in range(n)], module.affine, f'samples_{names[c]}')[0]
     return written
 
 # %% ../nbs/24_cli_transformer.ipynb #57904871

@@ -130,9 +130,6 @@ class ControlNetLightning(MAISIDiffusionLightning):
         cn_labels = self.control_labels(labels) if labels is not None else None
         if control is None: control = torch.zeros(num_samples, condition_channels(self.cfg.controlnet), *[s * self.hparams.downsample_factor for s in self.latent_shape], device=self.device)
         scale = self.cfg.controlnet.conditioning_scale if conditioning_scale is None else conditioning_scale
-        cn = self.controlnet
-        class _CN(nn.Module):          # binds the ControlNet's class labels, which the sampler does not know about
-            def forward(s, x, t, cond, conditioning_scale=1.0, class_labels=None): return cn(x, t, cond, conditioning_scale=conditioning_scale, class_labels=cn_labels)
         return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
-                              unet_labels, seed, self.device, controlnet=_CN(), control=control.to(self.device), conditioning_scale=scale,
-                              spatial_dims=self.spatial_dims)
+                              unet_labels, seed, self.device, controlnet=self.controlnet, control=control.to(self.device), conditioning_scale=scale,
+                              spatial_dims=self.spatial_dims, controlnet_labels=cn_labels)

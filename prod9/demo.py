@@ -10,7 +10,7 @@ import argparse, sys, time, json, html, tempfile
 from pathlib import Path
 import numpy as np
 from .phantoms import make_phantom, MODALITIES
-from .io import write_nifti, read_nifti, save_montage, Volume
+from .io import write_nifti, read_nifti, save_montage, write_samples, Volume
 
 # %% auto #0
 __all__ = ['write_phantom_case', 'run_demo', 'demo_sizes', 'run_maskgit', 'run_maisi', 'write_report', 'run_full_demo', 'main']
@@ -49,7 +49,7 @@ def run_demo(output_dir, num_cases:int=2, shape=(64, 64, 64), seed:int=0, log=pr
     return summary
 
 # %% ../nbs/70_demo.ipynb #78ac06c2
-def demo_sizes(size:int=32, quick:bool=False) -> dict:
+def demo_sizes(quick:bool=False) -> dict:
     "Model sizes of the demo: tiny, and tinier with `quick` (the tests' setting)."
     if quick: return {'ae': {'channels': [8, 8, 8], 'levels': [5, 5, 5]}, 'tf': {'hidden_dim': 32, 'num_layers': 1, 'num_heads': 4},
                       'vae': {'num_channels': [8, 8, 8], 'num_res_blocks': [1, 1, 1], 'attention_levels': [False] * 3, 'norm_num_groups': 8},
@@ -58,7 +58,7 @@ def demo_sizes(size:int=32, quick:bool=False) -> dict:
             'vae': {'num_channels': [16, 32, 32], 'num_res_blocks': [1, 1, 1], 'attention_levels': [False] * 3, 'norm_num_groups': 8},
             'unet': {'num_channels': [32, 64], 'num_res_blocks': 1, 'attention_levels': [False, True], 'num_head_channels': 16, 'norm_num_groups': 8}}
 
-def _trainer_cfg(budget_s:float, progress:bool) -> dict:
+def _trainer_cfg(progress:bool) -> dict:
     return {'max_epochs': 100_000, 'enable_progress_bar': progress, 'loggers': ['csv'], 'log_every_n_steps': 5, 'check_val_every_n_epoch': 100_000}
 
 def _fit(cfg, module, budget_s, monitor, **fit_kw):
@@ -71,8 +71,7 @@ def _timed(fn):
     t = time.perf_counter(); out = fn(); return out, time.perf_counter() - t
 
 def _samples(out:Path, vols, names, affine, title) -> dict:
-    files = [write_nifti(v[0].cpu().numpy().astype(np.float32), out / n, affine) for v, n in zip(vols, names)]
-    png = save_montage({Path(n).name.replace('.nii.gz', ''): v[0] for v, n in zip(vols, names)}, out / f'{title}.png', title=title)
+    files, png = write_samples(vols, out, names, affine, title)
     return {'files': [str(f) for f in files], 'montage': str(png)}
 
 # %% ../nbs/70_demo.ipynb #1d3fd543
@@ -86,14 +85,14 @@ def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, pro
     torch.manual_seed(seed)
     sw = {'roi_size': data['roi_size'], 'overlap': 0.25}
     ae_cfg = AutoencoderStageConfig(output_dir=str(out / 'stage1'), data=data, model=sizes['ae'], training={'lr': 1e-3}, sliding_window=sw,
-                                    trainer=_trainer_cfg(budget_s, progress))
+                                    trainer=_trainer_cfg(progress))
     log(f"MaskGiT stage 1: FSQ autoencoder {sizes['ae']['channels']}, {0.55 * budget_s:.0f} s")
     ae = AutoencoderFSQLightning(ae_cfg.model_dump())
     tr = _fit(ae_cfg, ae, 0.55 * budget_s, 'val_l1', datamodule=PhantomDataModule(ae_cfg.data))
     ae_val = tr.validate(ae, datamodule=PhantomDataModule(ae_cfg.data), verbose=False)[0]
     ae_path = export_autoencoder(ae.autoencoder, ae_cfg.model, out / 'autoencoder.safetensors')
     tf_cfg = TransformerStageConfig(autoencoder_path=str(ae_path), output_dir=str(out / 'stage2'), data=data, model=sizes['tf'],
-                                    training={'lr': 1e-3, 'warmup_steps': 20}, sliding_window=sw, trainer=_trainer_cfg(budget_s, progress))
+                                    training={'lr': 1e-3, 'warmup_steps': 20}, sliding_window=sw, trainer=_trainer_cfg(progress))
     paths = pre_encode(ae_path, tf_cfg.data, tf_cfg.sliding_window, tf_cfg.cache_dir, log=log)
     info = load_tokens(paths['train'])
     log(f"MaskGiT stage 2: transformer {sizes['tf']['hidden_dim']}×{sizes['tf']['num_layers']} on {tuple(info['grid'])} tokens, {0.4 * budget_s:.0f} s")
@@ -124,7 +123,7 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progr
     torch.manual_seed(seed)
     sw = {'roi_size': data['roi_size'], 'overlap': 0.25}
     vcfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model=sizes['vae'], loss={'kl_weight': 1e-6}, training={'lr': 1e-3},
-                               sliding_window=sw, trainer=_trainer_cfg(budget_s, progress))
+                               sliding_window=sw, trainer=_trainer_cfg(progress))
     log(f"MAISI stage 1: KL VAE {sizes['vae']['num_channels']}, {0.55 * budget_s:.0f} s")
     vae = MAISIVAELightning(vcfg.model_dump())
     tr = _fit(vcfg, vae, 0.55 * budget_s, 'val_l1', datamodule=PhantomDataModule(vcfg.data))
@@ -132,7 +131,7 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progr
     vae_path = export_vae(vae.autoencoder, vcfg.model, out / 'vae.safetensors')
     dcfg = DiffusionStageConfig(vae_path=str(vae_path), output_dir=str(out / 'diffusion'), data=data, model={**sizes['unet'], 'conditional': True},
                                 scheduler={'num_inference_steps': 30, 'base_img_size_numel': 512}, training={'lr': 5e-4, 'warmup_steps': 20},
-                                sliding_window=sw, trainer=_trainer_cfg(budget_s, progress))
+                                sliding_window=sw, trainer=_trainer_cfg(progress))
     paths = pre_encode(vae_path, dcfg.data, dcfg.sliding_window, dcfg.cache_dir, log=log)
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
     log(f"MAISI stage 2: rectified-flow UNet {sizes['unet']['num_channels']} on latents {info['latent_channels']}×{tuple(info['grid'])}, {0.4 * budget_s:.0f} s")
@@ -189,7 +188,7 @@ def run_full_demo(output_dir, minutes:float=8.0, size:int=32, train_cases:int=32
     summary = run_demo(out, num_cases, (size,) * 3, seed, log=log)
     budget = minutes * 60 / 2
     data = {'source': 'phantoms', 'num_cases': train_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25}
-    sizes = demo_sizes(size, quick)
+    sizes = demo_sizes(quick)
     summary.update(machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
                    budget_s=budget, size=size, train_cases=train_cases)
     import warnings, logging

@@ -14,7 +14,7 @@ import nibabel as nib
 
 # %% auto #0
 __all__ = ['NIFTI_SUFFIXES', 'NRRD_SUFFIXES', 'VolumeError', 'Volume', 'check_array', 'read_nifti', 'atomic_write', 'write_nifti',
-           'read_nrrd', 'read_volume', 'montage_center', 'save_montage']
+           'read_nrrd', 'read_volume', 'montage_center', 'save_montage', 'write_samples']
 
 # %% ../nbs/01_io.ipynb #132ad1d2
 class VolumeError(ValueError):
@@ -173,3 +173,11 @@ def save_montage(volumes, path, seg=None, title:str|None=None, center=None, spac
     try: out = atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi))
     finally: plt.close(fig)
     return out
+
+# %% ../nbs/01_io.ipynb #a057b5ce
+def write_samples(vols, out_dir, names:list, affine=None, title:str='samples', seg=None, max_panels:int=4) -> tuple[list, Path]:
+    "Write volumes `(B, C, *S)` (first channel) as NIfTI files `names` in `out_dir` and a montage `{title}.png` of the first `max_panels`."
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    files = [write_nifti(_to_numpy(v[0]).astype(np.float32), out_dir / n, affine) for v, n in zip(vols, names)]
+    panels = {Path(n).name.replace('.nii.gz', ''): v[0] for v, n in list(zip(vols, names))[:max_panels]}
+    return files, save_montage(panels, out_dir / f'{title}.png', seg=seg, title=title)

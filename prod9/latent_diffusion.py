@@ -87,8 +87,10 @@ def training_target(cfg:NoiseSchedulerConfig, scheduler, x0, noise, t):
 # %% ../nbs/31_latent_diffusion.ipynb #a82abb75
 @torch.no_grad()
 def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_inference_steps:int|None=None, class_labels=None,
-                   seed:int=0, device=None, controlnet=None, control=None, conditioning_scale:float=1.0, spatial_dims:int=3) -> torch.Tensor:
-    "Generate scaled latents `(B, C, *s)` with `unet` (and an optional `controlnet` fed `control`)."
+                   seed:int=0, device=None, controlnet=None, control=None, conditioning_scale:float=1.0, spatial_dims:int=3,
+                   controlnet_labels=None) -> torch.Tensor:
+    """Generate scaled latents `(B, C, *s)` with `unet` (and an optional `controlnet` fed `control`; its class labels are
+    `controlnet_labels`, since a ControlNet may be label-conditioned when the UNet is not)."""
     device = device or next(unet.parameters()).device
     sch = make_noise_scheduler(cfg, spatial_dims)
     n = num_inference_steps or cfg.num_inference_steps
@@ -105,7 +107,7 @@ def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_infe
         tb = torch.full((B,), float(t) if cfg.strategy == 'rflow' else int(t), device=device)
         extra = {}
         if controlnet is not None:
-            down, mid = controlnet(x, tb, control, conditioning_scale=conditioning_scale, class_labels=class_labels)
+            down, mid = controlnet(x, tb, control, conditioning_scale=conditioning_scale, class_labels=controlnet_labels)
             extra = {'down_block_additional_residuals': down, 'mid_block_additional_residual': mid}
         out = unet(x, tb, class_labels=class_labels, **extra)
         x = sch.step(out, t, x, tn)[0] if cfg.strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
@@ -224,13 +226,8 @@ class MAISIDiffusionLightning(L.LightningModule):
 # %% ../nbs/31_latent_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):
     "Rebuild a diffusion (or ControlNet) Lightning module from its checkpoint, safely (`weights_only=True`)."
+    from prod9.train_autoencoder import read_lightning_checkpoint
     cls = cls or MAISIDiffusionLightning
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"--checkpoint {path}: no such file")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable Lightning checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-    hp = ck.get('hyper_parameters') if isinstance(ck, dict) else None
-    if not hp or 'scale_factor' not in hp or 'state_dict' not in ck:
-        raise ValueError(f"{path}: not a prod9 MAISI diffusion checkpoint (no latent hyper-parameters)")
-    m = cls(**hp); m.load_state_dict(ck['state_dict'], strict=False)
+    ck = read_lightning_checkpoint(path, 'scale_factor', 'prod9 MAISI diffusion', map_location)
+    m = cls(**ck['hyper_parameters']); m.load_state_dict(ck['state_dict'], strict=False)
     return m.eval()

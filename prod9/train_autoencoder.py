@@ -23,7 +23,8 @@ from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator
 # %% auto #0
 __all__ = ['FSQModelConfig', 'FFLConfig', 'PerceptualConfig', 'AdversarialConfig', 'AELossConfig', 'OptimConfig',
            'AutoencoderStageConfig', 'build_autoencoder', 'save_model_file', 'read_model_file', 'export_autoencoder',
-           'load_autoencoder', 'AtomicCheckpointIO', 'AutoencoderFSQLightning', 'make_trainer']
+           'load_autoencoder', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'AutoencoderFSQLightning',
+           'make_trainer']
 
 # %% ../nbs/14_train_autoencoder.ipynb #f03bfc9e
 class FSQModelConfig(StrictModel):
@@ -133,6 +134,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if os.path.exists(tmp): os.remove(tmp)
         for stale in path.parent.glob(f'.{path.name}.*.tmp'): stale.unlink(missing_ok=True)   # left by a killed save
+
+# %% ../nbs/14_train_autoencoder.ipynb #c61c3d8d
+def read_lightning_checkpoint(path, required:str|None=None, what:str='Lightning', map_location='cpu') -> dict:
+    "A Lightning checkpoint loaded safely (`weights_only=True`); `required` names a hyper-parameter a `what` checkpoint must have."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"--checkpoint {path}: no such file")
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e: raise ValueError(f"{path}: not a readable Lightning checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    hp = ck.get('hyper_parameters') if isinstance(ck, dict) else None
+    if not isinstance(ck, dict) or 'state_dict' not in ck or (required and (not hp or required not in hp)):
+        raise ValueError(f"{path}: not a {what} checkpoint" + (f" (no {required!r} hyper-parameter)" if required else " (no state_dict)"))
+    return ck
 
 # %% ../nbs/14_train_autoencoder.ipynb #e1fdc192
 class AutoencoderFSQLightning(L.LightningModule):

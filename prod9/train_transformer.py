@@ -172,8 +172,8 @@ class MaskGiTLightning(L.LightningModule):
         if n == 0 or self.autoencoder is None or self.reference is None or self.trainer.sanity_checking: return
         ds, dists = self.reference, []
         for c in sorted(set(ds.labels.tolist())):
-            real = ds.tokens[ds.labels == c][:max(n, 2)]
             if self.in_context: continue
+            real = ds.tokens[ds.labels == c][:max(n, 2)]
             toks = self.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=self.cfg.validation.seed)
             dists.append(histogram_w1(self.decode(toks), self.decode(real.to(self.device))))
         if dists: self.log('val_hist_w1', float(np.mean(dists)))
@@ -195,13 +195,9 @@ class MaskGiTLightning(L.LightningModule):
 # %% ../nbs/23_train_transformer.ipynb #d3f85e2b
 def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
     "Rebuild a `MaskGiTLightning` from a Lightning checkpoint, safely (`weights_only=True`)."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"--checkpoint {path}: no such file")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable Lightning checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-    hp = ck.get('hyper_parameters') if isinstance(ck, dict) else None
-    if not hp or 'vocab_size' not in hp or 'state_dict' not in ck:
-        raise ValueError(f"{path}: not a prod9-train-transformer checkpoint (no transformer hyper-parameters)")
+    from prod9.train_autoencoder import read_lightning_checkpoint
+    ck = read_lightning_checkpoint(path, 'vocab_size', 'prod9-train-transformer', map_location)
+    hp = ck['hyper_parameters']
     m = MaskGiTLightning(hp['config'], hp['vocab_size'], hp['latent_shape'], hp['class_names'], hp.get('affine'))
     m.load_state_dict(ck['state_dict'])
     return m.eval()
