@@ -444,6 +444,7 @@ d = { 'settings': { 'branch': 'main',
                            'prod9.viz._has_frontend': ('viz.html#_has_frontend', 'prod9/viz.py'),
                            'prod9.viz._np': ('viz.html#_np', 'prod9/viz.py'),
                            'prod9.viz.display_widget': ('viz.html#display_widget', 'prod9/viz.py'),
+                           'prod9.viz.figure_png': ('viz.html#figure_png', 'prod9/viz.py'),
                            'prod9.viz.show': ('viz.html#show', 'prod9/viz.py'),
                            'prod9.viz.take_slice': ('viz.html#take_slice', 'prod9/viz.py'),
                            'prod9.viz.window_level': ('viz.html#window_level', 'prod9/viz.py')}}}

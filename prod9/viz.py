@@ -12,10 +12,12 @@ import numpy as np
 import matplotlib
 import matplotlib.pyplot as plt
 import ipywidgets as W
+from matplotlib.colors import ListedColormap
 from .io import read_volume
 
 # %% auto #0
-__all__ = ['AXES', 'take_slice', 'window_level', 'SliceViewer', 'show', 'TokenViewer', 'NiftiGallery', 'display_widget']
+__all__ = ['AXES', 'take_slice', 'window_level', 'SliceViewer', 'figure_png', 'show', 'TokenViewer', 'NiftiGallery',
+           'display_widget']
 
 # %% ../nbs/60_viz.ipynb #f1deb6ad
 AXES = {'sagittal': 0, 'coronal': 1, 'axial': 2}
@@ -108,12 +110,18 @@ def _has_frontend() -> bool:
         return ip is not None and type(ip).__name__ == 'ZMQInteractiveShell'
     except Exception: return False
 
+def figure_png(fig) -> bytes:
+    "PNG bytes of a matplotlib figure."
+    import io
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=fig.dpi, bbox_inches='tight'); return buf.getvalue()
+
 def show(viewer):
-    "Display `viewer`: the live widget in JupyterLab, and a static PNG of its current view for renderers without widgets."
+    "Display `viewer` as one output: the live widget in JupyterLab, the PNG of its current view where widgets cannot render."
     from IPython.display import display
     viewer.render()
-    if _has_frontend(): display(viewer.widget)
-    fig = viewer.figure(); display(fig); plt.close(fig)
+    fig = viewer.figure(); bundle = {'image/png': figure_png(fig), 'text/plain': f'<{type(viewer).__name__}>'}; plt.close(fig)
+    if _has_frontend(): bundle.update(viewer.widget._repr_mimebundle_())
+    display(bundle, raw=True)
 
 # %% ../nbs/60_viz.ipynb #4edb6dd8
 class TokenViewer:
@@ -162,9 +170,11 @@ class TokenViewer:
             for j, c in enumerate(cur['latent'][:4]):
                 axs[1 + j].imshow(c, cmap='RdBu_r', origin='lower', interpolation='nearest'); axs[1 + j].set_title(f"latent channel {j}", fontsize=9)
         else:
-            axs[1].imshow(cur['tokens'], cmap='tab20', origin='lower', interpolation='nearest', vmin=0, vmax=max(self.codebook_size - 1, 1))
+            chosen = self.token.value >= 0      # a chosen code: other codes fade to grey, the chosen one is drawn in red
+            axs[1].imshow(cur['tokens'], cmap='Greys' if chosen else 'tab20', alpha=0.35 if chosen else 1.0, origin='lower',
+                          interpolation='nearest', vmin=0, vmax=max(self.codebook_size - 1, 1))
             if cur['highlight'].any():
-                axs[1].imshow(np.ma.masked_where(~cur['highlight'], cur['highlight']), cmap='autumn', origin='lower', interpolation='nearest')
+                axs[1].imshow(np.ma.masked_where(~cur['highlight'], cur['highlight']), cmap=ListedColormap(['red']), origin='lower', interpolation='nearest')
             axs[1].set_title(f"tokens {self.grid}" + (f", code {self.token.value}" if self.token.value >= 0 else ''), fontsize=9)
             used = np.sort(self.counts[self.counts > 0])[::-1]
             axs[2].bar(np.arange(len(used)), used, width=1.0); axs[2].set_yscale('log')
