@@ -5,6 +5,7 @@
     python tools/build_docs.py html [--out DIR]    # the docs site as static HTML (default _offline_docs/), from nbdev's processed notebooks
     python tools/build_docs.py check-html [--out DIR]   # open every page in headless Chromium: renders, images load,
                                                    # API docs present, no broken internal link, no network request
+    python tools/build_docs.py outputs NB.ipynb ...  # run notebooks and keep their small outputs (figures, short prints) for the docs
 
 The published site is built by quarto from the same processed notebooks (`.github/workflows/deploy.yaml`, `nbs/_quarto.yml`);
 the offline build follows quarto's page names (`60_viz.ipynb` → `viz.html`) and heading anchors, so nbdev's doc links
@@ -248,10 +249,46 @@ def check_html(out: Path, chromium: str | None = None) -> list[str]:
         if frag and tp in ids and frag not in ids[tp]: problems.append(f"{p}: broken anchor {h}")
     return problems
 
+def keep_output(o, max_png=200_000, max_text=3000):
+    "The outputs worth committing for the docs: figures and short prints; not stderr, warnings or widget state."
+    t = o.get('output_type')
+    if t == 'stream': return o.get('name') == 'stdout' and len(''.join(o['text'])) <= max_text
+    if t in ('display_data', 'execute_result'):
+        d = o.get('data', {})
+        d.pop('application/vnd.jupyter.widget-view+json', None)
+        if 'image/png' in d: return len(''.join(d['image/png'])) <= max_png * 4 // 3
+        if 'text/markdown' in d or 'text/html' in d: return sum(len(''.join(v)) for v in d.values()) <= max_text
+        return len(''.join(d.get('text/plain', ''))) <= max_text
+    return False
+
+def save_outputs(nb_path: Path) -> tuple[int, int]:
+    "Run `nb_path` with nbdev's test runner (test-flagged cells skipped) and write back the outputs `keep_output` keeps."
+    import nbformat, tempfile
+    from nbdev.test import test_nb
+    from nbdev.config import get_config
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / nb_path.name
+        shutil.copy(nb_path, run)
+        ok, _ = test_nb(run, skip_flags=get_config().tst_flags.split(), basepath=str(ROOT), save=True)
+        if not ok: raise SystemExit(f"{nb_path} failed; outputs not saved")
+        ran = nbformat.read(run, as_version=4)
+    nb = nbformat.read(nb_path, as_version=4)
+    by_id = {c.get('id'): c for c in ran.cells}
+    kept = total = 0
+    for c in nb.cells:
+        if c.cell_type != 'code': continue
+        outs = by_id.get(c.get('id'), {}).get('outputs', [])
+        total += len(outs)
+        c.outputs = [o for o in outs if keep_output(o)]
+        kept += len(c.outputs)
+    nbformat.write(nb, nb_path)
+    return kept, total
+
 def main(argv):
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('cmd', nargs='?', default='readme', choices=['readme', 'check', 'html', 'check-html'])
+    ap.add_argument('cmd', nargs='?', default='readme', choices=['readme', 'check', 'html', 'check-html', 'outputs'])
+    ap.add_argument('notebooks', nargs='*')
     ap.add_argument('--out', default=str(ROOT / '_offline_docs'))
     ap.add_argument('--chromium')
     a = ap.parse_args(argv[1:])
@@ -260,6 +297,10 @@ def main(argv):
         ok = (ROOT / 'README.md').exists() and (ROOT / 'README.md').read_text() == readme_text()
         print('README.md is up to date' if ok else 'README.md differs from nbs/index.ipynb: run `python tools/build_docs.py readme`')
         return 0 if ok else 1
+    if a.cmd == 'outputs':
+        for nb in a.notebooks:
+            kept, total = save_outputs(Path(nb).resolve()); print(f"{nb}: kept {kept} of {total} outputs")
+        return 0
     if a.cmd == 'html':
         pages = build_html(Path(a.out)); print(f"wrote {len(pages)} pages to {a.out}"); return 0
     probs = check_html(Path(a.out), a.chromium)

@@ -1,0 +1,80 @@
+"""Training-step speed against the machine's limit: FLOP/s achieved by the autoencoders and the transformer.
+
+For each network, one training step (forward + backward + Adam update) on a fixed batch: median step time, the FLOPs of
+forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` (convolutions, matmuls, attention), the
+achieved FLOP/s, and that as a fraction of the fp32 matmul peak measured on the same machine in the same run
+(`common.matmul_peak_flops`). Target (issue 7): autoencoder and transformer steps reach at least 50% of the matmul peak.
+Also our FSQ autoencoder against MONAI's `AutoencoderKlMaisi` of similar size (step time, peak memory).
+
+    python bench/bench_speed.py                   # ~2 min on 2 CPU cores
+"""
+from __future__ import annotations
+import argparse, json, sys
+from pathlib import Path
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import default_device, machine_info, markdown_table, median_time, matmul_peak_flops, PeakMemory, gib
+
+from prod9.autoencoder_fsq import AutoencoderFSQ
+from prod9.maisi_vae import MAISIVAE
+from prod9.transformer import TransformerDecoder
+
+def ae_step(model, x):
+    def step():
+        out = model(x)[0]
+        loss = (out - x).abs().mean(); loss.backward()
+    return step
+
+def tf_step(model, tokens, labels, vocab):
+    def step():
+        logits = model(tokens, labels)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1).clamp(max=vocab - 1)); loss.backward()
+    return step
+
+def measure(name, model, step, device, repeats):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    def full():
+        opt.zero_grad(set_to_none=True); step(); opt.step()
+    with FlopCounterMode(display=False) as fc: step()
+    flops = fc.get_total_flops()
+    with PeakMemory(device) as pm: full()
+    t = median_time(full, repeats=repeats, warmup=1, device=device)
+    return {'network': name, 'params (M)': sum(p.numel() for p in model.parameters()) / 1e6, 'GFLOP / step (fwd+bwd)': flops / 1e9,
+            'step s (median)': t, 'GFLOP/s': flops / t / 1e9, 'peak memory': gib(pm.peak), '_flops_per_s': flops / t}
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--size', type=int, default=32); p.add_argument('--batch', type=int, default=4)
+    p.add_argument('--repeats', type=int, default=5); p.add_argument('--device', default=default_device())
+    p.add_argument('--markdown'); p.add_argument('--json')
+    a = p.parse_args(argv)
+    dev = torch.device(a.device); torch.manual_seed(0)
+    peak = matmul_peak_flops(2048, dev)
+    x = torch.rand(a.batch, 1, a.size, a.size, a.size, device=dev)
+    rows = []
+    fsq = AutoencoderFSQ(3, 1, 1, (32, 64, 64), (8, 5, 5, 5)).to(dev)
+    rows.append(measure('FSQ autoencoder (32·64·64, ×4)', fsq, ae_step(fsq, x), dev, a.repeats))
+    vae = MAISIVAE(spatial_dims=3, num_channels=[32, 64, 64], num_res_blocks=[1, 1, 1], attention_levels=[False] * 3, norm_num_groups=8,
+                   latent_channels=4).to(dev)
+    rows.append(measure('MONAI AutoencoderKlMaisi (32·64·64, ×4)', vae, ae_step(vae, x), dev, a.repeats))
+    grid = (a.size // 4,) * 3
+    tf = TransformerDecoder(vocab_size=1000, latent_shape=grid, num_modalities=4, hidden_dim=256, num_layers=4, num_heads=4).to(dev)
+    toks = torch.randint(0, 1000, (a.batch, *grid), device=dev); labels = torch.randint(0, 4, (a.batch,), device=dev)
+    rows.append(measure(f'MaskGiT transformer (256×4, {grid[0]}³ tokens)', tf, tf_step(tf, toks, labels, 1000), dev, a.repeats))
+    for r in rows:
+        frac = r.pop('_flops_per_s') / peak
+        r['% of matmul peak'] = f"{100 * frac:.0f}%"
+        r['target ≥ 50%'] = 'pass' if frac >= 0.5 else f"FAIL (short by {50 - 100 * frac:.0f} points)"
+    m = machine_info(a.device)
+    ratio = rows[0]['step s (median)'] / rows[1]['step s (median)']
+    text = (f"### Training-step throughput against the measured matmul peak\n\n{m['date']}, {m['device']} ({m['cpu_threads']} threads), "
+            f"torch {m['torch']}, MONAI {m['monai']}. fp32 matmul peak (2048², median of 5): **{peak / 1e9:.1f} GFLOP/s**. "
+            f"Batch {a.batch} of {a.size}³; step = forward + backward + Adam; FLOPs counted by `FlopCounterMode`.\n\n"
+            + markdown_table(rows) + f"\n\nFSQ autoencoder step time / AutoencoderKlMaisi step time at the same channel widths: {ratio:.2f}.")
+    print(text)
+    if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'peak_flops': peak, 'rows': rows}, indent=1))
+    return rows
+
+if __name__ == '__main__': main()
