@@ -17,7 +17,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time
+from common import default_device, machine_info, markdown_table, median_time, volume_features, frechet_distance, mean_pairwise_msssim
 
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
@@ -90,6 +90,15 @@ def main(argv=None):
         for m in MODALITIES:
             with torch.no_grad(): recs[m] = lab.autoencoder(real[m].to(dev))[0].clamp(0, 1).cpu()
             rec_dist[m] = {m2: histogram_w1(recs[m], real[m2]) for m2 in MODALITIES}
+        # Fréchet distance in a fixed feature space (common.volume_features) and diversity (mean pairwise MS-SSIM)
+        quality = []
+        for m in MODALITIES:
+            fr, fg, fb = volume_features(real[m]), volume_features(gens[m]), volume_features(real_b[m])
+            quality.append({'modality': m, 'Fréchet distance generated ↔ real': f"{frechet_distance(fg, fr):.4f}",
+                            'Fréchet distance real B ↔ real A (oracle)': f"{frechet_distance(fb, fr):.4f}",
+                            'Fréchet distance stage-1 reconstructions ↔ real': f"{frechet_distance(volume_features(recs[m]), fr):.4f}",
+                            'MS-SSIM between generated volumes': f"{mean_pairwise_msssim(gens[m]):.3f}",
+                            'MS-SSIM between real volumes': f"{mean_pairwise_msssim(real[m]):.3f}"})
         # stage 2 alone: generated volumes against the stage-1 reconstructions of the real volumes (same blur on both sides)
         gen_rec = {m: {m2: histogram_w1(gens[m], recs[m2]) for m2 in MODALITIES} for m in MODALITIES}
         # 2. in-context T1 -> T2 on held-out (validation) cases, against copying the source
@@ -139,11 +148,14 @@ def main(argv=None):
             f"through this autoencoder):\n\n" + markdown_table(rec_rows) +
             f"\n\nStage 2 alone: the generated volumes against the stage-1 reconstructions of the real held-out volumes (both sides "
             f"through the same autoencoder, so its blur cancels):\n\n" + markdown_table(gr_rows) +
+            f"\n\n**Fréchet distance and diversity.** Features per volume (fixed, no network): 32-bin intensity histogram, 16-bin "
+            f"gradient-magnitude histogram and 8 radial shell means (`bench/common.py: volume_features`); Fréchet distance of Gaussian fits "
+            f"as in FID; diversity = mean MS-SSIM over up to 120 pairs of distinct volumes (lower = more diverse):\n\n" + markdown_table(quality) +
             f"\n\n**In-context translation T1 → T2 on {len(items)} held-out cases** — beats copying the source on PSNR and SSIM: "
             f"{'pass' if beats else 'FAIL'}\n\n" + markdown_table(tr_rows) +
             f"\n\n**Sampling time per volume** (batch 4, median of 3):\n\n" + markdown_table(timing))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
-    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'hist': dist, 'hist_oracle': oracle, 'hist_reconstructions': rec_dist, 'hist_generated_vs_reconstructed': gen_rec, 'translation': tr_scores, 'timing': timing}, indent=1))
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'hist': dist, 'hist_oracle': oracle, 'hist_reconstructions': rec_dist, 'hist_generated_vs_reconstructed': gen_rec, 'translation': tr_scores, 'quality': quality, 'timing': timing}, indent=1))
 
 if __name__ == '__main__': main()

@@ -73,3 +73,39 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None) -> str:
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
     lines += ['| ' + ' | '.join(fmt(r.get(c, '')) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)
+
+def volume_features(v) -> 'np.ndarray':
+    """Fixed, hand-defined per-volume features for Fréchet distances (no trained network, so the space never changes):
+    32-bin intensity histogram on [0, 1], 16-bin histogram of the gradient magnitude on [0, 0.5] (both as densities), and the
+    mean intensity in 8 concentric shells around the volume centre (radius in units of the half-size). `v`: (N, 1, *S) in [0, 1]."""
+    import numpy as np
+    v = v.detach().float().cpu().numpy()[:, 0] if hasattr(v, 'detach') else np.asarray(v, np.float32)[:, 0]
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in v.shape[1:]], indexing='ij'))
+    shell = np.minimum((np.sqrt((grid ** 2).sum(0)) / np.sqrt(3) * 8).astype(int), 7)
+    feats = []
+    for x in v:
+        g = np.sqrt(sum(d ** 2 for d in np.gradient(x)))
+        h1 = np.histogram(np.clip(x, 0, 1), 32, (0, 1))[0] / x.size
+        h2 = np.histogram(np.clip(g, 0, 0.5), 16, (0, 0.5))[0] / x.size
+        sh = np.array([x[shell == k].mean() if (shell == k).any() else 0.0 for k in range(8)])
+        feats.append(np.concatenate([h1, h2, sh]))
+    return np.stack(feats)
+
+def frechet_distance(fa, fb) -> float:
+    "Fréchet distance between Gaussians fitted to two feature sets (rows = samples), as in FID."
+    import numpy as np
+    from scipy import linalg
+    mu_a, mu_b = fa.mean(0), fb.mean(0)
+    ca, cb = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
+    covmean, _ = linalg.sqrtm(ca @ cb, disp=False)
+    covmean = covmean.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
+
+def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0) -> float:
+    "Diversity: mean MS-SSIM over random pairs of distinct volumes of `v` (N, 1, *S); lower = more diverse. 3 scales, 7-voxel kernel."
+    import itertools, random
+    from monai.metrics import MultiScaleSSIMMetric
+    pairs = list(itertools.combinations(range(len(v)), 2)); random.Random(seed).shuffle(pairs); pairs = pairs[:max_pairs]
+    a, b = torch.stack([v[i] for i, _ in pairs]).float().cpu(), torch.stack([v[j] for _, j in pairs]).float().cpu()
+    m = MultiScaleSSIMMetric(v.ndim - 2, data_range=1.0, kernel_size=7, weights=(0.0448, 0.2856, 0.3001))
+    return float(m(a, b).mean())
