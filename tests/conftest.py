@@ -1,4 +1,4 @@
-import os, sys, subprocess
+import importlib.util, os, shutil, sys, subprocess
 from pathlib import Path
 import pytest
 
@@ -11,3 +11,16 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
 
 @pytest.fixture
 def cli(): return run_cli
+
+def browser_missing(*modules) -> list:
+    "What the headless-Chromium checks lack here: Python `modules` and Debian's chromium (or PROD9_CHROMIUM)."
+    missing = [n for n in modules if importlib.util.find_spec(n) is None]
+    if not (shutil.which('chromium') or os.environ.get('PROD9_CHROMIUM')): missing.append('chromium (apt-get install chromium)')
+    return missing
+
+def needs_browser(*modules):
+    """Skip when the browser tools are missing, unless PROD9_BROWSER_TESTS=1 (as `.ci/run` sets): then the test runs and fails
+    on what is missing. Returns (pytest mark, list of what is missing)."""
+    missing = browser_missing(*modules)
+    required = os.environ.get('PROD9_BROWSER_TESTS') == '1'
+    return pytest.mark.skipif(bool(missing) and not required, reason=f"needs {', '.join(missing)}; `pip install -e '.[browser]'` and `apt-get install chromium`"), missing

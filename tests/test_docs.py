@@ -1,16 +1,13 @@
 """The offline docs build (tools/build_docs.py html) and its check in headless Chromium (check-html)."""
-import importlib.util, os, shutil, subprocess, sys
+import subprocess, sys
 from pathlib import Path
-import pytest
+from conftest import needs_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'tools'))
 import build_docs
 
-REQUIRED = os.environ.get('PROD9_BROWSER_TESTS') == '1'
-missing = [n for n in ('playwright',) if importlib.util.find_spec(n) is None]
-if not (shutil.which('chromium') or os.environ.get('PROD9_CHROMIUM')): missing.append('chromium (apt-get install chromium)')
-needs_browser = pytest.mark.skipif(bool(missing) and not REQUIRED, reason=f"needs {', '.join(missing)}")
+browser, missing = needs_browser('playwright')
 
 def test_page_names_and_anchors():
     assert build_docs.page_name('60_viz.ipynb') == 'viz.html'
@@ -21,7 +18,7 @@ def test_page_names_and_anchors():
                                  'tutorials/maisi.html', {'viz.html'})
     assert 'href="../viz.html#sliceviewer"' in body and 'href="../viz.html#y"' in body
 
-@needs_browser
+@browser
 def test_offline_docs_build_and_check(tmp_path):
     assert not missing, f"PROD9_BROWSER_TESTS=1 but missing: {missing}"
     r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), 'html', '--out', str(tmp_path / 'site')], capture_output=True, text=True)
@@ -33,7 +30,7 @@ def test_offline_docs_build_and_check(tmp_path):
     problems = build_docs.check_html(tmp_path / 'site')
     assert not problems, '\n'.join(problems)
 
-@needs_browser
+@browser
 def test_check_html_finds_problems(tmp_path):
     "The checker is not a rubber stamp: a broken link, a broken anchor, a missing image and missing API docs are reported."
     (tmp_path / 'viz.html').write_text('<html><body><main><h1>Viewers</h1>' + 'text ' * 60 +

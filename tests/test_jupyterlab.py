@@ -3,16 +3,14 @@
 Runs when Chromium, JupyterLab and Playwright are installed (`.ci/run` installs them); with PROD9_BROWSER_TESTS=1 a missing
 browser is a failure instead of a skip.
 """
-import importlib.util, json, os, shutil, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
-import pytest
+from conftest import needs_browser
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIRED = os.environ.get('PROD9_BROWSER_TESTS') == '1'
-missing = [n for n in ('jupyterlab', 'playwright') if importlib.util.find_spec(n) is None]
-if not (shutil.which('chromium') or os.environ.get('PROD9_CHROMIUM')): missing.append('chromium (apt-get install chromium)')
+browser, missing = needs_browser('jupyterlab', 'playwright')
 
-@pytest.mark.skipif(bool(missing) and not REQUIRED, reason=f"needs {', '.join(missing)}; `pip install -e '.[browser]'` and `apt-get install chromium`")
+@browser
 def test_viewers_in_jupyterlab(tmp_path):
     assert not missing, f"PROD9_BROWSER_TESTS=1 but missing: {missing}"
     r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'jupyterlab_check.py'), '--out', str(tmp_path)], capture_output=True, text=True, timeout=600)

@@ -11,7 +11,7 @@ The published site is built by quarto from the same processed notebooks (`.githu
 the offline build follows quarto's page names (`60_viz.ipynb` → `viz.html`) and heading anchors, so nbdev's doc links
 (`https://prod9.github.io/prod9/viz.html#sliceviewer`) are rewritten to the local pages.
 """
-import base64, html, json, re, shutil, sys
+import html, json, os.path, re, shutil, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,6 @@ def _md(text: str) -> str:
     return mistune.create_markdown(escape=False, plugins=['table', 'strikethrough', 'url'])(text)
 
 def _rel(from_page: str, to_page: str) -> str:
-    import os.path
     return os.path.relpath(to_page, start=str(Path(from_page).parent) or '.').replace('\\', '/')
 
 def _fix_links(body: str, page: str, pages: set) -> str:
@@ -78,7 +77,6 @@ def _fix_links(body: str, page: str, pages: set) -> str:
         return f'href="{_rel(page, target)}{frag}"' if target in pages else m.group(0)
     body = re.sub(r'href="' + re.escape(SITE_URL) + r'([^"#]+)(#[^"]*)?"', docurl, body)
     def nblink(m):
-        import os.path
         tgt = page_name(os.path.normpath(str(Path(page).parent / (m.group(1) + '.ipynb'))))
         return f'href="{_rel(page, tgt)}{m.group(2) or ""}"'
     return re.sub(r'href="(?!https?:)([^"#]+)\.ipynb(#[^"]*)?"', nblink, body)
@@ -241,10 +239,7 @@ def check_html(out: Path, chromium: str | None = None) -> list[str]:
     for p, h in links:
         if h.startswith(('http:', 'https:', 'mailto:')): continue
         target, _, frag = h.partition('#')
-        tp = str((Path(p).parent / target)) if target else p
-        tp = str(Path(tp)).replace('\\', '/')
-        import os.path
-        tp = os.path.normpath(tp)
+        tp = os.path.normpath(str(Path(p).parent / target)).replace('\\', '/') if target else p
         if tp not in ids and not (out / tp).exists(): problems.append(f"{p}: broken link {h}"); continue
         if frag and tp in ids and frag not in ids[tp]: problems.append(f"{p}: broken anchor {h}")
     return problems
