@@ -7,6 +7,10 @@
    generated FLAIR volume, against the same measure for the unconditioned diffusion model. The segmenter is a small MONAI
    UNet trained on real phantom FLAIR volumes (tumour = NCR ∪ ED ∪ ET) for a fixed budget; its Dice on real held-out
    volumes is reported as the ceiling.
+4. Generation quality per modality (label-conditional, rectified flow, 10 steps): Fréchet distance in the fixed feature space
+   of `common.volume_features` and mean pairwise MS-SSIM diversity of generated against real held-out volumes, with a
+   real-vs-real oracle and the VAE reconstructions (the best the diffusion model can do through this VAE) — the same
+   measures as the MaskGiT stage-2 benchmark.
 
     python bench/bench_maisi.py                          # ~10 min on 2 CPU cores
 """
@@ -15,7 +19,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time
+from common import default_device, machine_info, markdown_table, median_time, volume_features, frechet_distance, mean_pairwise_msssim
 
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
@@ -101,7 +105,9 @@ def main(argv=None):
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
     p.add_argument('--vae-budget-s', type=float, default=120); p.add_argument('--diffusion-budget-s', type=float, default=150)
     p.add_argument('--controlnet-budget-s', type=float, default=150); p.add_argument('--segmenter-budget-s', type=float, default=60)
-    p.add_argument('--samples', type=int, default=8); p.add_argument('--device', default=default_device())
+    p.add_argument('--samples', type=int, default=8, help='generated volumes per Dice figure')
+    p.add_argument('--quality-samples', type=int, default=32, help='generated volumes per modality for Fréchet distance and diversity')
+    p.add_argument('--device', default=default_device())
     p.add_argument('--markdown'); p.add_argument('--json')
     a = p.parse_args(argv); dev = a.device
     data = {'source': 'phantoms', 'num_cases': a.num_cases, 'shape': [a.size] * 3, 'roi_size': [a.size] * 3, 'batch_size': 4, 'val_fraction': 0.25}
@@ -134,6 +140,19 @@ def main(argv=None):
         gen_cn = cn.decode(cn.generate_latents(a.samples, labels, seed=0, control=mask_condition(seg, [1, 2, 3]).to(dev)))
         gen_base = base.decode(base.generate_latents(a.samples, labels, seed=0))
         d_cn, d_base, d_real = dice(seg_net, gen_cn, tumour), dice(seg_net, gen_base, tumour), dice(seg_net, real, tumour)
+        # generation quality per modality: Fréchet distance (fixed features) and diversity, as in the MaskGiT stage-2 benchmark
+        quality, n = [], a.quality_samples
+        ref = {mo: torch.from_numpy(np.stack([make_phantom((a.size,) * 3, 700_000 + i)[mo] for i in range(n)]))[:, None].float() for mo in MODALITIES}
+        ref_b = {mo: torch.from_numpy(np.stack([make_phantom((a.size,) * 3, 800_000 + i)[mo] for i in range(n)]))[:, None].float() for mo in MODALITIES}
+        for c, mo in enumerate(MODALITIES):
+            gen = base.decode(base.generate_latents(n, [c] * n, seed=c, num_inference_steps=10)).cpu()
+            with torch.no_grad(): rec = torch.cat([vae(ref[mo][i:i + 8].to(dev))[0].clamp(0, 1).cpu() for i in range(0, n, 8)])
+            fr = volume_features(ref[mo])
+            quality.append({'modality': mo, 'Fréchet distance generated ↔ real': f"{frechet_distance(volume_features(gen), fr):.4f}",
+                            'Fréchet distance real B ↔ real A (oracle)': f"{frechet_distance(volume_features(ref_b[mo]), fr):.4f}",
+                            'Fréchet distance VAE reconstructions ↔ real': f"{frechet_distance(volume_features(rec), fr):.4f}",
+                            'MS-SSIM between generated volumes': f"{mean_pairwise_msssim(gen):.3f}",
+                            'MS-SSIM between real volumes': f"{mean_pairwise_msssim(ref[mo]):.3f}"})
     m = machine_info(dev)
     rows = [
         {'metric': f'VAE held-out PSNR / SSIM after {a.vae_budget_s:.0f} s', 'value': f"{psnr:.2f} dB / {ssim:.3f}", 'target': '', 'result': ''},
@@ -151,9 +170,12 @@ def main(argv=None):
         {'metric': f'segmenter ({seg_steps} steps) on real held-out FLAIR (ceiling)', 'value': f"{d_real:.3f}", 'target': '', 'result': ''},
     ]
     text = (f"### MAISI on phantoms ({a.size}³)\n\n{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}; "
-            f"{a.samples} generated volumes per Dice figure.\n\n" + markdown_table(rows))
+            f"{a.samples} generated volumes per Dice figure.\n\n" + markdown_table(rows) +
+            f"\n\n**Generation quality per modality** ({a.quality_samples} label-conditional samples per modality, rectified flow with 10 "
+            f"steps, against {a.quality_samples} real held-out volumes; features and distances as in the MaskGiT stage-2 section, "
+            f"`bench/common.py`; MS-SSIM lower = more diverse):\n\n" + markdown_table(quality))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
-    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'rows': rows}, indent=1))
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'rows': rows, 'quality': quality}, indent=1))
 
 if __name__ == '__main__': main()

@@ -1,7 +1,8 @@
 """MaskGiT stage 2 benchmark on phantoms after fixed CPU budgets.
 
-1. Trains a stage-1 FSQ autoencoder (budget A), encodes the phantoms, trains a label-conditional transformer (budget B)
-   and an in-context one (budget B).
+1. Trains a stage-1 FSQ autoencoder, encodes the phantoms, trains a label-conditional transformer and an in-context one,
+   each for a fixed number of optimiser steps (a step budget, not a time budget, so two runs on a noisy machine train the
+   same models; the wall time of each is reported).
 2. Label-conditional: for each modality, generates volumes and measures the intensity-histogram distance (1-D Wasserstein,
    `prod9.train_transformer.histogram_w1`) to real held-out volumes of every modality. Pass when each modality's samples are
    closest to the real volumes of the same modality.
@@ -9,8 +10,8 @@
    (and against the stage-1 reconstruction of the true T2, the ceiling).
 4. Sampling time per volume against the number of MaskGiT steps (median of repeats).
 
-    python bench/bench_stage2.py                         # ~10 min on 2 CPU cores
-    python bench/bench_stage2.py --ae-budget-s 600 --tf-budget-s 900 --markdown docs/bench_stage2.md
+    python bench/bench_stage2.py                         # ~11 min on 2 CPU cores
+    python bench/bench_stage2.py --ae-steps 3000 --tf-steps 2000 --ic-steps 1000 --markdown docs/bench_stage2.md
 """
 from __future__ import annotations
 import argparse, json, statistics, sys, tempfile, time
@@ -29,17 +30,18 @@ from monai.metrics import PSNRMetric, SSIMMetric
 
 def accel(device): return 'gpu' if str(device).startswith('cuda') else 'cpu'
 
-def train_autoencoder(out, size, n_cases, budget_s, device):
+def train_autoencoder(out, size, n_cases, steps, device):
     cfg = AutoencoderStageConfig(output_dir=str(out / 'ae'), seed=0,
         data={'source': 'phantoms', 'num_cases': n_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25},
         model={'channels': [16, 32, 32], 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
         trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
     torch.manual_seed(0)
     m = AutoencoderFSQLightning(cfg.model_dump())
-    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_time={'seconds': budget_s}).fit(m, datamodule=PhantomDataModule(cfg.data))
-    return export_autoencoder(m.autoencoder, cfg.model, out / 'ae.safetensors'), cfg
+    t0 = time.perf_counter()
+    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_steps=steps).fit(m, datamodule=PhantomDataModule(cfg.data))
+    return export_autoencoder(m.autoencoder, cfg.model, out / 'ae.safetensors'), cfg, time.perf_counter() - t0
 
-def train_transformer(out, ae_path, ae_cfg, kind, budget_s, device, hidden, layers):
+def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers):
     cfg = TransformerStageConfig(autoencoder_path=str(ae_path), output_dir=str(out / kind), token_cache_dir=str(out / 'tokens'), seed=0,
         data=ae_cfg.data.model_dump(), model={'transformer_type': kind, 'hidden_dim': hidden, 'num_layers': layers, 'num_heads': 4, 'max_context_length': 3},
         training={'lr': 1e-3, 'warmup_steps': 20},
@@ -49,11 +51,13 @@ def train_transformer(out, ae_path, ae_cfg, kind, budget_s, device, hidden, laye
     info = load_tokens(paths['train'])
     torch.manual_seed(0)
     m = MaskGiTLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'])
-    tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_time={'seconds': budget_s})
+    tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_steps=steps)
     ic = kind == 'single_stream'      # the in-context model is trained for the measured direction, T1 → T2
+    t0 = time.perf_counter()
     tr.fit(m, datamodule=TokenDataModule(paths, 8, 'in_context' if ic else 'label', [0] if ic else None, [2] if ic else None))
+    wall = time.perf_counter() - t0
     from prod9.train_autoencoder import load_autoencoder
-    return m.eval().to(device).attach_autoencoder(load_autoencoder(ae_path).to(device)), paths, tr.global_step
+    return m.eval().to(device).attach_autoencoder(load_autoencoder(ae_path).to(device)), paths, tr.global_step, wall
 
 def real_volumes(size, seeds):
     vols = {m: [] for m in MODALITIES}
@@ -65,7 +69,9 @@ def real_volumes(size, seeds):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
-    p.add_argument('--ae-budget-s', type=float, default=180); p.add_argument('--tf-budget-s', type=float, default=150)
+    p.add_argument('--ae-steps', type=int, default=600, help='autoencoder optimiser steps (batch 4)')
+    p.add_argument('--tf-steps', type=int, default=500, help='label-conditional transformer steps (batch 8)')
+    p.add_argument('--ic-steps', type=int, default=250, help='in-context transformer steps (batch 8)')
     p.add_argument('--hidden-dim', type=int, default=128); p.add_argument('--num-layers', type=int, default=4)
     p.add_argument('--samples', type=int, default=32); p.add_argument('--steps', type=int, nargs='+', default=[4, 8, 12, 16])
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json')
@@ -73,9 +79,9 @@ def main(argv=None):
     dev = a.device
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        ae_path, ae_cfg = train_autoencoder(out, a.size, a.num_cases, a.ae_budget_s, dev)
-        lab, paths, lab_steps = train_transformer(out, ae_path, ae_cfg, 'label', a.tf_budget_s, dev, a.hidden_dim, a.num_layers)
-        ic, _, ic_steps = train_transformer(out, ae_path, ae_cfg, 'single_stream', a.tf_budget_s, dev, a.hidden_dim, a.num_layers)
+        ae_path, ae_cfg, ae_wall = train_autoencoder(out, a.size, a.num_cases, a.ae_steps, dev)
+        lab, paths, lab_steps, lab_wall = train_transformer(out, ae_path, ae_cfg, 'label', a.tf_steps, dev, a.hidden_dim, a.num_layers)
+        ic, _, ic_steps, ic_wall = train_transformer(out, ae_path, ae_cfg, 'single_stream', a.ic_steps, dev, a.hidden_dim, a.num_layers)
         # 1. histogram distances: generated modality (rows) vs real held-out modality (columns)
         real = real_volumes(a.size, range(700_000, 700_000 + a.samples))
         dist, gens = {}, {}
@@ -137,8 +143,9 @@ def main(argv=None):
     tr_rows = [{'method': k, 'PSNR (dB, median)': f"{v[0]:.2f}", 'SSIM (median)': f"{v[1]:.3f}"} for k, v in tr_scores.items()]
     beats = tr_scores['in-context T1 → T2'][0] > tr_scores['copy T1 as T2'][0] and tr_scores['in-context T1 → T2'][1] > tr_scores['copy T1 as T2'][1]
     text = (f"### MaskGiT stage 2 on phantoms ({a.size}³, token grid {tuple(lab.latent_shape)}, transformer {a.hidden_dim}×{a.num_layers})\n\n"
-            f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Budgets: autoencoder "
-            f"{a.ae_budget_s:.0f} s, each transformer {a.tf_budget_s:.0f} s (label-conditional {lab_steps} steps, in-context {ic_steps} steps).\n\n"
+            f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Step budgets: autoencoder "
+            f"{a.ae_steps} steps of batch 4 ({ae_wall:.0f} s), label-conditional transformer {lab_steps} steps of batch 8 ({lab_wall:.0f} s), "
+            f"in-context transformer {ic_steps} steps ({ic_wall:.0f} s).\n\n"
             f"**Intensity-histogram distance (W1) of {a.samples} generated volumes per modality to {a.samples} real held-out volumes per modality** "
             f"(◀ = closest):\n\n" + markdown_table(hist_rows) +
             f"\n\nOracle, the same distance between two disjoint sets of {a.samples} *real* held-out volumes: how well the metric "

@@ -11,8 +11,9 @@ import numpy as np
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['FOV_MM', 'MODALITIES', 'TISSUES', 'CONTRAST', 'SEG_LABELS', 'smooth_field', 'PhantomParams', 'sample_params',
-           'phantom_coords', 'phantom_affine', 'phantom_tissues', 'tissues_to_seg', 'render_contrast', 'make_phantom']
+__all__ = ['FOV_MM', 'MODALITIES', 'TISSUES', 'CONTRAST', 'SEG_LABELS', 'MAX_RENDER_MM', 'smooth_field', 'PhantomParams',
+           'sample_params', 'phantom_coords', 'phantom_affine', 'phantom_tissues', 'tissues_to_seg',
+           'supersample_factors', 'render_contrast', 'make_phantom']
 
 # %% ../nbs/02_phantoms.ipynb #2349011c
 FOV_MM = (240.0, 240.0, 155.0)
@@ -108,27 +109,42 @@ def phantom_tissues(shape, seed:int=0) -> np.ndarray:
     return t
 
 # %% ../nbs/02_phantoms.ipynb #4495a82c
+MAX_RENDER_MM = 4.0     # coarser voxels are rendered on a finer grid and block-averaged (partial volume)
+
 def tissues_to_seg(t:np.ndarray) -> np.ndarray:
     "BraTS-convention segmentation (0 bg, 1 NCR, 2 ED, 3 ET) from a tissue map."
     seg = np.zeros(t.shape, np.uint8)
     seg[t == 6] = 1; seg[t == 7] = 2; seg[t == 8] = 3
     return seg
 
-def render_contrast(t:np.ndarray, modality:str, seed:int=0, noise:float=0.02, bias:float=0.08, blur_mm:float=1.0, shape_mm=None) -> np.ndarray:
-    "Image of tissue map `t` in `modality`, with blur, bias field and Rician noise; float32 in [0, 1]."
+def supersample_factors(shape, shape_mm=None, max_mm:float=MAX_RENDER_MM) -> tuple:
+    "Integer factor per axis so that `shape` times the factor has voxels no larger than `max_mm` over the field of view `shape_mm`."
+    fov = shape_mm or FOV_MM[:len(shape)]
+    return tuple(max(1, int(np.ceil(f / n / max_mm - 1e-9))) for f, n in zip(fov, shape))
+
+def render_contrast(t:np.ndarray, modality:str, seed:int=0, noise:float=0.02, bias:float=0.08, blur_mm:float=1.0, shape_mm=None,
+                    factors=None) -> np.ndarray:
+    """Image of tissue map `t` in `modality`, with blur, bias field and Rician noise; float32 in [0, 1].
+    With `factors`, `t` is on a grid `factors` times finer than the output, whose voxels average blocks of `t` (partial volume)."""
     if modality not in MODALITIES: raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    f = tuple(int(x) for x in (factors or (1,) * t.ndim))
+    if len(f) != t.ndim or any(x < 1 or n % x for x, n in zip(f, t.shape)):
+        raise ValueError(f"factors {f} must be positive integers dividing the tissue map shape {t.shape} axis by axis")
     m = MODALITIES.index(modality)
     rng = np.random.default_rng([seed, m])
     img = CONTRAST[t, m].astype(np.float32)
     # texture: small within-tissue variation, then partial-volume blur of about `blur_mm`
-    c = phantom_coords(t.shape)
-    img = img * (1 + 0.04 * smooth_field(rng, c, grid=14, sigma=0.5)) * (t > 0)
+    img = img * (1 + 0.04 * smooth_field(rng, phantom_coords(t.shape), grid=14, sigma=0.5)) * (t > 0)
     vox = np.array(shape_mm or FOV_MM[:t.ndim]) / np.array(t.shape)
     img = ndimage.gaussian_filter(img, sigma=blur_mm / vox / 2.355)
-    img = img * (1 + bias * smooth_field(np.random.default_rng(seed), c, grid=4, sigma=0.8))
+    out_shape = tuple(n // x for n, x in zip(t.shape, f))
+    if any(x > 1 for x in f):   # each output voxel averages its block of the fine grid
+        img = img.reshape([v for n, x in zip(out_shape, f) for v in (n, x)]).mean(tuple(range(1, 2 * t.ndim, 2)))
+    img = img * (1 + bias * smooth_field(np.random.default_rng(seed), phantom_coords(out_shape), grid=4, sigma=0.8))
     n1, n2 = rng.normal(0, noise, (2,) + img.shape).astype(np.float32)
     img = np.sqrt((img + n1) ** 2 + n2 ** 2)
     return np.clip(img, 0, 1).astype(np.float32)
+
 
 # %% ../nbs/02_phantoms.ipynb #86c2de60
 def make_phantom(shape=(64, 64, 64), seed:int=0, modalities=MODALITIES, noise:float=0.02) -> dict:
@@ -139,7 +155,10 @@ def make_phantom(shape=(64, 64, 64), seed:int=0, modalities=MODALITIES, noise:fl
     bad = [m for m in modalities if m not in MODALITIES]
     if bad: raise ValueError(f"unknown modalities {bad}; expected a subset of {MODALITIES}")
     t = phantom_tissues(shape, seed)
-    out = {m: render_contrast(t, m, seed, noise) for m in modalities}
+    f = supersample_factors(shape)
+    fine = phantom_tissues(tuple(n * x for n, x in zip(shape, f)), seed) if any(x > 1 for x in f) else t
+    out = {m: render_contrast(fine, m, seed, noise, factors=f) for m in modalities}
     out['seg'] = tissues_to_seg(t)
     out['affine'] = phantom_affine(shape)
     return out
+
