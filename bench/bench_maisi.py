@@ -19,7 +19,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time, volume_features, frechet_distance, mean_pairwise_msssim
+from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row
 
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
@@ -142,17 +142,11 @@ def main(argv=None):
         d_cn, d_base, d_real = dice(seg_net, gen_cn, tumour), dice(seg_net, gen_base, tumour), dice(seg_net, real, tumour)
         # generation quality per modality: Fréchet distance (fixed features) and diversity, as in the MaskGiT stage-2 benchmark
         quality, n = [], a.quality_samples
-        ref = {mo: torch.from_numpy(np.stack([make_phantom((a.size,) * 3, 700_000 + i)[mo] for i in range(n)]))[:, None].float() for mo in MODALITIES}
-        ref_b = {mo: torch.from_numpy(np.stack([make_phantom((a.size,) * 3, 800_000 + i)[mo] for i in range(n)]))[:, None].float() for mo in MODALITIES}
+        ref, ref_b = real_volumes(a.size, range(700_000, 700_000 + n)), real_volumes(a.size, range(800_000, 800_000 + n))
         for c, mo in enumerate(MODALITIES):
             gen = base.decode(base.generate_latents(n, [c] * n, seed=c, num_inference_steps=10)).cpu()
             with torch.no_grad(): rec = torch.cat([vae(ref[mo][i:i + 8].to(dev))[0].clamp(0, 1).cpu() for i in range(0, n, 8)])
-            fr = volume_features(ref[mo])
-            quality.append({'modality': mo, 'Fréchet distance generated ↔ real': f"{frechet_distance(volume_features(gen), fr):.4f}",
-                            'Fréchet distance real B ↔ real A (oracle)': f"{frechet_distance(volume_features(ref_b[mo]), fr):.4f}",
-                            'Fréchet distance VAE reconstructions ↔ real': f"{frechet_distance(volume_features(rec), fr):.4f}",
-                            'MS-SSIM between generated volumes': f"{mean_pairwise_msssim(gen):.3f}",
-                            'MS-SSIM between real volumes': f"{mean_pairwise_msssim(ref[mo]):.3f}"})
+            quality.append(quality_row(mo, gen, ref[mo], ref_b[mo], rec, 'VAE reconstructions'))
     m = machine_info(dev)
     rows = [
         {'metric': f'VAE held-out PSNR / SSIM after {a.vae_budget_s:.0f} s', 'value': f"{psnr:.2f} dB / {ssim:.3f}", 'target': '', 'result': ''},

@@ -18,7 +18,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time, volume_features, frechet_distance, mean_pairwise_msssim
+from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row
 
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
@@ -59,13 +59,6 @@ def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers)
     from prod9.train_autoencoder import load_autoencoder
     return m.eval().to(device).attach_autoencoder(load_autoencoder(ae_path).to(device)), paths, tr.global_step, wall
 
-def real_volumes(size, seeds):
-    vols = {m: [] for m in MODALITIES}
-    for s in seeds:
-        ph = make_phantom((size,) * 3, s)
-        for m in MODALITIES: vols[m].append(torch.from_numpy(ph[m]).float())
-    return {m: torch.stack(v)[:, None] for m, v in vols.items()}
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
@@ -97,14 +90,7 @@ def main(argv=None):
             with torch.no_grad(): recs[m] = lab.autoencoder(real[m].to(dev))[0].clamp(0, 1).cpu()
             rec_dist[m] = {m2: histogram_w1(recs[m], real[m2]) for m2 in MODALITIES}
         # Fréchet distance in a fixed feature space (common.volume_features) and diversity (mean pairwise MS-SSIM)
-        quality = []
-        for m in MODALITIES:
-            fr, fg, fb = volume_features(real[m]), volume_features(gens[m]), volume_features(real_b[m])
-            quality.append({'modality': m, 'Fréchet distance generated ↔ real': f"{frechet_distance(fg, fr):.4f}",
-                            'Fréchet distance real B ↔ real A (oracle)': f"{frechet_distance(fb, fr):.4f}",
-                            'Fréchet distance stage-1 reconstructions ↔ real': f"{frechet_distance(volume_features(recs[m]), fr):.4f}",
-                            'MS-SSIM between generated volumes': f"{mean_pairwise_msssim(gens[m]):.3f}",
-                            'MS-SSIM between real volumes': f"{mean_pairwise_msssim(real[m]):.3f}"})
+        quality = [quality_row(m, gens[m], real[m], real_b[m], recs[m], 'stage-1 reconstructions') for m in MODALITIES]
         # stage 2 alone: generated volumes against the stage-1 reconstructions of the real volumes (same blur on both sides)
         gen_rec = {m: {m2: histogram_w1(gens[m], recs[m2]) for m2 in MODALITIES} for m in MODALITIES}
         # 2. in-context T1 -> T2 on held-out (validation) cases, against copying the source

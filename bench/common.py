@@ -109,3 +109,22 @@ def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0) -> float:
     a, b = torch.stack([v[i] for i, _ in pairs]).float().cpu(), torch.stack([v[j] for _, j in pairs]).float().cpu()
     m = MultiScaleSSIMMetric(v.ndim - 2, data_range=1.0, kernel_size=7, weights=(0.0448, 0.2856, 0.3001))
     return float(m(a, b).mean())
+
+def real_volumes(size:int, seeds) -> dict:
+    "Phantoms of `seeds` at `size`³ as `{modality: (N, 1, size, size, size) float tensor}` (each phantom made once for all modalities)."
+    from prod9.config import MODALITIES
+    from prod9.phantoms import make_phantom
+    vols = {m: [] for m in MODALITIES}
+    for s in seeds:
+        ph = make_phantom((size,) * 3, s)
+        for m in MODALITIES: vols[m].append(torch.from_numpy(ph[m]).float())
+    return {m: torch.stack(v)[:, None] for m, v in vols.items()}
+
+def quality_row(modality:str, gen, real, real_b, rec, rec_name:str) -> dict:
+    "One row of the generation-quality tables: Fréchet distances (generated, oracle, reconstructions vs `real`) and MS-SSIM diversity."
+    fr = volume_features(real)
+    return {'modality': modality, 'Fréchet distance generated ↔ real': f"{frechet_distance(volume_features(gen), fr):.4f}",
+            'Fréchet distance real B ↔ real A (oracle)': f"{frechet_distance(volume_features(real_b), fr):.4f}",
+            f'Fréchet distance {rec_name} ↔ real': f"{frechet_distance(volume_features(rec), fr):.4f}",
+            'MS-SSIM between generated volumes': f"{mean_pairwise_msssim(gen):.3f}",
+            'MS-SSIM between real volumes': f"{mean_pairwise_msssim(real):.3f}"}
