@@ -30,15 +30,19 @@ from monai.metrics import PSNRMetric, SSIMMetric
 
 def accel(device): return 'gpu' if str(device).startswith('cuda') else 'cpu'
 
-def train_autoencoder(out, size, n_cases, steps, device):
+def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_warmup=0):
     cfg = AutoencoderStageConfig(output_dir=str(out / 'ae'), seed=0,
+        loss={'adversarial': {'weight': adv_weight, 'warmup_steps': adv_warmup}},
         data={'source': 'phantoms', 'num_cases': n_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25},
         model={'channels': [16, 32, 32], 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
         trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
     torch.manual_seed(0)
     m = AutoencoderFSQLightning(cfg.model_dump())
     t0 = time.perf_counter()
-    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_steps=steps).fit(m, datamodule=PhantomDataModule(cfg.data))
+    # `steps` counts batches; Lightning's max_steps counts optimiser steps, two per batch once the discriminator trains
+    max_steps = steps + max(0, steps - adv_warmup) if adv_weight > 0 else steps
+    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_steps=max_steps).fit(m, datamodule=PhantomDataModule(cfg.data))
+    assert int(m.batch_step) == steps, f"autoencoder trained {int(m.batch_step)} batches, asked for {steps}"
     return export_autoencoder(m.autoencoder, cfg.model, out / 'ae.safetensors'), cfg, time.perf_counter() - t0
 
 def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers):
@@ -62,9 +66,11 @@ def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers)
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
-    p.add_argument('--ae-steps', type=int, default=600, help='autoencoder optimiser steps (batch 4)')
+    p.add_argument('--ae-steps', type=int, default=600, help='autoencoder training batches (batch 4)')
     p.add_argument('--tf-steps', type=int, default=500, help='label-conditional transformer steps (batch 8)')
     p.add_argument('--ic-steps', type=int, default=250, help='in-context transformer steps (batch 8)')
+    p.add_argument('--adv-weight', type=float, default=0.0, help='adversarial loss weight of the autoencoder (0: L1 only)')
+    p.add_argument('--adv-warmup', type=int, default=0, help='autoencoder steps before the adversarial loss starts')
     p.add_argument('--hidden-dim', type=int, default=128); p.add_argument('--num-layers', type=int, default=4)
     p.add_argument('--samples', type=int, default=32); p.add_argument('--steps', type=int, nargs='+', default=[4, 8, 12, 16])
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json')
@@ -72,7 +78,7 @@ def main(argv=None):
     dev = a.device
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        ae_path, ae_cfg, ae_wall = train_autoencoder(out, a.size, a.num_cases, a.ae_steps, dev)
+        ae_path, ae_cfg, ae_wall = train_autoencoder(out, a.size, a.num_cases, a.ae_steps, dev, a.adv_weight, a.adv_warmup)
         lab, paths, lab_steps, lab_wall = train_transformer(out, ae_path, ae_cfg, 'label', a.tf_steps, dev, a.hidden_dim, a.num_layers)
         ic, _, ic_steps, ic_wall = train_transformer(out, ae_path, ae_cfg, 'single_stream', a.ic_steps, dev, a.hidden_dim, a.num_layers)
         # 1. histogram distances: generated modality (rows) vs real held-out modality (columns)
@@ -130,7 +136,7 @@ def main(argv=None):
     beats = tr_scores['in-context T1 → T2'][0] > tr_scores['copy T1 as T2'][0] and tr_scores['in-context T1 → T2'][1] > tr_scores['copy T1 as T2'][1]
     text = (f"### MaskGiT stage 2 on phantoms ({a.size}³, token grid {tuple(lab.latent_shape)}, transformer {a.hidden_dim}×{a.num_layers})\n\n"
             f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Step budgets: autoencoder "
-            f"{a.ae_steps} steps of batch 4 ({ae_wall:.0f} s), label-conditional transformer {lab_steps} steps of batch 8 ({lab_wall:.0f} s), "
+            f"{a.ae_steps} batches of 4{f' (adversarial weight {a.adv_weight} from step {a.adv_warmup})' if a.adv_weight else ''} ({ae_wall:.0f} s), label-conditional transformer {lab_steps} steps of batch 8 ({lab_wall:.0f} s), "
             f"in-context transformer {ic_steps} steps ({ic_wall:.0f} s).\n\n"
             f"**Intensity-histogram distance (W1) of {a.samples} generated volumes per modality to {a.samples} real held-out volumes per modality** "
             f"(◀ = closest):\n\n" + markdown_table(hist_rows) +

@@ -92,14 +92,17 @@ def volume_features(v) -> 'np.ndarray':
     return np.stack(feats)
 
 def frechet_distance(fa, fb) -> float:
-    "Fréchet distance between Gaussians fitted to two feature sets (rows = samples), as in FID."
+    """Fréchet distance between Gaussians fitted to two feature sets (rows = samples), as in FID.
+    tr √(Ca Cb) is computed as Σ √λ of the symmetric PSD matrix √Ca Cb √Ca (same eigenvalues as Ca Cb), which stays exact
+    when the covariances are singular (fewer samples than features); `scipy.linalg.sqrtm` returns NaN there in SciPy ≥ 1.16."""
     import numpy as np
-    from scipy import linalg
+    def psd_sqrt(c):
+        w, v = np.linalg.eigh(c); return (v * np.sqrt(w.clip(0))) @ v.T
     mu_a, mu_b = fa.mean(0), fb.mean(0)
-    ca, cb = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
-    covmean, _ = linalg.sqrtm(ca @ cb, disp=False)
-    covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
+    ca, cb = np.atleast_2d(np.cov(fa, rowvar=False)), np.atleast_2d(np.cov(fb, rowvar=False))
+    sa = psd_sqrt(ca)
+    tr_covmean = np.sqrt(np.linalg.eigvalsh(sa @ cb @ sa).clip(0)).sum()
+    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * tr_covmean))
 
 def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0) -> float:
     "Diversity: mean MS-SSIM over random pairs of distinct volumes of `v` (N, 1, *S); lower = more diverse. 3 scales, 7-voxel kernel."

@@ -23,7 +23,7 @@ BENCHES = {
     'speed': ('bench_speed', 'Training-step speed against the matmul peak', [], ['--size', '64', '--batch', '2']),
     'stage1': ('bench_stage1', 'MaskGiT stage 1: FSQ autoencoder and sliding-window inference', [], ['--budget-s', '900']),
     'stage2': ('bench_stage2', 'MaskGiT stage 2: generation, in-context translation, sampling time', [],
-               ['--ae-steps', '6000', '--tf-steps', '4000', '--ic-steps', '2000', '--samples', '32']),
+               ['--ae-steps', '4000', '--adv-weight', '0.1', '--adv-warmup', '2000', '--tf-steps', '4000', '--ic-steps', '2000', '--samples', '32']),
     'maisi': ('bench_maisi', 'MAISI: VAE, rectified flow vs DDPM, ControlNet', [],
               ['--vae-budget-s', '900', '--diffusion-budget-s', '900', '--controlnet-budget-s', '900']),
     'real_mri': ('bench_real_mri', 'Reconstruction on real MRI', [], ['--budget-s', '900', '--spacing', '1']),
