@@ -39,7 +39,7 @@ def train(size:int, budget_s:float, channels, levels, batch_size:int, num_cases:
     trainer = make_trainer(cfg, out, enable_model_summary=False, max_time={'seconds': budget_s})
     trainer.callbacks.append(timer)
     with PeakMemory(device) as mem: trainer.fit(module, datamodule=PhantomDataModule(cfg.data))
-    return module.autoencoder.eval(), timer.times, mem, cfg
+    return module.autoencoder.eval().to(device), timer.times, mem, cfg      # Lightning hands the model back on the CPU
 
 @torch.no_grad()
 def evaluate(ae, size:int, n_cases:int, device:str) -> dict:

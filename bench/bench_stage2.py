@@ -30,11 +30,11 @@ from monai.metrics import PSNRMetric, SSIMMetric
 
 def accel(device): return 'gpu' if str(device).startswith('cuda') else 'cpu'
 
-def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_warmup=0):
+def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_warmup=0, channels=(16, 32, 32)):
     cfg = AutoencoderStageConfig(output_dir=str(out / 'ae'), seed=0,
         loss={'adversarial': {'weight': adv_weight, 'warmup_steps': adv_warmup}},
         data={'source': 'phantoms', 'num_cases': n_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25},
-        model={'channels': [16, 32, 32], 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
+        model={'channels': list(channels), 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
         trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
     torch.manual_seed(0)
     m = AutoencoderFSQLightning(cfg.model_dump())
@@ -70,7 +70,9 @@ def main(argv=None):
     p.add_argument('--tf-steps', type=int, default=500, help='label-conditional transformer steps (batch 8)')
     p.add_argument('--ic-steps', type=int, default=250, help='in-context transformer steps (batch 8)')
     p.add_argument('--adv-weight', type=float, default=0.0, help='adversarial loss weight of the autoencoder (0: L1 only)')
-    p.add_argument('--adv-warmup', type=int, default=0, help='autoencoder steps before the adversarial loss starts')
+    p.add_argument('--adv-warmup', type=int, default=0, help='autoencoder batches before the adversarial loss starts')
+    p.add_argument('--ae-channels', type=int, nargs='+', default=[16, 32, 32],
+                   help='autoencoder widths per level; n levels downsample 2^(n-1)× per axis (16 32: 2×, 16³ tokens per 32³ volume)')
     p.add_argument('--hidden-dim', type=int, default=128); p.add_argument('--num-layers', type=int, default=4)
     p.add_argument('--samples', type=int, default=32); p.add_argument('--steps', type=int, nargs='+', default=[4, 8, 12, 16])
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json')
@@ -78,7 +80,7 @@ def main(argv=None):
     dev = a.device
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        ae_path, ae_cfg, ae_wall = train_autoencoder(out, a.size, a.num_cases, a.ae_steps, dev, a.adv_weight, a.adv_warmup)
+        ae_path, ae_cfg, ae_wall = train_autoencoder(out, a.size, a.num_cases, a.ae_steps, dev, a.adv_weight, a.adv_warmup, a.ae_channels)
         lab, paths, lab_steps, lab_wall = train_transformer(out, ae_path, ae_cfg, 'label', a.tf_steps, dev, a.hidden_dim, a.num_layers)
         ic, _, ic_steps, ic_wall = train_transformer(out, ae_path, ae_cfg, 'single_stream', a.ic_steps, dev, a.hidden_dim, a.num_layers)
         # 1. histogram distances: generated modality (rows) vs real held-out modality (columns)
