@@ -25,7 +25,7 @@ BENCHES = {
     'stage2': ('bench_stage2', 'MaskGiT stage 2: generation, in-context translation, sampling time', [],
                ['--ae-steps', '4000', '--adv-weight', '0.1', '--adv-warmup', '2000', '--tf-steps', '4000', '--ic-steps', '2000', '--samples', '32']),
     'maisi': ('bench_maisi', 'MAISI: VAE, rectified flow vs DDPM, ControlNet', [],
-              ['--vae-budget-s', '900', '--diffusion-budget-s', '900', '--controlnet-budget-s', '900']),
+              ['--vae-steps', '4000', '--diffusion-steps', '20000', '--controlnet-steps', '8000', '--segmenter-steps', '8000']),
     'real_mri': ('bench_real_mri', 'Reconstruction on real MRI', [], ['--budget-s', '900', '--spacing', '1']),
 }
 DEBIAN = ['mricron-data', 'insighttoolkit5-examples']
