@@ -76,6 +76,20 @@ class Patches(Dataset):
         return {'image': v[:, o[0]:o[0] + self.patch, o[1]:o[1] + self.patch, o[2]:o[2] + self.patch],
                 'label': torch.tensor(0), 'affine': torch.eye(4)}
 
+import lightning as L
+
+class TimeCosineDecay(L.Callback):
+    """Anneal every optimiser's learning rate from its initial value to 0 along a cosine over the time budget.
+    At a constant rate of 1e-3 the weights a time budget stops on depend on the last few steps: the same code gave the ×4
+    FSQ autoencoder 20.5 dB after 382 steps and 15.7 dB after 386. With the rate near 0 at the end, a few steps more or
+    less hardly move the result, so the budget measures the model, not where the clock stopped."""
+    def __init__(self, budget_s: float): self.budget_s = budget_s
+    def on_train_start(self, trainer, pl_module): self.t0 = time.perf_counter()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        f = min(1.0, (time.perf_counter() - self.t0) / self.budget_s)
+        for opt in trainer.optimizers:
+            for g in opt.param_groups: g['lr'] = g.setdefault('initial_lr', g['lr']) * 0.5 * (1 + math.cos(math.pi * f))
+
 def accel(d): return 'gpu' if str(d).startswith('cuda') else 'cpu'
 def quiet(d): return {'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(d)}
 
@@ -108,6 +122,7 @@ def train_and_eval(name, out, train_vols, test, patch, budget, device):
     torch.manual_seed(0)
     m = mod_cls(cfg.model_dump())
     tr = make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_time={'seconds': budget}, num_sanity_val_steps=0)
+    tr.callbacks.append(TimeCosineDecay(budget))
     t = time.time()
     tr.fit(m, train_dataloaders=DataLoader(Patches(train_vols, patch), batch_size=4))
     train_s = time.time() - t
@@ -154,7 +169,8 @@ def main(argv=None):
     m = machine_info(a.device)
     text = (f"### Reconstruction of a held-out real T1 (ITK example, {tuple(test.shape[1:])} at {a.spacing:g} mm)\n\n"
             f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Trained on random "
-            f"{a.patch}³ patches of Colin27 and MNI152 2009a for {a.budget_s:.0f} s each; whole test volume reconstructed with "
+            f"{a.patch}³ patches of Colin27 and MNI152 2009a for {a.budget_s:.0f} s each, learning rate 1e-3 annealed to 0 "
+            f"along a cosine over the budget; whole test volume reconstructed with "
             f"sliding windows of {a.patch * 2}³.\n\n" + markdown_table(rows))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
