@@ -138,7 +138,7 @@ def main(argv=None):
     beats = tr_scores['in-context T1 → T2'][0] > tr_scores['copy T1 as T2'][0] and tr_scores['in-context T1 → T2'][1] > tr_scores['copy T1 as T2'][1]
     text = (f"### MaskGiT stage 2 on phantoms ({a.size}³, token grid {tuple(lab.latent_shape)}, transformer {a.hidden_dim}×{a.num_layers})\n\n"
             f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Step budgets: autoencoder "
-            f"{a.ae_steps} batches of 4{f' (adversarial weight {a.adv_weight} from step {a.adv_warmup})' if a.adv_weight else ''} ({ae_wall:.0f} s), label-conditional transformer {lab_steps} steps of batch 8 ({lab_wall:.0f} s), "
+            f"{a.ae_steps} batches of 4{f' (adversarial weight {a.adv_weight} from batch {a.adv_warmup})' if a.adv_weight else ''} ({ae_wall:.0f} s), label-conditional transformer {lab_steps} steps of batch 8 ({lab_wall:.0f} s), "
             f"in-context transformer {ic_steps} steps ({ic_wall:.0f} s).\n\n"
             f"**Intensity-histogram distance (W1) of {a.samples} generated volumes per modality to {a.samples} real held-out volumes per modality** "
             f"(◀ = closest):\n\n" + markdown_table(hist_rows) +
