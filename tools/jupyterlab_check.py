@@ -19,6 +19,9 @@ from __future__ import annotations
 import argparse, json, os, secrets, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'   # tracebacks and warnings
+
 CELLS = [
     "# prod9 viewers in JupyterLab\nA `SliceViewer` of a phantom with its tumour mask, and a `TokenViewer` of its FSQ tokens.",
     "import torch\nfrom prod9.phantoms import make_phantom\nfrom prod9.viz import SliceViewer, TokenViewer\n"
@@ -46,7 +49,10 @@ def write_notebook(path: Path):
 
 def start_lab(root: Path, port: int, token: str, log):
     env = {**os.environ, 'JUPYTER_CONFIG_DIR': str(root / '.jupyter'), 'JUPYTERLAB_SETTINGS_DIR': str(root / '.lab-settings'),
-           'JUPYTERLAB_WORKSPACES_DIR': str(root / '.lab-workspaces'), 'MPLBACKEND': 'module://matplotlib_inline.backend_inline'}
+           'JUPYTERLAB_WORKSPACES_DIR': str(root / '.lab-workspaces'), 'MPLBACKEND': 'module://matplotlib_inline.backend_inline',
+           # the kernel imports this checkout's prod9, whatever `pip install -e` last pointed at (a stale editable install
+           # made the kernel fail with ModuleNotFoundError and the check wait out its timeout)
+           'PYTHONPATH': os.pathsep.join([str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])}
     # no news / update pop-ups over the notebook
     (root / '.lab-settings' / '@jupyterlab' / 'apputils-extension').mkdir(parents=True)
     (root / '.lab-settings' / '@jupyterlab' / 'apputils-extension' / 'notification.jupyterlab-settings').write_text(
@@ -82,6 +88,33 @@ def wait_changed(page, index, before, timeout_s=60):
         page.wait_for_timeout(250)
     raise AssertionError(f"widget image {index} did not change within {timeout_s} s")
 
+def run_all_cells(page, tries: int = 4, wait_s: float = 30):
+    """Run > Run All Cells, until the first code cell has started (its prompt shows `[*]` or a count).
+
+    The status indicator can read idle before the kernel's connection is up; a Run All clicked then leaves every prompt
+    at `[ ]` and nothing ever runs (seen in CI), so the click is repeated."""
+    prompt = page.locator('.jp-CodeCell .jp-InputPrompt').first
+    for i in range(tries):
+        page.locator('#jp-MainMenu').get_by_text('Run', exact=True).click()
+        page.get_by_text('Run All Cells', exact=True).click()
+        t0 = time.time()
+        while time.time() - t0 < wait_s:
+            if prompt.inner_text().strip() not in ('[ ]:', ''): return i + 1
+            page.wait_for_timeout(250)
+    raise AssertionError(f"Run All Cells clicked {tries} times, {wait_s:.0f} s apart, and the first cell never started: the kernel did not run it")
+
+def page_state(page, out: Path, console: list) -> dict:
+    "What the page showed when a step failed: a screenshot, the HTML, the outputs' text and the browser console (best effort)."
+    state = {'console_tail': console[-30:]}
+    for what, fn in [('screenshot', lambda: page.screenshot(path=str(out / 'failure.png'), full_page=True) and str(out / 'failure.png')),
+                     ('html', lambda: (out / 'failure.html').write_text(page.content()) and str(out / 'failure.html')),
+                     ('kernel_status', lambda: page.locator('.jp-Notebook-ExecutionIndicator').first.get_attribute('data-status')),
+                     ('outputs', lambda: [t[:300] for t in page.locator('.jp-OutputArea-output').all_inner_texts()]),
+                     ('widget_images', lambda: page.locator('.widget-output img').count())]:
+        try: state[what] = fn()
+        except Exception as e: state[what] = f"unavailable ({type(e).__name__}: {str(e)[:200]})"
+    return state
+
 def run_check(out: Path, chromium: str, timeout_s: float = 240) -> dict:
     from playwright.sync_api import sync_playwright
     out.mkdir(parents=True, exist_ok=True)
@@ -95,45 +128,55 @@ def run_check(out: Path, chromium: str, timeout_s: float = 240) -> dict:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium, headless=True, args=['--no-sandbox', '--disable-gpu'])
                 page = browser.new_page(viewport={'width': 1400, 'height': 1100})
-                page.set_default_timeout(timeout_s * 1000)
-                page.goto(f'http://127.0.0.1:{port}/lab/tree/viewers.ipynb?token={token}')
-                page.wait_for_selector('.jp-Notebook .jp-Cell')
-                page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', state='attached')
-                page.locator('#jp-MainMenu').get_by_text('Run', exact=True).click()
-                page.get_by_text('Run All Cells', exact=True).click()
-                page.wait_for_function("document.querySelectorAll('.widget-output img').length >= 2")
-                results['checks']['widgets rendered'] = page.locator('.widget-slider').count() >= 2
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(out / '1_rendered.png'))
-                # 1. move the SliceViewer's slice slider with the keyboard
-                slider = page.locator('.widget-slider').filter(has_text='slice').first
-                slider.scroll_into_view_if_needed()
-                readout = slider.locator('.widget-readout')
-                v0 = int(readout.inner_text())
-                before = image_src(page, 0)
-                handle = slider.locator('.noUi-handle')
-                handle.focus()
-                for _ in range(8): handle.press('ArrowRight')
-                page.keyboard.press('Tab')
-                after = wait_changed(page, 0, before)
-                v1 = int(readout.inner_text())
-                results['checks']['slider moved'] = v1 != v0
-                results['checks']['slice image changed'] = after != before
-                results['slice'] = [v0, v1]
-                page.wait_for_timeout(500)
-                page.locator('.jp-OutputArea-output').filter(has=page.locator('.widget-output img')).first.screenshot(path=str(out / '2_slice_viewer_after.png'))
-                # 2. choose a token in the TokenViewer
-                tok = page.locator('.widget-dropdown').filter(has_text='token').last
-                tok.scroll_into_view_if_needed()
-                before = image_src(page, 1)
-                select = tok.locator('select')
-                chosen = select.locator('option').nth(1).get_attribute('value')
-                select.select_option(value=chosen)
-                after = wait_changed(page, 1, before)
-                results['checks']['token highlight changed'] = after != before
-                results['token'] = select.locator('option').nth(1).inner_text()
-                page.wait_for_timeout(500)
-                page.locator('.jp-OutputArea-output').filter(has=page.locator('.widget-output img')).last.screenshot(path=str(out / '3_token_viewer_after.png'))
+                console = []
+                page.on('console', lambda m: console.append(f"{m.type}: {m.text}"[:300]))
+                try:
+                    page.set_default_timeout(timeout_s * 1000)
+                    page.goto(f'http://127.0.0.1:{port}/lab/tree/viewers.ipynb?token={token}')
+                    page.wait_for_selector('.jp-Notebook .jp-Cell')
+                    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', state='attached')
+                    results['run_all_clicks'] = run_all_cells(page)
+                    # widgets rendered, or a cell failed: fail at once with the traceback instead of waiting out the timeout
+                    page.wait_for_function("document.querySelectorAll('.widget-output img').length >= 2 || "
+                                           "[...document.querySelectorAll(" + json.dumps(STDERR) + ")].some(e => e.textContent.includes('Traceback'))")
+                    errors = [t for t in page.locator(STDERR).all_inner_texts() if 'Traceback' in t]
+                    if errors and page.locator('.widget-output img').count() < 2:
+                        raise RuntimeError("a notebook cell failed in JupyterLab:\n" + '\n'.join(e[-1500:] for e in errors))
+                    results['checks']['widgets rendered'] = page.locator('.widget-slider').count() >= 2
+                    page.wait_for_timeout(500)
+                    page.screenshot(path=str(out / '1_rendered.png'))
+                    # 1. move the SliceViewer's slice slider with the keyboard
+                    slider = page.locator('.widget-slider').filter(has_text='slice').first
+                    slider.scroll_into_view_if_needed()
+                    readout = slider.locator('.widget-readout')
+                    v0 = int(readout.inner_text())
+                    before = image_src(page, 0)
+                    handle = slider.locator('.noUi-handle')
+                    handle.focus()
+                    for _ in range(8): handle.press('ArrowRight')
+                    page.keyboard.press('Tab')
+                    after = wait_changed(page, 0, before)
+                    v1 = int(readout.inner_text())
+                    results['checks']['slider moved'] = v1 != v0
+                    results['checks']['slice image changed'] = after != before
+                    results['slice'] = [v0, v1]
+                    page.wait_for_timeout(500)
+                    page.locator('.jp-OutputArea-output').filter(has=page.locator('.widget-output img')).first.screenshot(path=str(out / '2_slice_viewer_after.png'))
+                    # 2. choose a token in the TokenViewer
+                    tok = page.locator('.widget-dropdown').filter(has_text='token').last
+                    tok.scroll_into_view_if_needed()
+                    before = image_src(page, 1)
+                    select = tok.locator('select')
+                    chosen = select.locator('option').nth(1).get_attribute('value')
+                    select.select_option(value=chosen)
+                    after = wait_changed(page, 1, before)
+                    results['checks']['token highlight changed'] = after != before
+                    results['token'] = select.locator('option').nth(1).inner_text()
+                    page.wait_for_timeout(500)
+                    page.locator('.jp-OutputArea-output').filter(has=page.locator('.widget-output img')).last.screenshot(path=str(out / '3_token_viewer_after.png'))
+                except Exception:
+                    results['page_state'] = page_state(page, out, console)   # while the browser is still open
+                    raise
                 browser.close()
         except Exception as e:
             results['error'] = f"{type(e).__name__}: {e}"
