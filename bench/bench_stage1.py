@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np, torch
 import lightning as L
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakMemory, default_device, machine_info, markdown_table, gib, sync
+from common import PeakMemory, TimeCosineDecay, default_device, machine_info, markdown_table, gib, sync
 
 from prod9.train_autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer
 from prod9.data import PhantomDataModule
@@ -37,7 +37,7 @@ def train(size:int, budget_s:float, channels, levels, batch_size:int, num_cases:
     torch.manual_seed(0)
     module, timer = AutoencoderFSQLightning(cfg.model_dump()), StepTimer()
     trainer = make_trainer(cfg, out, enable_model_summary=False, max_time={'seconds': budget_s})
-    trainer.callbacks.append(timer)
+    trainer.callbacks += [timer, TimeCosineDecay(budget_s)]        # lr 1e-3 → 0 along a cosine over the budget
     with PeakMemory(device) as mem: trainer.fit(module, datamodule=PhantomDataModule(cfg.data))
     return module.autoencoder.eval().to(device), timer.times, mem, cfg      # Lightning hands the model back on the CPU
 
@@ -92,7 +92,7 @@ def main(argv=None):
            'volumes_per_s': a.batch_size / statistics.median(steady), 'train_peak': mem.peak, **ev, **sw,
            'voxels_per_token': f ** 3, 'codebook_size': ae.codebook_size}
     rows = [
-        {'metric': f'training budget (s), steps done', 'value': f"{a.budget_s:.0f} s, {len(times)} steps of batch {a.batch_size} at {a.size}³"},
+        {'metric': 'training budget, steps done (lr 1e-3 → 0 along a cosine over the budget)', 'value': f"{a.budget_s:.0f} s, {len(times)} steps of batch {a.batch_size} at {a.size}³"},
         {'metric': 'train step time (median)', 'value': f"{res['step_s_median']:.3f} s ({res['volumes_per_s']:.2f} volumes/s)"},
         {'metric': 'train peak memory (process)', 'value': gib(mem.peak)},
         {'metric': f'held-out PSNR (median of {ev["n_volumes"]} volumes)', 'value': f"{ev['psnr']:.2f} dB"},

@@ -14,9 +14,9 @@
     python bench/bench_stage2.py --ae-steps 3000 --tf-steps 2000 --ic-steps 1000 --markdown docs/bench_stage2.md
 """
 from __future__ import annotations
-import argparse, json, statistics, sys, tempfile, time
+import argparse, json, sys, tempfile, time
 from pathlib import Path
-import numpy as np, torch
+import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row
 

@@ -3,9 +3,9 @@
 Benchmarks report; they are not tests. Timings are medians of repeated runs, and comparisons are ratios
 measured in the same process, because these machines are noisy."""
 from __future__ import annotations
-import os, platform, statistics, threading, time, datetime
-from contextlib import contextmanager
+import math, os, platform, statistics, threading, time, datetime
 import torch
+import lightning as L
 
 def rss_bytes() -> int:
     "Resident set size of this process (Linux /proc; falls back to ru_maxrss elsewhere)."
@@ -131,3 +131,15 @@ def quality_row(modality:str, gen, real, real_b, rec, rec_name:str) -> dict:
             f'Fréchet distance {rec_name} ↔ real': f"{frechet_distance(volume_features(rec), fr):.4f}",
             'MS-SSIM between generated volumes': f"{mean_pairwise_msssim(gen):.3f}",
             'MS-SSIM between real volumes': f"{mean_pairwise_msssim(real):.3f}"}
+
+class TimeCosineDecay(L.Callback):
+    """Anneal every optimiser's learning rate from its initial value to 0 along a cosine over the time budget.
+    At a constant rate of 1e-3 the weights a time budget stops on depend on the last few steps: the same code gave the ×4
+    FSQ autoencoder 20.5 dB after 382 steps and 15.7 dB after 386. With the rate near 0 at the end, a few steps more or
+    less hardly move the result, so the budget measures the model, not where the clock stopped."""
+    def __init__(self, budget_s: float): self.budget_s = budget_s
+    def on_train_start(self, trainer, pl_module): self.t0 = time.perf_counter()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        f = min(1.0, (time.perf_counter() - self.t0) / self.budget_s)
+        for opt in trainer.optimizers:
+            for g in opt.param_groups: g['lr'] = g.setdefault('initial_lr', g['lr']) * 0.5 * (1 + math.cos(math.pi * f))

@@ -9,7 +9,7 @@ the docs as "Benchmarks") is rebuilt from the results of this run, with the mach
 every benchmark. Nothing in the page is typed by hand.
 """
 from __future__ import annotations
-import argparse, importlib, importlib.util, json, os, shutil, subprocess, sys, time
+import argparse, importlib, importlib.util, json, os, subprocess, sys, time
 from pathlib import Path
 import torch
 
