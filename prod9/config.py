@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #c5ea260a
 from __future__ import annotations
-import os, re
+import math, os, re
 from pathlib import Path
 from typing import Any, Annotated, Literal, Union, Mapping, Sequence
 import yaml
@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr,
 
 # %% auto #0
 __all__ = ['MODALITIES', 'Modality', 'DataConfig', 'CONFIG_DIR', 'ConfigError', 'interpolate', 'StrictModel',
-           'format_validation_error', 'TrainerConfig', 'SlidingWindowConfig', 'PhantomDataConfig', 'BratsDataConfig',
-           'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'StageConfig', 'read_yaml', 'load_config', 'config_path',
-           'list_configs']
+           'format_validation_error', 'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier',
+           'PhantomDataConfig', 'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'StageConfig',
+           'read_yaml', 'load_config', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -129,6 +129,26 @@ class SlidingWindowConfig(StrictModel):
     mode: Literal['gaussian', 'constant'] = 'gaussian'
     sigma_scale: float = Field(0.125, gt=0)
     padding_mode: Literal['constant', 'reflect', 'replicate', 'circular'] = 'constant'
+
+# %% ../nbs/00_config.ipynb #aada2faf
+class LRScheduleConfig(StrictModel):
+    "Learning rate after the linear warm-up: `constant`, or a half `cosine` reaching `min_lr_ratio` × lr at step `decay_steps` (None: the run's end)."
+    lr_decay: Literal['constant', 'cosine'] = 'constant'
+    decay_steps: int | None = Field(None, ge=1)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+
+
+# %% ../nbs/00_config.ipynb #aa2beeff
+def lr_multiplier(step:int, warmup_steps:int=0, decay:str='constant', total_steps:float|None=None, min_ratio:float=0.0) -> float:
+    "Factor on the base learning rate at optimiser step `step` (from 0): linear warm-up, then constant or a cosine to `min_ratio` at `total_steps`."
+    if step < warmup_steps: return (step + 1) / warmup_steps
+    if decay == 'constant': return 1.0
+    if total_steps is None or not math.isfinite(total_steps):
+        raise ConfigError("lr_decay is 'cosine' but the run's length is unknown: set trainer.max_steps (or a finite trainer.max_epochs), "
+                          "or training.decay_steps", key='training.lr_decay')
+    p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
 
 # %% ../nbs/00_config.ipynb #86f1530e
 MODALITIES = ('T1', 'T1ce', 'T2', 'FLAIR')

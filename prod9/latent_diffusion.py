@@ -15,9 +15,9 @@ import lightning as L
 from pydantic import Field
 from torch.utils.data import Dataset, DataLoader
 from monai.networks.schedulers import RFlowScheduler, DDPMScheduler
-from .config import StrictModel, StageConfig, SlidingWindowConfig
+from .config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
 from .tokens import load_tokens
-from .train_transformer import warmup_schedule
+from .train_transformer import lr_schedule_entry
 from .sliding_window import AutoencoderInferenceWrapper
 
 # %% auto #0
@@ -49,7 +49,7 @@ class NoiseSchedulerConfig(StrictModel):
     ddpm_schedule: str = 'scaled_linear_beta'
     prediction_type: Literal['epsilon', 'v_prediction', 'sample'] = 'epsilon'
 
-class DiffusionOptimConfig(StrictModel):
+class DiffusionOptimConfig(LRScheduleConfig):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(100, ge=0)      # linear LR warm-up (the usual cure for NaNs early in diffusion training)
@@ -171,7 +171,7 @@ class MAISIDiffusionLightning(L.LightningModule):
         t = self.cfg.training
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-        return {'optimizer': opt, 'lr_scheduler': warmup_schedule(opt, t.warmup_steps)}
+        return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
 
     def class_labels(self, batch): return batch['label'].long() if self.cfg.model.conditional else None
 

@@ -16,7 +16,7 @@ from pydantic import Field
 from safetensors.torch import save_file, load_file, safe_open
 from monai.losses import PatchAdversarialLoss
 from monai.metrics import PSNRMetric, SSIMMetric
-from .config import StrictModel, StageConfig, SlidingWindowConfig, ConfigError
+from .config import StrictModel, StageConfig, SlidingWindowConfig, ConfigError, LRScheduleConfig, lr_multiplier
 from .autoencoder_fsq import AutoencoderFSQ
 from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator, adversarial_weight, codebook_stats
 
@@ -65,11 +65,13 @@ class AELossConfig(StrictModel):
     perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
 
-class OptimConfig(StrictModel):
+class OptimConfig(LRScheduleConfig):
+    "Adam for the autoencoder and the discriminator; warm-up and `lr_decay` count training batches and apply to both."
     lr: float = Field(2e-4, gt=0)
     disc_lr: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
 
 class AutoencoderStageConfig(StageConfig):
     "Config of `prod9-train-autoencoder`."
@@ -184,7 +186,20 @@ class AutoencoderFSQLightning(L.LightningModule):
         opts = [torch.optim.Adam(self.autoencoder.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)]
         if self.discriminator is not None:
             opts.append(torch.optim.Adam(self.discriminator.parameters(), lr=t.disc_lr, betas=t.betas))
-        return opts
+        if t.lr_decay == 'constant' and t.warmup_steps == 0: return opts
+        total = t.decay_steps or (self.planned_batches() if t.lr_decay != 'constant' else None)
+        lr_multiplier(t.warmup_steps, t.warmup_steps, t.lr_decay, total, t.min_lr_ratio)     # an unknown run length fails here
+        f = lambda s: lr_multiplier(s, t.warmup_steps, t.lr_decay, total, t.min_lr_ratio)
+        w = self.cfg.loss.adversarial.warmup_steps          # the discriminator steps from batch w on: its k-th step is batch w + k
+        fs = [f, lambda s: f(s + w)]
+        return opts, [torch.optim.lr_scheduler.LambdaLR(o, fk) for o, fk in zip(opts, fs)]   # stepped with their optimisers
+
+    def planned_batches(self) -> float:
+        "Training batches of this run. With a discriminator, Lightning's `max_steps` counts both optimisers' steps; converted back."
+        tr = self.trainer
+        if tr.max_steps is None or tr.max_steps < 0: return tr.estimated_stepping_batches       # max_epochs × batches per epoch
+        w = self.cfg.loss.adversarial.warmup_steps
+        return tr.max_steps if self.discriminator is None or tr.max_steps <= w else (tr.max_steps + w) / 2
 
     def _recon_losses(self, x, recon):
         lo = self.cfg.loss
@@ -212,6 +227,10 @@ class AutoencoderFSQLightning(L.LightningModule):
             opts[1].zero_grad(); self.manual_backward(d_loss); opts[1].step()
             parts['d_loss'] = d_loss
         self.batch_step += 1
+        sched = self.lr_schedulers()
+        sched = sched if isinstance(sched, list) else [sched] if sched is not None else []
+        for o, s in zip(opts, sched):
+            if o is opts[0] or 'd_loss' in parts: s.step()             # a scheduler steps only after its optimiser did
         if not torch.isfinite(loss): raise FloatingPointError(f"training loss became {loss.item()} at batch {step}; lower training.lr")
         self.log_dict({'train/loss': loss, **{f'train/{k}': v for k, v in parts.items()}, **{f'train/{k}': v for k, v in stats.items()}},
                       prog_bar=False, batch_size=x.shape[0])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import lightning as L
 from pydantic import Field
-from .config import StrictModel, StageConfig, SlidingWindowConfig, ConfigError
+from .config import StrictModel, StageConfig, SlidingWindowConfig, ConfigError, LRScheduleConfig, lr_multiplier
 from .transformer import TransformerDecoder, TransformerDecoderSingleStream
 from .maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule
 from .sliding_window import AutoencoderInferenceWrapper
@@ -21,7 +21,8 @@ from .sliding_window import AutoencoderInferenceWrapper
 # %% auto #0
 __all__ = ['CONTEXT_KEYS', 'TransformerModelConfig', 'MaskingConfig', 'SamplerConfig', 'InContextConfig',
            'TransformerOptimConfig', 'ValidationSamplingConfig', 'TransformerStageConfig', 'resolve_classes',
-           'histogram_w1', 'warmup_schedule', 'build_transformer', 'MaskGiTLightning', 'load_transformer_checkpoint']
+           'histogram_w1', 'warmup_schedule', 'lr_schedule_entry', 'build_transformer', 'MaskGiTLightning',
+           'load_transformer_checkpoint']
 
 # %% ../nbs/23_train_transformer.ipynb #ccf73b72
 class TransformerModelConfig(StrictModel):
@@ -52,7 +53,7 @@ class InContextConfig(StrictModel):
     source_modalities: list[str] | None = None
     target_modalities: list[str] | None = None
 
-class TransformerOptimConfig(StrictModel):
+class TransformerOptimConfig(LRScheduleConfig):
     lr: float = Field(3e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
@@ -96,10 +97,20 @@ def histogram_w1(a:torch.Tensor, b:torch.Tensor, n_quantiles:int=256) -> float:
     return float((torch.quantile(sub(a), q) - torch.quantile(sub(b).to(a.device), q)).abs().mean())
 
 # %% ../nbs/23_train_transformer.ipynb #e7f822bd
-def warmup_schedule(opt:torch.optim.Optimizer, warmup_steps:int) -> dict:
-    "Lightning's `lr_scheduler` entry for a linear warm-up over `warmup_steps` optimiser steps, constant after."
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))
+def warmup_schedule(opt:torch.optim.Optimizer, warmup_steps:int, decay:str='constant', total_steps:float|None=None,
+                    min_ratio:float=0.0) -> dict:
+    "Lightning's `lr_scheduler` entry: linear warm-up over `warmup_steps` optimiser steps, then constant or a cosine (`lr_multiplier`)."
+    lr_multiplier(warmup_steps, warmup_steps, decay, total_steps, min_ratio)       # an unknown run length fails here, not mid-run
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, warmup_steps, decay, total_steps, min_ratio))
     return {'scheduler': sched, 'interval': 'step'}
+
+# %% ../nbs/23_train_transformer.ipynb #ca89a2b5
+def lr_schedule_entry(module:L.LightningModule, opt:torch.optim.Optimizer, t:LRScheduleConfig) -> dict:
+    """`warmup_schedule` for a stage's `training` section `t`; a cosine without `t.decay_steps` spans the whole run
+    (Lightning's `estimated_stepping_batches`: `max_steps`, or `max_epochs` × batches per epoch)."""
+    total = t.decay_steps or (module.trainer.estimated_stepping_batches if t.lr_decay != 'constant' else None)
+    return warmup_schedule(opt, t.warmup_steps, t.lr_decay, total, t.min_lr_ratio)
+
 
 # %% ../nbs/23_train_transformer.ipynb #8091c012
 def build_transformer(cfg:TransformerModelConfig, vocab_size:int, latent_shape, num_classes:int):
@@ -140,7 +151,7 @@ class MaskGiTLightning(L.LightningModule):
         decay = [p for n, p in self.transformer.named_parameters() if p.ndim >= 2 and 'emb' not in n]
         no_decay = [p for n, p in self.transformer.named_parameters() if not (p.ndim >= 2 and 'emb' not in n)]
         opt = torch.optim.AdamW([{'params': decay, 'weight_decay': t.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}], lr=t.lr, betas=t.betas)
-        return {'optimizer': opt, 'lr_scheduler': warmup_schedule(opt, t.warmup_steps)}
+        return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
 
     def _context(self, batch): return {k: batch[k] for k in CONTEXT_KEYS if k in batch} if self.in_context else {}
 

@@ -5,8 +5,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
-    "Run a console script; returns CompletedProcess with text stdout/stderr."
-    e = {**os.environ, **(env or {})}
+    """Run a console script; returns CompletedProcess with text stdout/stderr. The script imports this checkout's prod9
+    (PYTHONPATH), whichever checkout the installed entry point was made from."""
+    e = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])), **(env or {})}
     return subprocess.run(list(map(str, args)), cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 
 @pytest.fixture

@@ -48,6 +48,19 @@ def test_resume_continues_step_count(cli, cfg, tmp_path):
     s2 = torch.load(last, weights_only=True)
     assert s1 > 0 and s2['global_step'] == 2 * s1 and s2['epoch'] == 1
 
+def test_cosine_lr_reaches_its_floor_and_survives_resume(cli, cfg, tmp_path):
+    "training.lr_decay: cosine ends each run at min_lr_ratio × lr; a resumed, longer run stretches the cosine to its new end."
+    cos = lambda c: (c.write_text(c.read_text() + 'training: {lr_decay: cosine, min_lr_ratio: 0.1, lr: 1.0e-3}\n'), c)[1]
+    last = tmp_path / 'run' / 'last.ckpt'
+    lr = lambda ck: ck['optimizer_states'][0]['param_groups'][0]['lr']
+    r = cli('prod9-train-autoencoder', 'train', '--config', cos(cfg(1))); assert r.returncode == 0, r.stderr[-3000:]
+    s1 = torch.load(last, weights_only=True)
+    assert s1['global_step'] > 0 and lr(s1) == pytest.approx(1e-4)
+    r = cli('prod9-train-autoencoder', 'train', '--config', cos(cfg(2)), '--checkpoint', last); assert r.returncode == 0, r.stderr[-3000:]
+    s2 = torch.load(last, weights_only=True)
+    assert s2['global_step'] == 2 * s1['global_step'] and lr(s2) == pytest.approx(1e-4)
+    assert s2['lr_schedulers'][0]['last_epoch'] == s2['global_step']
+
 def test_bad_inputs(cli, cfg, tmp_path):
     c = cfg(1)
     r = cli('prod9-train-autoencoder', 'train', '--config', tmp_path / 'nope.yaml')
@@ -55,5 +68,8 @@ def test_bad_inputs(cli, cfg, tmp_path):
     bad = tmp_path / 'bad.yaml'; bad.write_text(c.read_text().replace('levels: [5, 5, 5]', 'levels: [5, 5, 5], lvls: 3'))
     r = cli('prod9-train-autoencoder', 'train', '--config', bad)
     assert r.returncode == 1 and 'model.lvls: unknown key' in r.stderr
+    bad.write_text(c.read_text() + 'training: {lr_decay: linear}\n')
+    r = cli('prod9-train-autoencoder', 'train', '--config', bad)
+    assert r.returncode == 1 and 'training.lr_decay' in r.stderr and 'cosine' in r.stderr
     r = cli('prod9-train-autoencoder', 'infer', '--config', c, '--checkpoint', tmp_path / 'missing.ckpt', '--input', 'x', '--output', 'y')
     assert r.returncode == 1 and 'missing.ckpt: no such file' in r.stderr
