@@ -124,11 +124,12 @@ CONTEXT_KEYS = ('context_tokens', 'context_labels', 'context_mask')
 
 class MaskGiTLightning(L.LightningModule):
     "Trains a masked-token transformer on cached tokens; validation CE/accuracy and optional sample statistics."
+    config_class = TransformerStageConfig          # the MaskGiT ControlNet subclasses with its own
     def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None):
         super().__init__()
         self.save_hyperparameters({'config': config, 'vocab_size': int(vocab_size), 'latent_shape': [int(s) for s in latent_shape],
                                    'class_names': list(class_names), 'affine': affine})
-        self.cfg = TransformerStageConfig.model_validate(config)
+        self.cfg = self.config_class.model_validate(config)
         self.class_names, self.latent_shape = list(class_names), tuple(latent_shape)
         self.affine = np.asarray(affine if affine is not None else np.eye(4), dtype=np.float64)
         self.transformer = build_transformer(self.cfg.model, vocab_size, latent_shape, max(1, len(class_names)))
@@ -174,6 +175,7 @@ class MaskGiTLightning(L.LightningModule):
         ce = torch.nn.functional.cross_entropy(logits[mask].float(), tokens[mask])
         self.log_dict({f'{prefix}_ce': ce, f'{prefix}_acc': self.masker.accuracy(logits, tokens, mask)}, prog_bar=prefix == 'val',
                       batch_size=tokens.shape[0])
+        return masked, mask
 
     def validation_step(self, batch, batch_idx): self._eval_step(batch, batch_idx, 'val')
     def test_step(self, batch, batch_idx): self._eval_step(batch, batch_idx, 'test')
@@ -209,6 +211,9 @@ def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
     from prod9.train_autoencoder import read_lightning_checkpoint
     ck = read_lightning_checkpoint(path, 'vocab_size', 'prod9-train-transformer', map_location)
     hp = ck['hyper_parameters']
+    if 'control_downsample_factor' in hp:
+        raise ValueError(f"{path}: a prod9-train-maskgit-controlnet (stage 3) checkpoint, not a prod9-train-transformer checkpoint; "
+                         "load it with load_maskgit_controlnet_checkpoint")
     m = MaskGiTLightning(hp['config'], hp['vocab_size'], hp['latent_shape'], hp['class_names'], hp.get('affine'))
     m.load_state_dict(ck['state_dict'])
     return m.eval()

@@ -95,14 +95,24 @@ class TransformerDecoder(nn.Module):
         "The unconditional input for classifier-free guidance: every label replaced by the null label."
         return torch.full_like(labels, self.null_label), context
 
-    def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None) -> torch.Tensor:
-        "`tokens` (B, *grid) with `mask_token_id` at masked positions, `labels` (B,) → logits (B, *grid, vocab_size)."
+    def embed(self, tokens:torch.Tensor, labels:torch.Tensor|None=None):
+        "The blocks' input `(B, N, hidden_dim)` (token + position + condition embedding) and the condition vector `c` (B, hidden_dim)."
         self._check(tokens)
         B, grid = tokens.shape[0], tokens.shape[1:]
         if labels is None: labels = torch.full((B,), self.null_label, device=tokens.device, dtype=torch.long)
         c = self.cond_emb(labels.long())
-        x = self.tok_emb(tokens.flatten(1).long()) + self.pos(grid) + c[:, None]     # the condition also enters every token directly
-        for blk in self.blocks: x = blk(x, c)
+        return self.tok_emb(tokens.flatten(1).long()) + self.pos(grid) + c[:, None], c     # the condition also enters every token directly
+
+    def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, block_residuals:Sequence[torch.Tensor]|None=None) -> torch.Tensor:
+        """`tokens` (B, *grid) with `mask_token_id` at masked positions, `labels` (B,) → logits (B, *grid, vocab_size).
+        `block_residuals` (a ControlNet's output): (B, N, hidden_dim) tensors added to the outputs of the first blocks."""
+        x, c = self.embed(tokens, labels)
+        B, grid = tokens.shape[0], tokens.shape[1:]
+        res = list(block_residuals or [])
+        if len(res) > len(self.blocks): raise ValueError(f"{len(res)} block residuals for {len(self.blocks)} blocks")
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, c)
+            if i < len(res): x = x + res[i]
         sh, sc = self.ada_out(c)[:, None].chunk(2, dim=-1)
         return self.head(modulate(self.norm_out(x), sh, sc)).view(B, *grid, self.vocab_size)
 

@@ -25,6 +25,8 @@ def schema_for(name:str):
         from prod9.train_autoencoder import AutoencoderStageConfig; return AutoencoderStageConfig
     if name.startswith('maskgit/') and '/stage2/' in name:
         from prod9.train_transformer import TransformerStageConfig; return TransformerStageConfig
+    if name.startswith('maskgit/') and '/stage3/' in name:
+        from prod9.maskgit_controlnet import MaskGiTControlNetStageConfig; return MaskGiTControlNetStageConfig
     if name.startswith('maisi/'):
         stem = name.rsplit('/', 1)[-1]
         if 'controlnet' in stem:
@@ -45,7 +47,8 @@ def test_every_config_has_a_schema():
                  'maskgit/brats/stage2/in_context.yaml', 'maskgit/medmnist3d/stage2/base.yaml', 'maskgit/medmnist3d/stage2/ffl.yaml',
                  'maskgit/medmnist3d/stage2/large.yaml', 'maisi/autoencoder/brats_vae.yaml', 'maisi/autoencoder/medmnist3d_vae.yaml',
                  'maisi/diffusion/brats_diffusion.yaml', 'maisi/diffusion/medmnist3d_diffusion.yaml', 'maisi/diffusion/brats_controlnet.yaml',
-                 'maisi/phantoms/vae.yaml', 'maisi/phantoms/diffusion.yaml', 'maisi/phantoms/diffusion_ddpm.yaml', 'maisi/phantoms/controlnet.yaml'):
+                 'maisi/phantoms/vae.yaml', 'maisi/phantoms/diffusion.yaml', 'maisi/phantoms/diffusion_ddpm.yaml', 'maisi/phantoms/controlnet.yaml',
+                 'maskgit/phantoms/stage3/controlnet.yaml', 'maskgit/brats/stage3/controlnet.yaml'):
         assert name in STAGE_CONFIGS, name
 
 @pytest.mark.parametrize('name', STAGE_CONFIGS)
@@ -75,6 +78,12 @@ def test_stage_configs_validate_and_build(name):
         from prod9.latent_diffusion import build_unet
         unet = build_unet(cfg.model, 3, 4, 4)                      # the architecture builds (4 latent channels, 4 classes)
         assert cfg.scheduler.num_inference_steps <= cfg.scheduler.num_train_timesteps
+    if schema.__name__ == 'MaskGiTControlNetStageConfig':    # reads stage 2's checkpoint and token cache, with stage 2's data
+        s2name = name.replace('/stage3/controlnet', '/stage2/base')
+        s2 = load_config(config_path(s2name), schema_for(s2name), env=ENV)
+        assert cfg.transformer_path.startswith(s2.output_dir) and cfg.transformer_path.endswith('.ckpt'), (cfg.transformer_path, s2.output_dir)
+        assert str(cfg.cache_dir) == str(s2.cache_dir) and cfg.data == s2.data and cfg.autoencoder_path == s2.autoencoder_path
+        assert cfg.controlnet.num_layers <= s2.model.num_layers
     if schema.__name__ == 'ControlNetStageConfig':
         assert cfg.diffusion_path.endswith('.ckpt') and cfg.vae_path.endswith('.safetensors')
     if name.startswith('maisi/') and schema.__name__ != 'MAISIVAEStageConfig':   # reads the export its VAE config writes
