@@ -20,7 +20,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row
+from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain
 
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
@@ -30,7 +30,7 @@ from prod9.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning, export_vae, 
 from prod9.tokens import pre_encode, load_tokens
 from prod9.latent_diffusion import (DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor, NoiseSchedulerConfig)
 from prod9.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset, mask_condition
-from monai.metrics import PSNRMetric, SSIMMetric, DiceMetric
+from monai.metrics import PSNRMetric, SSIMMetric
 from torch.utils.data import DataLoader
 
 FLAIR = MODALITIES.index('FLAIR')
@@ -79,40 +79,6 @@ def train_controlnet(out, base, paths, info, cfg, steps, device):
     t0 = time.perf_counter()
     tr.fit(m, DataLoader(ControlDataset(paths['train'], base.scale_factor, ccfg.controlnet, base.class_names), batch_size=8, shuffle=True))
     return m.eval().to(device), tr.global_step, time.perf_counter() - t0
-
-def train_segmenter(size, n_cases, steps, device, vae=None):
-    """A small MONAI UNet: FLAIR volume → tumour (NCR ∪ ED ∪ ET), trained for `steps` batches of 4 on real phantoms and, with `vae`,
-    on their VAE reconstructions too: generated volumes are VAE-decoded, and a segmenter that has only seen sharp volumes misses
-    lesions in decoded ones (it would score the VAE, not the conditioning)."""
-    from monai.networks.nets import UNet
-    from monai.losses import DiceCELoss
-    torch.manual_seed(0)
-    net = UNet(3, 1, 2, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).to(device)
-    xs, ys = [], []
-    for i in range(n_cases):
-        ph = make_phantom((size,) * 3, 600_000 + i); xs.append(ph['FLAIR']); ys.append((ph['seg'] > 0).astype(np.int64))
-    X, Y = torch.from_numpy(np.stack(xs))[:, None].float().to(device), torch.from_numpy(np.stack(ys))[:, None].to(device)
-    if vae is not None:
-        with torch.no_grad(): X, Y = torch.cat([X, vae(X)[0].clamp(0, 1)]), torch.cat([Y, Y])
-    opt, lossf = torch.optim.Adam(net.parameters(), 3e-3), DiceCELoss(to_onehot_y=True, softmax=True)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(X), (4,), generator=g)
-        loss = lossf(net(X[idx]), Y[idx]); opt.zero_grad(); loss.backward(); opt.step()
-    return net.eval()
-
-@torch.no_grad()
-def dice(seg_net, vols, masks):
-    "Dice of the segmented lesion against `masks`, one value per volume."
-    pred = seg_net(vols).argmax(1, keepdim=True)
-    d = DiceMetric(include_background=False, ignore_empty=False)(torch.nn.functional.one_hot(pred[:, 0], 2).permute(0, 4, 1, 2, 3),
-                                                                 torch.nn.functional.one_hot(masks[:, 0], 2).permute(0, 4, 1, 2, 3))
-    return d[:, 0].cpu().numpy()
-
-def paired_gain(a, b):
-    "Mean and standard error of the per-volume difference a − b (same masks, same seeds)."
-    d = np.asarray(a) - np.asarray(b)
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float('nan')
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -9,6 +9,11 @@
 3. In-context T1 → T2 on held-out cases: PSNR/SSIM of the translation against the true T2, against copying the T1 source
    (and against the stage-1 reconstruction of the true T2, the ceiling).
 4. Sampling time per volume against the number of MaskGiT steps (median of repeats).
+5. Stage 3, the MaskGiT ControlNet on the label-conditional transformer: held-out cross-entropy with the mask, without it
+   (the frozen transformer) and with the mask mirrored; and Dice between requested tumour masks and the lesion a fixed
+   segmenter finds in the generated FLAIR, against the frozen transformer on the same masks and seeds (pass: the paired
+   gain exceeds two standard errors). Segmenter and test as in the MAISI benchmark (`common.train_segmenter`), trained on
+   real FLAIR and its stage-1 reconstructions.
 
     python bench/bench_stage2.py                         # ~11 min on 2 CPU cores
     python bench/bench_stage2.py --ae-steps 3000 --tf-steps 2000 --ic-steps 1000 --markdown docs/bench_stage2.md
@@ -16,9 +21,9 @@
 from __future__ import annotations
 import argparse, json, sys, tempfile, time
 from pathlib import Path
-import torch
+import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row
+from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain
 
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
@@ -26,7 +31,10 @@ from prod9.data import PhantomDataModule
 from prod9.train_autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer, export_autoencoder
 from prod9.tokens import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from prod9.train_transformer import TransformerStageConfig, MaskGiTLightning, histogram_w1
+from prod9.maskgit_controlnet import MaskGiTControlNetStageConfig, MaskGiTControlNetLightning, ControlTokenDataset
+from prod9.controlnet import mask_condition
 from monai.metrics import PSNRMetric, SSIMMetric
+from torch.utils.data import DataLoader
 
 def accel(device): return 'gpu' if str(device).startswith('cuda') else 'cpu'
 
@@ -63,6 +71,36 @@ def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers)
     from prod9.train_autoencoder import load_autoencoder
     return m.eval().to(device).attach_autoencoder(load_autoencoder(ae_path).to(device)), paths, tr.global_step, wall
 
+def train_controlnet(out, lab, paths, steps, device, layers):
+    "Stage 3 on the label-conditional run `lab`: a ControlNet copying its first `layers` blocks, `steps` steps of batch 8; its held-out CE diagnostics."
+    info = load_tokens(paths['train'])
+    cfg = MaskGiTControlNetStageConfig(**{**lab.cfg.model_dump(), 'output_dir': str(out / 'controlnet'), 'transformer_path': 'in-memory',
+                                         'controlnet': {'num_layers': layers}, 'training': {'lr': 1e-3, 'warmup_steps': 20}})
+    torch.manual_seed(0)
+    m = MaskGiTControlNetLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'],
+                                   info['downsample_factor']).init_from_base(lab.transformer.state_dict())
+    tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_steps=steps)
+    t0 = time.perf_counter()
+    tr.fit(m, DataLoader(ControlTokenDataset(paths['train'], cfg.controlnet.mask_classes), batch_size=8, shuffle=True))
+    wall = time.perf_counter() - t0
+    ce = tr.validate(m, DataLoader(ControlTokenDataset(paths['val'], cfg.controlnet.mask_classes), batch_size=8), verbose=False)[0]
+    return m.eval().to(device).attach_autoencoder(lab.autoencoder), tr.global_step, wall, ce
+
+def controlnet_figure(path, seg, real, gen_cn, gen_base, d_cn, d_base, n=4):
+    "The first `n` requested masks (red outline) over the real FLAIR, the ControlNet's FLAIR and the frozen transformer's, at the slice with the most tumour."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    n = min(n, len(seg))
+    fig, axs = plt.subplots(3, n, figsize=(2 * n, 6.2))
+    for i in range(n):
+        z = int(seg[i, 0].sum((0, 1)).argmax())
+        for r, (v, name) in enumerate(((real, 'real FLAIR'), (gen_cn, 'ControlNet'), (gen_base, 'stage 2, no mask'))):
+            ax = axs[r, i]; ax.imshow(v[i, 0, :, :, z].T.cpu(), cmap='gray', origin='lower', vmin=0, vmax=1)
+            ax.contour((seg[i, 0, :, :, z] > 0).T.cpu().numpy(), levels=[0.5], colors='red', linewidths=0.8)
+            ax.set_xticks([]); ax.set_yticks([])
+            if i == 0: ax.set_ylabel(name)
+            if r: ax.set_title(f"Dice {(d_cn if r == 1 else d_base)[i]:.2f}", fontsize=8)
+    fig.tight_layout(); Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=80); plt.close(fig)
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
@@ -75,7 +113,12 @@ def main(argv=None):
                    help='autoencoder widths per level; n levels downsample 2^(n-1)× per axis (16 32: 2×, 16³ tokens per 32³ volume)')
     p.add_argument('--hidden-dim', type=int, default=128); p.add_argument('--num-layers', type=int, default=4)
     p.add_argument('--samples', type=int, default=32); p.add_argument('--steps', type=int, nargs='+', default=[4, 8, 12, 16])
+    p.add_argument('--cn-steps', type=int, default=300, help='MaskGiT ControlNet steps (batch 8); 0 skips stage 3')
+    p.add_argument('--cn-layers', type=int, default=2, help='transformer blocks the ControlNet copies')
+    p.add_argument('--cn-samples', type=int, default=16, help='requested masks per Dice figure')
+    p.add_argument('--segmenter-steps', type=int, default=1600, help='steps of the segmenter that judges the ControlNet (batch 4)')
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json')
+    p.add_argument('--figure', help='PNG: requested masks over real, ControlNet-generated and frozen-transformer FLAIR (stage 3)')
     a = p.parse_args(argv)
     dev = a.device
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,6 +167,34 @@ def main(argv=None):
             t_tok = median_time(lambda: lab.generate_tokens(torch.zeros(4, dtype=torch.long), seed=0, steps=s), repeats=3, device=dev) / 4
             t_all = median_time(lambda: lab.decode(lab.generate_tokens(torch.zeros(4, dtype=torch.long), seed=0, steps=s)), repeats=3, device=dev) / 4
             timing.append({'steps': s, 'tokens s/volume': t_tok, 'tokens + decode s/volume': t_all})
+        # 4. stage 3: the ControlNet's held-out CE, and lesion Dice against the frozen transformer on the same masks and seeds
+        cn_rows = []
+        if a.cn_steps:
+            cn, cn_steps, cn_wall, ce = train_controlnet(out, lab, paths, a.cn_steps, dev, a.cn_layers)
+            seg_net = train_segmenter(a.size, 24, a.segmenter_steps, dev, vae=lab.autoencoder)
+            masks, flair = [], []
+            for i in range(a.cn_samples):
+                ph = make_phantom((a.size,) * 3, 910_000 + i); masks.append(ph['seg']); flair.append(ph['FLAIR'])
+            seg = torch.from_numpy(np.stack(masks))[:, None].long().to(dev)
+            flair = torch.from_numpy(np.stack(flair))[:, None].float().to(dev)
+            tumour, labels = (seg > 0).long(), torch.full((a.cn_samples,), MODALITIES.index('FLAIR'))
+            gen_cn = lab.decode(cn.generate_tokens(labels, seed=0, control=mask_condition(seg, cn.cfg.controlnet.mask_classes)))
+            gen_base = lab.decode(lab.generate_tokens(labels, seed=0))
+            with torch.no_grad(): flair_rec = lab.autoencoder(flair)[0].clamp(0, 1)
+            d_cn, d_base, d_real, d_rec = (dice(seg_net, v, tumour) for v in (gen_cn, gen_base, flair, flair_rec))
+            if a.figure: controlnet_figure(a.figure, seg, flair, gen_cn, gen_base, d_cn, d_base)
+            gain, se = paired_gain(d_cn, d_base)
+            cn_rows = [
+                {'metric': f'ControlNet training ({a.cn_layers} of {a.num_layers} blocks copied, batch 8)', 'value': f"{cn_steps} steps ({cn_wall:.0f} s)", 'target': '', 'result': ''},
+                {'metric': 'held-out cross-entropy of masked tokens: with the mask / frozen transformer / mask mirrored left–right',
+                 'value': f"{ce['val_ce']:.3f} / {ce['val_ce_without_control']:.3f} / {ce['val_ce_mirrored_mask']:.3f}", 'target': 'with the mask lowest',
+                 'result': 'pass' if ce['val_ce'] < min(ce['val_ce_without_control'], ce['val_ce_mirrored_mask']) else 'FAIL'},
+                {'metric': 'ControlNet: Dice(requested mask, lesion in generated FLAIR), mean', 'value': f"{d_cn.mean():.3f}", 'target': '', 'result': ''},
+                {'metric': 'frozen transformer, no mask: Dice(same masks, lesion in generated FLAIR), mean', 'value': f"{d_base.mean():.3f}", 'target': '', 'result': ''},
+                {'metric': f'ControlNet − frozen transformer, paired over {a.cn_samples} masks (± standard error)', 'value': f"{gain:+.3f} ± {se:.3f}",
+                 'target': '> 2 standard errors', 'result': 'pass' if gain > 2 * se else f"FAIL (gain {gain / se:.1f} standard errors)" if se > 0 else 'FAIL'},
+                {'metric': f'segmenter ({a.segmenter_steps} steps, real + stage-1-reconstructed FLAIR) on real held-out FLAIR', 'value': f"{d_real.mean():.3f}", 'target': '', 'result': ''},
+                {'metric': 'the same segmenter on stage-1 reconstructions of those volumes (ceiling for decoded volumes)', 'value': f"{d_rec.mean():.3f}", 'target': '', 'result': ''}]
     m = machine_info(dev)
     hist_rows = [{'generated \\ real': g, **{r: f"{v:.4f}{' ◀' if r == min(d, key=d.get) else ''}" for r, v in d.items()},
                   'closest is own modality': 'pass' if min(d, key=d.get) == g else 'FAIL'} for g, d in dist.items()]
@@ -154,9 +225,11 @@ def main(argv=None):
             f"as in FID; diversity = mean MS-SSIM over up to 120 pairs of distinct volumes (lower = more diverse):\n\n" + markdown_table(quality) +
             f"\n\n**In-context translation T1 → T2 on {len(items)} held-out cases** — beats copying the source on PSNR and SSIM: "
             f"{'pass' if beats else 'FAIL'}\n\n" + markdown_table(tr_rows) +
-            f"\n\n**Sampling time per volume** (batch 4, median of 3):\n\n" + markdown_table(timing))
+            f"\n\n**Sampling time per volume** (batch 4, median of 3):\n\n" + markdown_table(timing) +
+            (f"\n\n**Stage 3: MaskGiT ControlNet** (FLAIR generated for {a.cn_samples} requested tumour masks of held-out phantoms, "
+             f"{lab.cfg.sampler.steps} sampling steps, the same seeds with and without the mask):\n\n" + markdown_table(cn_rows) if cn_rows else ''))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
-    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'hist': dist, 'hist_oracle': oracle, 'hist_reconstructions': rec_dist, 'hist_generated_vs_reconstructed': gen_rec, 'translation': tr_scores, 'quality': quality, 'timing': timing}, indent=1))
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'hist': dist, 'hist_oracle': oracle, 'hist_reconstructions': rec_dist, 'hist_generated_vs_reconstructed': gen_rec, 'translation': tr_scores, 'quality': quality, 'timing': timing, 'controlnet': cn_rows}, indent=1))
 
 if __name__ == '__main__': main()

@@ -31,7 +31,7 @@ class MaskGiTControlNetConfig(StrictModel):
     "The control branch: which labels of the mask it reads, how many transformer blocks it copies, its stem, its strength."
     mask_classes: list[int] = [1, 2, 3]           # segmentation labels, one channel each (phantoms/BraTS: NCR, ED, ET)
     num_layers: int | None = Field(None, ge=1)     # blocks copied from the base (default: half of them, at least 1)
-    embed_channels: list[int] = [16, 32]           # widths of the condition stem's 3×3(×3) convolutions
+    embed_channels: list[int] = Field([16, 32], min_length=1)   # condition stem widths: the first at full resolution, each next one stride 2
     conditioning_scale: float = Field(1.0, ge=0)  # factor on the residuals when generating
     target_modalities: list[str] | None = None     # classes trained on and generated (default: all)
 
@@ -43,13 +43,17 @@ class MaskGiTControlNetStageConfig(TransformerStageConfig):
 
 # %% ../nbs/25_maskgit_controlnet.ipynb #64d7ef47
 class ConditionEmbedding(nn.Module):
-    "Condition image (B, C, *grid·f) → one vector per token (B, N, hidden_dim): 3×3 convolutions, a stride-`f` patchify, a zero-initialised projection."
+    """Condition image (B, C, *grid·f) → one vector per token (B, N, hidden_dim). A 3×3(×3) convolution at full resolution, then
+    one stride-2 convolution per further width in `channels` (while the factor `f` allows), a patchify convolution for the rest of
+    `f`, and a zero-initialised projection. Only the first, narrow layer sees the full image, which keeps BraTS-sized masks cheap."""
     def __init__(self, in_channels:int, hidden_dim:int, downsample_factor:int, spatial_dims:int=3, channels:Sequence[int]=(16, 32)):
         super().__init__()
         Conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
-        layers, c = [], in_channels
-        for ch in channels: layers += [Conv(c, ch, 3, padding=1), nn.SiLU()]; c = ch
-        layers.append(Conv(c, hidden_dim, downsample_factor, stride=downsample_factor))
+        layers, c, f = [Conv(in_channels, channels[0], 3, padding=1), nn.SiLU()], channels[0], downsample_factor
+        for ch in channels[1:]:
+            s = 2 if f % 2 == 0 else 1
+            layers += [Conv(c, ch, 3, stride=s, padding=1), nn.SiLU()]; c, f = ch, f // s
+        layers.append(Conv(c, hidden_dim, f, stride=f))
         self.net, self.downsample_factor = nn.Sequential(*layers), downsample_factor
         self.proj = nn.Linear(hidden_dim, hidden_dim)
         nn.init.zeros_(self.proj.weight); nn.init.zeros_(self.proj.bias)
