@@ -3,7 +3,14 @@
 Benchmarks report; they are not tests. Timings are medians of repeated runs, and comparisons are ratios
 measured in the same process, because these machines are noisy."""
 from __future__ import annotations
-import math, os, platform, statistics, threading, time, datetime
+import math, os, platform, statistics, sys, threading, time, datetime
+from pathlib import Path
+
+# Run from a checkout, the benchmarks measure that checkout's prod9, even where an older editable install
+# points elsewhere (entries on sys.path come before setuptools' editable finder).
+_ROOT = Path(__file__).resolve().parent.parent
+if (_ROOT / 'prod9' / '__init__.py').exists() and str(_ROOT) not in sys.path: sys.path.insert(1, str(_ROOT))
+
 import torch
 import lightning as L
 
