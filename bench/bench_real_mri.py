@@ -14,7 +14,7 @@ and SSIM, inside the head: air is about three quarters of the test volume, and t
 moves the whole-volume SSIM between runs far more than anything inside the head does.
 
     sudo apt-get install mricron-data insighttoolkit5-examples && pip install nilearn
-    python bench/bench_real_mri.py                        # ~8 min on 2 CPU cores (3 models × 120 s + evaluation)
+    python bench/bench_real_mri.py                        # ~6 min on 2 CPU cores (3 models × 100 s + evaluation)
 """
 from __future__ import annotations
 import argparse, json, math, sys, tempfile, time
@@ -152,7 +152,7 @@ def train_and_eval(name, out, train_vols, test, patch, budget, device):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--budget-s', type=float, default=120, help='training seconds per model')
+    p.add_argument('--budget-s', type=float, default=100, help='training seconds per model')
     p.add_argument('--spacing', type=float, default=2.0); p.add_argument('--patch', type=int, default=32)
     p.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json'); p.add_argument('--figure')

@@ -3,7 +3,7 @@
 Reports held-out PSNR/SSIM and codebook usage, the median training step time and its peak memory, and
 sliding-window encode + decode time and peak memory on a BraTS-sized 240×240×155 volume.
 
-    python bench/bench_stage1.py                    # CPU-sized: 64³ phantoms, 120 s of training
+    python bench/bench_stage1.py                    # CPU-sized: 64³ phantoms, 100 s of training
     python bench/bench_stage1.py --budget-s 600 --markdown docs/bench_stage1.md
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def sliding_window(ae, shape, roi:int, overlap:float, device:str) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--size', type=int, default=64); p.add_argument('--budget-s', type=float, default=120)
+    p.add_argument('--size', type=int, default=64); p.add_argument('--budget-s', type=float, default=100)
     p.add_argument('--channels', type=int, nargs='+', default=[16, 32, 64]); p.add_argument('--levels', type=int, nargs='+', default=[8, 5, 5, 5])
     p.add_argument('--batch-size', type=int, default=2); p.add_argument('--num-cases', type=int, default=24)
     p.add_argument('--eval-cases', type=int, default=4); p.add_argument('--sw-shape', type=int, nargs=3, default=[240, 240, 155])

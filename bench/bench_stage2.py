@@ -106,7 +106,7 @@ def main(argv=None):
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
     p.add_argument('--ae-steps', type=int, default=600, help='autoencoder training batches (batch 4)')
     p.add_argument('--tf-steps', type=int, default=500, help='label-conditional transformer steps (batch 8)')
-    p.add_argument('--ic-steps', type=int, default=250, help='in-context transformer steps (batch 8)')
+    p.add_argument('--ic-steps', type=int, default=200, help='in-context transformer steps (batch 8)')
     p.add_argument('--adv-weight', type=float, default=0.0, help='adversarial loss weight of the autoencoder (0: L1 only)')
     p.add_argument('--adv-warmup', type=int, default=0, help='autoencoder batches before the adversarial loss starts')
     p.add_argument('--ae-channels', type=int, nargs='+', default=[16, 32, 32],
