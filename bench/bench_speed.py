@@ -18,9 +18,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_device, machine_info, markdown_table, median_time, matmul_peak_flops, PeakMemory, gib
 
-from prod9.autoencoder_fsq import AutoencoderFSQ
-from prod9.maisi_vae import MAISIVAE
-from prod9.transformer import TransformerDecoder
+from prod9.autoencoder.autoencoder_fsq import AutoencoderFSQ
+from prod9.training.maisi_vae import MAISIVAE
+from prod9.generator.transformer import TransformerDecoder
 
 def ae_step(model, x):
     def step():

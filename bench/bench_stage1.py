@@ -14,11 +14,11 @@ import lightning as L
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PeakMemory, TimeCosineDecay, default_device, machine_info, markdown_table, gib, sync
 
-from prod9.train_autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer
+from prod9.training.autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer
 from prod9.data import PhantomDataModule
 from prod9.phantoms import make_phantom
 from prod9.config import SlidingWindowConfig, MODALITIES
-from prod9.sliding_window import AutoencoderInferenceWrapper
+from prod9.autoencoder.inference import AutoencoderInferenceWrapper
 from monai.metrics import PSNRMetric, SSIMMetric
 
 class StepTimer(L.Callback):

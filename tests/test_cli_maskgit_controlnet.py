@@ -1,7 +1,7 @@
 """prod9-train-maskgit-controlnet end to end on phantoms with tiny configs: stage 2 → stage 3 train/validate/test/generate, resume, bad input."""
 import numpy as np, nibabel as nib, torch
 import pytest
-from prod9.train_autoencoder import build_autoencoder, export_autoencoder, FSQModelConfig
+from prod9.training.autoencoder import build_autoencoder, export_autoencoder, FSQModelConfig
 from prod9.phantoms import make_phantom
 from prod9.io import write_nifti
 
@@ -73,7 +73,7 @@ def test_round_trip(cli, runs):
 
 def test_bad_inputs(runs, capsys):
     "Each bad input: exit status 1 and a message naming what is wrong (in-process: the same `main` the console script calls)."
-    from prod9.cli_maskgit_controlnet import main
+    from prod9.cli.maskgit_controlnet import main
     class R:                                   # the fields of a CompletedProcess this test reads
         def __init__(self, rc): self.returncode, self.stderr = rc, capsys.readouterr().err
     cli = lambda prog, *a: R(main([str(x) for x in a]))

@@ -25,7 +25,7 @@ STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]
 CELLS = [
     "# prod9 viewers in JupyterLab\nA `SliceViewer` of a phantom with its tumour mask, and a `TokenViewer` of its FSQ tokens.",
     "import torch\nfrom prod9.phantoms import make_phantom\nfrom prod9.viz import SliceViewer, TokenViewer\n"
-    "from prod9.autoencoder_fsq import AutoencoderFSQ\nph = make_phantom((48, 48, 48), seed=3)",
+    "from prod9.autoencoder.autoencoder_fsq import AutoencoderFSQ\nph = make_phantom((48, 48, 48), seed=3)",
     "viewer = SliceViewer({'T1': ph['T1'], 'FLAIR': ph['FLAIR']}, seg=ph['seg'] > 0)\nviewer",
     "torch.manual_seed(0)\nae = AutoencoderFSQ(3, 1, 1, channels=(8, 16, 16), levels=(8, 5, 5, 5)).eval()\n"
     "with torch.no_grad(): tokens = ae(torch.from_numpy(ph['T1'])[None, None].float())[2][0]\n"
