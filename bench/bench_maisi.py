@@ -25,11 +25,13 @@ from common import default_device, machine_info, markdown_table, median_time, re
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
 from prod9.data import PhantomDataModule
-from prod9.training.autoencoder import make_trainer
+from prod9.training.engine import make_trainer
 from prod9.training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning, export_vae, load_vae
 from prod9.training.cache import pre_encode, load_tokens
-from prod9.training.diffusion import (DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor, NoiseSchedulerConfig)
-from prod9.training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset, mask_condition
+from prod9.training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor
+from prod9.diffusion.scheduler import NoiseSchedulerConfig
+from prod9.training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset
+from prod9.data import mask_condition
 from monai.metrics import PSNRMetric, SSIMMetric
 from torch.utils.data import DataLoader
 

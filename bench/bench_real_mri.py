@@ -27,7 +27,8 @@ from common import TimeCosineDecay, default_device, machine_info, markdown_table
 from prod9.data import volume_transforms
 from prod9.config import SlidingWindowConfig
 from prod9.autoencoder.inference import AutoencoderInferenceWrapper
-from prod9.training.autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer
+from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning
+from prod9.training.engine import make_trainer
 from prod9.training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning
 from monai.metrics import PSNRMetric, SSIMMetric, MultiScaleSSIMMetric
 from monai.metrics.regression import compute_ssim_and_cs

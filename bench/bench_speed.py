@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_device, machine_info, markdown_table, median_time, matmul_peak_flops, PeakMemory, gib
 
 from prod9.autoencoder.autoencoder_fsq import AutoencoderFSQ
-from prod9.training.maisi_vae import MAISIVAE
+from prod9.autoencoder.autoencoder_maisi import MAISIVAE
 from prod9.generator.transformer import TransformerDecoder
 
 def ae_step(model, x):

@@ -14,7 +14,8 @@ import lightning as L
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PeakMemory, TimeCosineDecay, default_device, machine_info, markdown_table, gib, sync
 
-from prod9.training.autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer
+from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning
+from prod9.training.engine import make_trainer
 from prod9.data import PhantomDataModule
 from prod9.phantoms import make_phantom
 from prod9.config import SlidingWindowConfig, MODALITIES

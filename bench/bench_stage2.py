@@ -28,11 +28,13 @@ from common import default_device, machine_info, markdown_table, median_time, re
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
 from prod9.data import PhantomDataModule
-from prod9.training.autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer, export_autoencoder
+from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder
+from prod9.training.engine import make_trainer
 from prod9.training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
-from prod9.training.transformer import TransformerStageConfig, MaskGiTLightning, histogram_w1
+from prod9.training.transformer import TransformerStageConfig, MaskGiTLightning
+from prod9.metrics import histogram_w1
 from prod9.training.maskgit_controlnet import MaskGiTControlNetStageConfig, MaskGiTControlNetLightning, ControlTokenDataset
-from prod9.training.controlnet import mask_condition
+from prod9.data import mask_condition
 from monai.metrics import PSNRMetric, SSIMMetric
 from torch.utils.data import DataLoader
 
@@ -68,7 +70,7 @@ def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers)
     t0 = time.perf_counter()
     tr.fit(m, datamodule=TokenDataModule(paths, 8, 'in_context' if ic else 'label', [0] if ic else None, [2] if ic else None))
     wall = time.perf_counter() - t0
-    from prod9.training.autoencoder import load_autoencoder
+    from prod9.training.autoencoder_fsq import load_autoencoder
     return m.eval().to(device).attach_autoencoder(load_autoencoder(ae_path).to(device)), paths, tr.global_step, wall
 
 def train_controlnet(out, lab, paths, steps, device, layers):

@@ -24,7 +24,8 @@ from .phantoms import make_phantom
 __all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'RecordAffined',
            'volume_transforms', 'split_indices', 'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule',
            'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_file',
-           'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config']
+           'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config',
+           'resolve_classes', 'mask_condition']
 
 # %% ../nbs/03_data.ipynb #f806d449
 class LoadVolumed(MapTransform):
@@ -323,3 +324,18 @@ def datamodule_from_config(cfg) -> VolumeDataModule:
     "The DataModule for a `data:` config section."
     kinds = {'phantoms': PhantomDataModule, 'brats': BraTSDataModule, 'medmnist3d': MedMNIST3DDataModule, 'nifti_folder': NiftiFolderDataModule}
     return kinds[cfg.source](cfg)
+
+# %% ../nbs/03_data.ipynb #731d6d48
+def resolve_classes(names:Sequence[str]|None, class_names:Sequence[str], key:str) -> list[int] | None:
+    "Class names (or integer strings) → indices, with an error naming the config key and the valid names."
+    if names is None: return None
+    out = []
+    for n in names:
+        if str(n) in class_names: out.append(list(class_names).index(str(n)))
+        elif str(n).isdigit() and int(n) < len(class_names): out.append(int(n))
+        else: raise ValueError(f"{key}: unknown class {n!r}; expected one of {list(class_names)}")
+    return out
+
+def mask_condition(seg:torch.Tensor, classes:Sequence[int]) -> torch.Tensor:
+    "(B, 1, *S) integer labels → (B, len(classes), *S) float one-hot channels."
+    return torch.cat([(seg == c).float() for c in classes], dim=1)

@@ -62,7 +62,7 @@ def _trainer_cfg(progress:bool) -> dict:
     return {'max_epochs': 100_000, 'enable_progress_bar': progress, 'loggers': ['csv'], 'log_every_n_steps': 5, 'check_val_every_n_epoch': 100_000}
 
 def _fit(cfg, module, budget_s, monitor, **fit_kw):
-    from prod9.training.autoencoder import make_trainer
+    from prod9.training.engine import make_trainer
     tr = make_trainer(cfg, cfg.output_dir, monitor=monitor, enable_model_summary=False, max_time={'seconds': max(budget_s, 1)})
     tr.fit(module, **fit_kw)
     return tr
@@ -78,7 +78,7 @@ def _samples(out:Path, vols, names, affine, title) -> dict:
 def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progress:bool=True, log=print) -> dict:
     "Stage 1 → token cache → label-conditional transformer → samples of every modality. Returns metrics and files."
     import torch
-    from prod9.training.autoencoder import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder, load_autoencoder
+    from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder, load_autoencoder
     from prod9.data import PhantomDataModule
     from prod9.training.cache import pre_encode, load_tokens, TokenDataModule
     from prod9.training.transformer import TransformerStageConfig, MaskGiTLightning

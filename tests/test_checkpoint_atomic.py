@@ -1,11 +1,11 @@
 """Checkpoints are written atomically: a save that is killed or fails never replaces a good checkpoint."""
 import os, signal, subprocess, sys, time, textwrap
 import pytest, torch
-from prod9.training.autoencoder import AtomicCheckpointIO
+from prod9.training.engine import AtomicCheckpointIO
 
 WRITER = textwrap.dedent("""
     import sys, torch
-    from prod9.training.autoencoder import AtomicCheckpointIO
+    from prod9.training.engine import AtomicCheckpointIO
     io, path = AtomicCheckpointIO(), sys.argv[1]
     big = torch.zeros(48 * 2**20 // 4)            # 48 MiB: a save takes long enough to be interrupted
     for version in range(1, 10_000):

@@ -1,7 +1,8 @@
 """prod9-train-transformer end to end on phantoms with tiny configs: label-conditional and in-context, seeds, bad input."""
 import numpy as np, nibabel as nib, torch
 import pytest
-from prod9.training.autoencoder import build_autoencoder, export_autoencoder, FSQModelConfig
+from prod9.autoencoder.autoencoder_fsq import build_autoencoder, FSQModelConfig
+from prod9.training.autoencoder_fsq import export_autoencoder
 from prod9.phantoms import make_phantom
 
 TINY = """

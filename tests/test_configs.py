@@ -22,7 +22,7 @@ def test_required_variable_error_names_file_and_key():
 def schema_for(name:str):
     "The pydantic schema that validates a packaged config, from its place in prod9/configs."
     if name.startswith('maskgit/') and '/stage1/' in name:
-        from prod9.training.autoencoder import AutoencoderStageConfig; return AutoencoderStageConfig
+        from prod9.training.autoencoder_fsq import AutoencoderStageConfig; return AutoencoderStageConfig
     if name.startswith('maskgit/') and '/stage2/' in name:
         from prod9.training.transformer import TransformerStageConfig; return TransformerStageConfig
     if name.startswith('maskgit/') and '/stage3/' in name:
@@ -56,14 +56,14 @@ def test_stage_configs_validate_and_build(name):
     schema = schema_for(name)
     cfg = load_config(config_path(name), schema, env=ENV)
     if schema.__name__ in ('AutoencoderStageConfig', 'MAISIVAEStageConfig'):
-        from prod9.training.autoencoder import build_autoencoder
-        from prod9.training.maisi_vae import MAISIVAE
+        from prod9.autoencoder.autoencoder_fsq import build_autoencoder
+        from prod9.autoencoder.autoencoder_maisi import MAISIVAE
         ae = build_autoencoder(cfg.model) if schema.__name__ == 'AutoencoderStageConfig' else MAISIVAE(**cfg.model.model_dump())
         roi = cfg.data.roi_size
         assert all(r % ae.downsample_factor == 0 for r in roi), f"{name}: roi {roi} not divisible by {ae.downsample_factor}"
         assert tuple(cfg.sliding_window.roi_size) == tuple(roi)
     if schema.__name__ == 'TransformerStageConfig':
-        from prod9.training.transformer import resolve_classes
+        from prod9.data import resolve_classes
         from prod9.training.cache import class_names
         assert cfg.model.hidden_dim % cfg.model.num_heads == 0
         if cfg.data.source in ('phantoms', 'brats'):
@@ -75,7 +75,7 @@ def test_stage_configs_validate_and_build(name):
             s1 = load_config(config_path(stage1), schema_for(stage1), env=ENV)
             assert str(s1.export_file) == cfg.autoencoder_path, (stage1, s1.export_file, cfg.autoencoder_path)
     if schema.__name__ == 'DiffusionStageConfig':
-        from prod9.training.diffusion import build_unet
+        from prod9.diffusion.diffusion_model import build_unet
         unet = build_unet(cfg.model, 3, 4, 4)                      # the architecture builds (4 latent channels, 4 classes)
         assert cfg.scheduler.num_inference_steps <= cfg.scheduler.num_train_timesteps
     if schema.__name__ == 'MaskGiTControlNetStageConfig':    # reads stage 2's checkpoint and token cache, with stage 2's data

@@ -10,10 +10,12 @@ from typing import Sequence
 import torch
 from torch import nn
 from monai.networks.nets.autoencoderkl import Encoder, Decoder
+from typing import Literal
+from ..config import StrictModel
 from .fsq import FiniteScalarQuantizer
 
 # %% auto #0
-__all__ = ['AutoencoderFSQ']
+__all__ = ['AutoencoderFSQ', 'FSQModelConfig', 'build_autoencoder']
 
 # %% ../../nbs/11_autoencoder_fsq.ipynb #51f74997
 class AutoencoderFSQ(nn.Module):
@@ -22,8 +24,13 @@ class AutoencoderFSQ(nn.Module):
                  channels:Sequence[int]=(32, 64, 128),   # feature maps per resolution; downsampling = 2**(len-1)
                  levels:Sequence[int]=(8, 5, 5, 5),      # FSQ levels; the latent has len(levels) channels
                  num_res_blocks:int|Sequence[int]=1, norm_num_groups:int=8, norm_eps:float=1e-6,
-                 attention_levels:Sequence[bool]|None=None, with_nonlocal_attn:bool=False):
+                 attention_levels:Sequence[bool]|None=None, with_nonlocal_attn:bool=False,
+                 latent_channels:int|None=None,          # encoder output width; a 1×1 conv maps it to len(levels) (default: no projection)
+                 fsq_levels:Sequence[int]|None=None, fmaps:Sequence[int]|None=None, fmaps_depth:int|None=None):  # the seed's names
         super().__init__()
+        if fsq_levels is not None: levels = fsq_levels
+        if fmaps is not None: channels = list(fmaps)[:fmaps_depth] if fmaps_depth else fmaps
+        elif fmaps_depth is not None: channels = list(channels)[:fmaps_depth]
         if spatial_dims not in (2, 3): raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         channels = tuple(int(c) for c in channels)
         if any(c % norm_num_groups for c in channels):
@@ -33,11 +40,15 @@ class AutoencoderFSQ(nn.Module):
         self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
         self.channels, self.levels = channels, tuple(int(l) for l in levels)
         self.quantizer = FiniteScalarQuantizer(self.levels)
-        self.latent_channels = self.quantizer.dim
+        self.latent_channels = int(latent_channels or self.quantizer.dim)
         self.encoder = Encoder(spatial_dims, in_channels, channels, self.latent_channels, nrb, norm_num_groups, norm_eps, attn,
                                with_nonlocal_attn=with_nonlocal_attn)
         self.decoder = Decoder(spatial_dims, channels, self.latent_channels, out_channels, nrb, norm_num_groups, norm_eps, attn,
                                with_nonlocal_attn=with_nonlocal_attn)
+        conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+        proj = self.latent_channels != self.quantizer.dim
+        self.proj_in = conv(self.latent_channels, self.quantizer.dim, 1) if proj else nn.Identity()     # latent → FSQ dims
+        self.proj_out = conv(self.quantizer.dim, self.latent_channels, 1) if proj else nn.Identity()    # codes → decoder width
 
     @property
     def downsample_factor(self) -> int: return 2 ** (len(self.channels) - 1)
@@ -61,15 +72,37 @@ class AutoencoderFSQ(nn.Module):
         z = self.encoder(x)
         return z, torch.zeros_like(z)
 
-    def quantize(self, z:torch.Tensor) -> torch.Tensor: return self.quantizer(z)
+    def quantize(self, z:torch.Tensor) -> torch.Tensor: return self.quantizer(self.proj_in(z))
     def embed(self, codes:torch.Tensor) -> torch.Tensor: return self.quantizer.codes_to_indices(codes)
     def indices_to_codes(self, indices:torch.Tensor) -> torch.Tensor: return self.quantizer.indices_to_codes(indices)
-    def decode(self, codes:torch.Tensor) -> torch.Tensor: return self.decoder(codes)
+    def decode(self, codes:torch.Tensor) -> torch.Tensor:
+        "Codes `(B, len(levels), *s)` → image `(B, C_out, *s·f)`; an integer token grid `(B, *s)` is decoded through its codes."
+        if not codes.is_floating_point(): codes = self.indices_to_codes(codes).to(next(self.parameters()).dtype)
+        return self.decoder(self.proj_out(codes))
     def decode_indices(self, indices:torch.Tensor) -> torch.Tensor:
         "Token grid `(B, *s)` → image `(B, C_out, *s·f)`."
-        return self.decode(self.indices_to_codes(indices).to(next(self.parameters()).dtype))
+        return self.decode(indices.long())
 
     def forward(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         "`x` → `(reconstruction, codes, indices)`."
         codes = self.quantize(self.encode(x)[0])
         return self.decode(codes), codes, self.embed(codes)
+
+# %% ../../nbs/11_autoencoder_fsq.ipynb #8690f433
+class FSQModelConfig(StrictModel):
+    "Architecture of `AutoencoderFSQ`."
+    spatial_dims: Literal[2, 3] = 3
+    in_channels: int = 1
+    out_channels: int = 1
+    channels: list[int] = [32, 64, 128]
+    levels: list[int] = [8, 5, 5, 5]
+    num_res_blocks: int = 1
+    norm_num_groups: int = 8
+    attention_levels: list[bool] | None = None
+    with_nonlocal_attn: bool = False
+    latent_channels: int | None = None     # encoder width before the 1×1 projection to len(levels); None = len(levels)
+
+def build_autoencoder(cfg:FSQModelConfig|dict) -> AutoencoderFSQ:
+    "An `AutoencoderFSQ` from its model config."
+    cfg = cfg if isinstance(cfg, FSQModelConfig) else FSQModelConfig(**cfg)
+    return AutoencoderFSQ(**cfg.model_dump())

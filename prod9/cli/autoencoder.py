@@ -14,8 +14,8 @@ from ..config import load_config, config_path, ConfigError, SlidingWindowConfig
 from ..data import datamodule_from_config
 from ..io import read_volume, write_nifti, VolumeError
 from ..autoencoder.inference import AutoencoderInferenceWrapper
-from ..training.autoencoder import (AutoencoderStageConfig, AutoencoderFSQLightning, make_trainer, export_autoencoder, load_autoencoder,
-                                     read_lightning_checkpoint)
+from ..training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder, load_autoencoder
+from ..training.engine import make_trainer, read_lightning_checkpoint
 
 # %% auto #0
 __all__ = ['main', 'infer', 'autoencoder_cli']

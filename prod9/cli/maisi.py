@@ -14,12 +14,13 @@ from torch.utils.data import DataLoader
 from ..config import load_config, config_path, ConfigError
 from ..io import write_nifti, write_samples, read_volume, VolumeError
 from ..training.cache import pre_encode, load_tokens
-from ..training.autoencoder import make_trainer
-from ..training.transformer import resolve_classes
+from ..training.engine import make_trainer
+from ..data import resolve_classes
 from .autoencoder import autoencoder_cli
 from ..training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning, export_vae, load_vae
 from ..training.diffusion import (DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor, load_diffusion_checkpoint)
-from ..training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset, mask_condition
+from ..training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset
+from ..data import mask_condition
 
 # %% auto #0
 __all__ = ['vae_main', 'diffusion_main', 'controlnet_main']

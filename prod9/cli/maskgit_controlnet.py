@@ -14,9 +14,11 @@ from torch.utils.data import DataLoader
 from ..config import load_config, config_path, ConfigError
 from ..io import write_nifti, write_samples, read_volume, VolumeError
 from ..training.cache import pre_encode, load_tokens
-from ..training.controlnet import mask_condition
-from ..training.autoencoder import make_trainer, load_autoencoder
-from ..training.transformer import load_transformer_checkpoint, resolve_classes
+from ..data import mask_condition
+from ..training.engine import make_trainer
+from ..training.autoencoder_fsq import load_autoencoder
+from ..training.transformer import load_transformer_checkpoint
+from ..data import resolve_classes
 from ..training.maskgit_controlnet import (MaskGiTControlNetStageConfig, MaskGiTControlNetLightning, ControlTokenDataset,
                                       load_maskgit_controlnet_checkpoint)
 

@@ -13,8 +13,10 @@ import torch
 from ..config import load_config, config_path, ConfigError
 from ..io import write_nifti, save_montage, write_samples, VolumeError
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset
-from ..training.autoencoder import make_trainer, load_autoencoder
-from ..training.transformer import (TransformerStageConfig, MaskGiTLightning, load_transformer_checkpoint, resolve_classes)
+from ..training.engine import make_trainer
+from ..training.autoencoder_fsq import load_autoencoder
+from ..training.transformer import TransformerStageConfig, MaskGiTLightning, load_transformer_checkpoint
+from ..data import resolve_classes
 
 # %% auto #0
 __all__ = ['generate', 'main']

@@ -119,7 +119,7 @@ def load_tokens(path) -> dict:
 # %% ../../nbs/42_cache.ipynb #6040329c
 def load_any_autoencoder(path, map_location='cpu'):
     "An exported FSQ autoencoder or MAISI VAE, by the class recorded in the file."
-    from prod9.training.autoencoder import load_autoencoder
+    from prod9.training.autoencoder_fsq import load_autoencoder
     try:
         with safe_open(str(path), framework='pt') as f: cls = (f.metadata() or {}).get('prod9_class')
     except Exception: cls = None

@@ -6,32 +6,21 @@ Docs: https://prod9.github.io/prod9/train_controlnet.html.md"""
 
 # %% ../../nbs/49_train_controlnet.ipynb #617d49e7
 from __future__ import annotations
-import math
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 import torch
-from torch import nn
 from pydantic import Field
 from torch.utils.data import Dataset
-from ..config import StrictModel, StageConfig, SlidingWindowConfig, MODALITIES
+from ..data import mask_condition
+from ..controlnet.controlnet_model import ControlNetModelConfig, condition_channels, build_controlnet
+from ..diffusion.sampling import sample_latents
 from .cache import load_tokens
-from .diffusion import (DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint)
+from .diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset
 
 # %% auto #0
-__all__ = ['ControlType', 'ControlNetModelConfig', 'ControlNetStageConfig', 'condition_channels', 'mask_condition',
-           'ControlDataset', 'ControlNetLightning']
+__all__ = ['ControlNetStageConfig', 'ControlDataset', 'ControlNetLightning']
 
 # %% ../../nbs/49_train_controlnet.ipynb #a6551a96
-ControlType = Literal['mask', 'image', 'label', 'mask+label']
-
-class ControlNetModelConfig(StrictModel):
-    control_type: ControlType = 'mask'
-    mask_classes: list[int] = [1, 2, 3]            # segmentation labels, one channel each (phantoms/BraTS: NCR, ED, ET)
-    source_modality: str | None = None            # 'image' control: the modality fed as condition
-    target_modalities: list[str] | None = None    # classes generated (default: all but the source)
-    conditioning_embedding_num_channels: list[int] | None = None   # default: 16, 32, ... (one more than the VAE's downsamplings)
-    conditioning_scale: float = 1.0
-
 class ControlNetStageConfig(DiffusionStageConfig):
     """Config of `prod9-train-maisi-controlnet`. `model` and `scheduler` are taken from the diffusion checkpoint
     (`diffusion_path`) so that the frozen UNet is rebuilt exactly; set only `controlnet`, `training` and the data."""
@@ -42,16 +31,6 @@ class ControlNetStageConfig(DiffusionStageConfig):
     def cache_dir(self) -> Path: return Path(self.latent_cache_dir or Path(self.output_dir) / 'latents')
 
 # %% ../../nbs/49_train_controlnet.ipynb #24011847
-def condition_channels(cfg:ControlNetModelConfig) -> int:
-    "Channels of the condition image for the control type."
-    if cfg.control_type == 'label': return 1
-    if cfg.control_type == 'image': return 1
-    return len(cfg.mask_classes)
-
-def mask_condition(seg:torch.Tensor, classes:Sequence[int]) -> torch.Tensor:
-    "(B, 1, *S) integer labels → (B, len(classes), *S) float one-hot channels."
-    return torch.cat([(seg == c).float() for c in classes], dim=1)
-
 class ControlDataset(Dataset):
     "Latent samples with their condition image `control` (and `label`), from a latent cache with `seg` (mask) or `image` (image control)."
     def __init__(self, cache:dict|str|Path, scale_factor:float, cfg:ControlNetModelConfig, class_names:Sequence[str]):
@@ -87,19 +66,8 @@ class ControlNetLightning(MAISIDiffusionLightning):
     "Trains a `ControlNetMaisi` against the frozen diffusion UNet with the stage-2 diffusion loss."
     config_class = ControlNetStageConfig
     def __init__(self, config:dict, latent_shape, latent_channels:int, class_names, scale_factor:float, affine=None, downsample_factor:int=4):
-        super().__init__(config, latent_shape, latent_channels, class_names, scale_factor, affine)
-        self.save_hyperparameters({'downsample_factor': int(downsample_factor)})
-        from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
-        m, cn = self.cfg.model, self.cfg.controlnet
-        steps = int(round(math.log2(downsample_factor)))
-        emb = cn.conditioning_embedding_num_channels or [min(16 * 2 ** i, 256) for i in range(steps + 1)]
-        if len(emb) != steps + 1:
-            raise ValueError(f"controlnet.conditioning_embedding_num_channels needs {steps + 1} entries for a VAE that downsamples ×{downsample_factor}, got {emb}")
-        use_label = 'label' in cn.control_type
-        self.controlnet = ControlNetMaisi(self.spatial_dims, latent_channels, num_res_blocks=m.num_res_blocks, num_channels=m.num_channels,
-            attention_levels=m.attention_levels, norm_num_groups=m.norm_num_groups, num_head_channels=m.num_head_channels,
-            resblock_updown=m.resblock_updown, num_class_embeds=max(1, len(class_names)) if (use_label or m.conditional) else None,
-            conditioning_embedding_in_channels=condition_channels(cn), conditioning_embedding_num_channels=emb, use_checkpointing=False)
+        super().__init__(config, latent_shape, latent_channels, class_names, scale_factor, affine, downsample_factor=int(downsample_factor))
+        self.controlnet = build_controlnet(self.cfg.model, self.cfg.controlnet, self.spatial_dims, latent_channels, len(class_names), downsample_factor)
         self.unet.requires_grad_(False)
 
     def init_from_unet(self, unet_state:dict):
@@ -124,7 +92,6 @@ class ControlNetLightning(MAISIDiffusionLightning):
     def generate_latents(self, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, control=None,
                          conditioning_scale:float|None=None) -> torch.Tensor:
         "Scaled latents for `control` (B, C_cond, *S) (and `class_labels`), reproducible from `seed`."
-        from prod9.training.diffusion import sample_latents
         labels = None if class_labels is None else torch.as_tensor(class_labels, device=self.device).long()
         unet_labels = labels if self.cfg.model.conditional else None
         cn_labels = self.control_labels(labels) if labels is not None else None

@@ -6,49 +6,25 @@ Docs: https://prod9.github.io/prod9/train_diffusion.html.md"""
 
 # %% ../../nbs/48_train_diffusion.ipynb #ef96732c
 from __future__ import annotations
-import math
 from pathlib import Path
 from typing import Literal, Sequence
 import numpy as np
 import torch
-import lightning as L
 from pydantic import Field
-from torch.utils.data import Dataset, DataLoader
-from monai.networks.schedulers import RFlowScheduler, DDPMScheduler
+from torch.utils.data import Dataset
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
-from .cache import load_tokens
-from .transformer import lr_schedule_entry
 from ..autoencoder.inference import AutoencoderInferenceWrapper
+from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet
+from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target
+from ..diffusion.sampling import sample_latents
+from .cache import load_tokens
+from .engine import StageModule, lr_schedule_entry
 
 # %% auto #0
-__all__ = ['DiffusionUNetConfig', 'NoiseSchedulerConfig', 'DiffusionOptimConfig', 'DiffusionStageConfig', 'make_noise_scheduler',
-           'training_target', 'sample_latents', 'LatentDataset', 'latent_scale_factor', 'build_unet',
-           'MAISIDiffusionLightning', 'load_diffusion_checkpoint']
+__all__ = ['DiffusionOptimConfig', 'DiffusionStageConfig', 'LatentDataset', 'latent_scale_factor', 'MAISIDiffusionLightning',
+           'load_diffusion_checkpoint']
 
 # %% ../../nbs/48_train_diffusion.ipynb #ffe6c4c4
-class DiffusionUNetConfig(StrictModel):
-    "Architecture of MONAI's `DiffusionModelUNetMaisi` (latent channels come from the VAE)."
-    num_channels: list[int] = [64, 128, 256]
-    num_res_blocks: int | list[int] = 2
-    attention_levels: list[bool] = [False, True, True]
-    num_head_channels: int | list[int] = 32
-    norm_num_groups: int = 32
-    resblock_updown: bool = False
-    conditional: bool = False             # class (modality) conditioning through the UNet's class embedding
-
-class NoiseSchedulerConfig(StrictModel):
-    strategy: Literal['rflow', 'ddpm'] = 'rflow'
-    num_train_timesteps: int = Field(1000, ge=2)
-    num_inference_steps: int = Field(30, ge=1)
-    sample_method: Literal['uniform', 'logit-normal'] = 'uniform'       # rflow: how training timesteps are drawn
-    loc: float = 0.0
-    scale: float = 1.0
-    use_discrete_timesteps: bool = False
-    use_timestep_transform: bool = True
-    base_img_size_numel: int = Field(32 ** 3, ge=1)
-    ddpm_schedule: str = 'scaled_linear_beta'
-    prediction_type: Literal['epsilon', 'v_prediction', 'sample'] = 'epsilon'
-
 class DiffusionOptimConfig(LRScheduleConfig):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -67,51 +43,6 @@ class DiffusionStageConfig(StageConfig):
 
     @property
     def cache_dir(self) -> Path: return Path(self.latent_cache_dir or Path(self.output_dir) / 'latents')
-
-# %% ../../nbs/48_train_diffusion.ipynb #9b8451a3
-def make_noise_scheduler(cfg:NoiseSchedulerConfig, spatial_dims:int=3):
-    "MONAI's `RFlowScheduler` or `DDPMScheduler` from the config."
-    if cfg.strategy == 'rflow':
-        return RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=cfg.use_discrete_timesteps,
-                              sample_method=cfg.sample_method, loc=cfg.loc, scale=cfg.scale, use_timestep_transform=cfg.use_timestep_transform,
-                              base_img_size_numel=cfg.base_img_size_numel, spatial_dim=spatial_dims)
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.ddpm_schedule, prediction_type=cfg.prediction_type, clip_sample=False)
-
-def training_target(cfg:NoiseSchedulerConfig, scheduler, x0, noise, t):
-    "What the UNet learns to predict: the velocity x₀ − ε (rectified flow), or ε / v / x₀ (DDPM's `prediction_type`)."
-    if cfg.strategy == 'rflow': return x0 - noise
-    if cfg.prediction_type == 'epsilon': return noise
-    if cfg.prediction_type == 'v_prediction': return scheduler.get_velocity(x0, noise, t)
-    return x0
-
-# %% ../../nbs/48_train_diffusion.ipynb #a82abb75
-@torch.no_grad()
-def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_inference_steps:int|None=None, class_labels=None,
-                   seed:int=0, device=None, controlnet=None, control=None, conditioning_scale:float=1.0, spatial_dims:int=3,
-                   controlnet_labels=None) -> torch.Tensor:
-    """Generate scaled latents `(B, C, *s)` with `unet` (and an optional `controlnet` fed `control`; its class labels are
-    `controlnet_labels`, since a ControlNet may be label-conditioned when the UNet is not)."""
-    device = device or next(unet.parameters()).device
-    sch = make_noise_scheduler(cfg, spatial_dims)
-    n = num_inference_steps or cfg.num_inference_steps
-    g = torch.Generator(device=device); g.manual_seed(seed)
-    x = torch.randn(tuple(shape), generator=g, device=device)
-    B = x.shape[0]
-    if cfg.strategy == 'rflow':
-        sch.set_timesteps(n, device=device, input_img_size_numel=math.prod(shape[2:]))
-        ts = sch.timesteps
-        nxt = torch.cat([ts[1:], torch.zeros_like(ts[:1])])
-    else:
-        sch.set_timesteps(n, device=device); ts = sch.timesteps; nxt = [None] * len(ts)
-    for t, tn in zip(ts, nxt):
-        tb = torch.full((B,), float(t) if cfg.strategy == 'rflow' else int(t), device=device)
-        extra = {}
-        if controlnet is not None:
-            down, mid = controlnet(x, tb, control, conditioning_scale=conditioning_scale, class_labels=controlnet_labels)
-            extra = {'down_block_additional_residuals': down, 'mid_block_additional_residual': mid}
-        out = unet(x, tb, class_labels=class_labels, **extra)
-        x = sch.step(out, t, x, tn)[0] if cfg.strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
-    return x
 
 # %% ../../nbs/48_train_diffusion.ipynb #e5fc91f3
 class LatentDataset(Dataset):
@@ -138,24 +69,14 @@ def latent_scale_factor(cache:dict|str|Path, seed:int=0) -> float:
     return float(1.0 / z.float().std().clamp_min(1e-8))
 
 # %% ../../nbs/48_train_diffusion.ipynb #224f603b
-def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, num_classes:int):
-    "MONAI `DiffusionModelUNetMaisi` for latents with `latent_channels` channels."
-    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
-    return DiffusionModelUNetMaisi(spatial_dims, latent_channels, latent_channels, num_res_blocks=cfg.num_res_blocks, num_channels=cfg.num_channels,
-                                   attention_levels=cfg.attention_levels, norm_num_groups=cfg.norm_num_groups, num_head_channels=cfg.num_head_channels,
-                                   resblock_updown=cfg.resblock_updown, num_class_embeds=num_classes if cfg.conditional else None)
-
-class MAISIDiffusionLightning(L.LightningModule):
+class MAISIDiffusionLightning(StageModule):
     "Latent diffusion (rectified flow or DDPM) on cached VAE latents; the checkpoint carries the scale factor and latent geometry."
     def __init__(self, config:dict, latent_shape:Sequence[int], latent_channels:int, class_names:Sequence[str], scale_factor:float,
-                 affine:list|None=None):
-        super().__init__()
-        self.save_hyperparameters({'config': config, 'latent_shape': [int(s) for s in latent_shape], 'latent_channels': int(latent_channels),
-                                   'class_names': list(class_names), 'scale_factor': float(scale_factor), 'affine': affine})
-        self.cfg = self.config_class.model_validate(config)
+                 affine:list|None=None, **more):
+        super().__init__(config, latent_shape=[int(s) for s in latent_shape], latent_channels=int(latent_channels),
+                         class_names=list(class_names), scale_factor=float(scale_factor), affine=affine, **more)
         self.latent_shape, self.latent_channels, self.class_names = tuple(latent_shape), int(latent_channels), list(class_names)
         self.scale_factor, self.spatial_dims = float(scale_factor), len(latent_shape)
-        self.affine = np.asarray(affine if affine is not None else np.eye(4), dtype=np.float64)
         self.unet = build_unet(self.cfg.model, self.spatial_dims, latent_channels, max(1, len(class_names)))
         # MONAI schedulers are nn.Modules with no parameters; keep them out of the module tree (and the checkpoint)
         object.__setattr__(self, 'noise_scheduler', make_noise_scheduler(self.cfg.scheduler, self.spatial_dims))
@@ -198,13 +119,12 @@ class MAISIDiffusionLightning(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.diffusion_loss(batch)
-        if not torch.isfinite(loss): raise FloatingPointError(f"diffusion loss became {loss.item()} at step {self.global_step}; "
-                                                              "lower training.lr or raise training.warmup_steps")
-        self.log('train/loss', loss, batch_size=batch['latent'].shape[0]); self.log('loss', loss, prog_bar=True, logger=False, batch_size=batch['latent'].shape[0])
+        self.check_finite(loss, f'step {self.global_step}', 'lower training.lr or raise training.warmup_steps')
+        self.log_train(loss, batch['latent'].shape[0])
         return loss
 
     def _eval(self, batch, batch_idx, prefix):
-        g = torch.Generator(device=batch['latent'].device); g.manual_seed(1000 + batch_idx)
+        g = self.eval_generator(batch_idx, batch['latent'].device)
         self.log(f'{prefix}_loss', self.diffusion_loss(batch, g), prog_bar=prefix == 'val', batch_size=batch['latent'].shape[0])
     def validation_step(self, batch, batch_idx): self._eval(batch, batch_idx, 'val')
     def test_step(self, batch, batch_idx): self._eval(batch, batch_idx, 'test')
@@ -226,7 +146,7 @@ class MAISIDiffusionLightning(L.LightningModule):
 # %% ../../nbs/48_train_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):
     "Rebuild a diffusion (or ControlNet) Lightning module from its checkpoint, safely (`weights_only=True`)."
-    from prod9.training.autoencoder import read_lightning_checkpoint
+    from prod9.training.engine import read_lightning_checkpoint
     cls = cls or MAISIDiffusionLightning
     ck = read_lightning_checkpoint(path, 'scale_factor', 'prod9 MAISI diffusion', map_location)
     m = cls(**ck['hyper_parameters']); m.load_state_dict(ck['state_dict'], strict=False)

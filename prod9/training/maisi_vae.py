@@ -1,4 +1,4 @@
-"""`MAISIVAE` on MONAI's `AutoencoderKlMaisi`: continuous latents for latent diffusion, trained with L1 + KL + adversarial (+ perceptual) losses.
+"""`MAISIVAEStageConfig` (the config of `prod9-train-maisi-vae`), `MAISIVAELightning` (L1 + KL + adversarial, + perceptual) and the export that latent diffusion loads.
 
 Docs: https://prod9.github.io/prod9/train_maisi_vae.html.md"""
 
@@ -7,76 +7,15 @@ Docs: https://prod9.github.io/prod9/train_maisi_vae.html.md"""
 # %% ../../nbs/45_train_maisi_vae.ipynb #35eee9d0
 from __future__ import annotations
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 import torch
-from torch import nn
 from pydantic import Field
-from ..config import StrictModel
-from .autoencoder import (AutoencoderStageConfig, AELossConfig, AutoencoderFSQLightning, save_model_file, read_model_file)
+from ..autoencoder.autoencoder_maisi import MAISIVAE, MAISIVAEModelConfig
+from .autoencoder import AutoencoderStageBase, AELossConfig, AutoencoderLightning
+from .engine import save_model_file, read_model_file
 
 # %% auto #0
-__all__ = ['MAISIVAEModelConfig', 'MAISIVAE', 'kl_loss', 'VAELossConfig', 'MAISIVAEStageConfig', 'MAISIVAELightning',
-           'export_vae', 'load_vae']
-
-# %% ../../nbs/45_train_maisi_vae.ipynb #401d1b35
-class MAISIVAEModelConfig(StrictModel):
-    "Architecture of the MAISI VAE (MONAI `AutoencoderKlMaisi`; `AutoencoderKL` in 2D)."
-    spatial_dims: Literal[2, 3] = 3
-    in_channels: int = 1
-    out_channels: int = 1
-    latent_channels: int = 4
-    num_channels: list[int] = [64, 128, 256]
-    num_res_blocks: list[int] = [2, 2, 2]
-    attention_levels: list[bool] = [False, False, False]
-    norm_num_groups: int = 32
-    with_encoder_nonlocal_attn: bool = False
-    with_decoder_nonlocal_attn: bool = False
-    num_splits: int = Field(1, ge=1)        # >1 splits convolutions to save memory (each split must stay larger than the padding)
-    dim_split: int = 0
-    use_checkpointing: bool = False
-
-# %% ../../nbs/45_train_maisi_vae.ipynb #4365fe92
-class MAISIVAE(nn.Module):
-    "KL autoencoder with prod9's autoencoder interface, wrapping MONAI's `AutoencoderKlMaisi` (3D) or `AutoencoderKL` (2D)."
-    def __init__(self, **cfg):
-        super().__init__()
-        c = MAISIVAEModelConfig(**cfg)
-        n = len(c.num_channels)
-        if len(c.num_res_blocks) != n or len(c.attention_levels) != n:
-            raise ValueError(f"num_res_blocks {c.num_res_blocks} and attention_levels {c.attention_levels} need one entry per num_channels {c.num_channels}")
-        if any(ch % c.norm_num_groups for ch in c.num_channels):
-            raise ValueError(f"every entry of num_channels {c.num_channels} must be divisible by norm_num_groups={c.norm_num_groups}")
-        self.spatial_dims, self.latent_channels, self.in_channels = c.spatial_dims, c.latent_channels, c.in_channels
-        self.downsample_factor = 2 ** (n - 1)
-        if c.spatial_dims == 3:
-            from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
-            self.net = AutoencoderKlMaisi(3, c.in_channels, c.out_channels, num_res_blocks=c.num_res_blocks, num_channels=c.num_channels,
-                                          attention_levels=c.attention_levels, latent_channels=c.latent_channels, norm_num_groups=c.norm_num_groups,
-                                          with_encoder_nonlocal_attn=c.with_encoder_nonlocal_attn, with_decoder_nonlocal_attn=c.with_decoder_nonlocal_attn,
-                                          num_splits=c.num_splits, dim_split=c.dim_split, use_checkpointing=c.use_checkpointing)
-        else:
-            from monai.networks.nets import AutoencoderKL
-            self.net = AutoencoderKL(2, c.in_channels, c.out_channels, num_res_blocks=c.num_res_blocks, channels=c.num_channels,
-                                     attention_levels=c.attention_levels, latent_channels=c.latent_channels, norm_num_groups=c.norm_num_groups,
-                                     with_encoder_nonlocal_attn=c.with_encoder_nonlocal_attn, with_decoder_nonlocal_attn=c.with_decoder_nonlocal_attn)
-
-    def latent_shape(self, spatial_shape) -> tuple: return tuple(s // self.downsample_factor for s in spatial_shape)
-    def encode(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "`(B, C, *S)` → `(z_mu, z_sigma)`, each `(B, latent_channels, *S/f)`."
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, {', '.join('*' * self.spatial_dims)}), got {tuple(x.shape)}")
-        bad = [s for s in x.shape[2:] if s % self.downsample_factor]
-        if bad: raise ValueError(f"spatial size {tuple(x.shape[2:])} must be divisible by {self.downsample_factor}; use AutoencoderInferenceWrapper for any size")
-        return self.net.encode(x)
-    def reparameterize(self, z_mu:torch.Tensor, z_sigma:torch.Tensor) -> torch.Tensor:
-        "z = μ + σ·ε (the reparameterisation trick)."
-        return z_mu + z_sigma * torch.randn_like(z_sigma)
-    def decode(self, z:torch.Tensor) -> torch.Tensor: return self.net.decode(z)
-    def forward(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "`x` → `(reconstruction, z_mu, z_sigma)` (a sampled latent in training, the mean in eval)."
-        z_mu, z_sigma = self.encode(x)
-        z = self.reparameterize(z_mu, z_sigma) if self.training else z_mu
-        return self.decode(z), z_mu, z_sigma
+__all__ = ['kl_loss', 'VAELossConfig', 'MAISIVAEStageConfig', 'MAISIVAELightning', 'export_vae', 'load_vae']
 
 # %% ../../nbs/45_train_maisi_vae.ipynb #7f2224c5
 def kl_loss(z_mu:torch.Tensor, z_sigma:torch.Tensor) -> torch.Tensor:
@@ -89,15 +28,14 @@ def kl_loss(z_mu:torch.Tensor, z_sigma:torch.Tensor) -> torch.Tensor:
 class VAELossConfig(AELossConfig):
     kl_weight: float = Field(1e-7, ge=0)
 
-class MAISIVAEStageConfig(AutoencoderStageConfig):
+class MAISIVAEStageConfig(AutoencoderStageBase):
     "Config of `prod9-train-maisi-vae`."
     model: MAISIVAEModelConfig = Field(default_factory=MAISIVAEModelConfig)
     loss: VAELossConfig = Field(default_factory=VAELossConfig)
+    export_name: ClassVar[str] = 'vae.safetensors'
 
-    @property
-    def export_file(self) -> Path: return Path(self.export_path or Path(self.output_dir) / 'vae.safetensors')
 
-class MAISIVAELightning(AutoencoderFSQLightning):
+class MAISIVAELightning(AutoencoderLightning):
     "Trains `MAISIVAE`: L1 + kl_weight·KL (+ FFL, perceptual, adversarial with warm-up); logs PSNR, SSIM, KL and latent std."
     config_class = MAISIVAEStageConfig
     def build_model(self, m): return MAISIVAE(**m.model_dump())

@@ -6,24 +6,22 @@ Docs: https://prod9.github.io/prod9/train_maskgit_controlnet.html.md"""
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #fd5304c2
 from __future__ import annotations
-import copy
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
-from torch import nn
-import torch.nn.functional as F
 from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StrictModel
-from ..generator.transformer import TransformerDecoder
+from ..generator.controlnet import MaskGiTControlNet, ControlledTransformer
 from .cache import load_tokens
-from .controlnet import mask_condition
-from .transformer import (TransformerStageConfig, MaskGiTLightning, lr_schedule_entry, histogram_w1, resolve_classes)
+from ..data import mask_condition, resolve_classes
+from .transformer import TransformerStageConfig, MaskGiTLightning
+from ..metrics import histogram_w1
+from .engine import lr_schedule_entry
 
 # %% auto #0
-__all__ = ['MaskGiTControlNetConfig', 'MaskGiTControlNetStageConfig', 'ConditionEmbedding', 'MaskGiTControlNet',
-           'ControlledTransformer', 'ControlTokenDataset', 'MaskGiTControlNetLightning',
+__all__ = ['MaskGiTControlNetConfig', 'MaskGiTControlNetStageConfig', 'ControlTokenDataset', 'MaskGiTControlNetLightning',
            'load_maskgit_controlnet_checkpoint']
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #c84cd487
@@ -40,77 +38,6 @@ class MaskGiTControlNetStageConfig(TransformerStageConfig):
     so that the frozen transformer is rebuilt exactly; set `controlnet`, `training`, `sampler` and the data."""
     transformer_path: str
     controlnet: MaskGiTControlNetConfig = Field(default_factory=MaskGiTControlNetConfig)
-
-# %% ../../nbs/47_train_maskgit_controlnet.ipynb #64d7ef47
-class ConditionEmbedding(nn.Module):
-    """Condition image (B, C, *grid·f) → one vector per token (B, N, hidden_dim). A 3×3(×3) convolution at full resolution, then
-    one stride-2 convolution per further width in `channels` (while the factor `f` allows), a patchify convolution for the rest of
-    `f`, and a zero-initialised projection. Only the first, narrow layer sees the full image, which keeps BraTS-sized masks cheap."""
-    def __init__(self, in_channels:int, hidden_dim:int, downsample_factor:int, spatial_dims:int=3, channels:Sequence[int]=(16, 32)):
-        super().__init__()
-        Conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
-        layers, c, f = [Conv(in_channels, channels[0], 3, padding=1), nn.SiLU()], channels[0], downsample_factor
-        for ch in channels[1:]:
-            s = 2 if f % 2 == 0 else 1
-            layers += [Conv(c, ch, 3, stride=s, padding=1), nn.SiLU()]; c, f = ch, f // s
-        layers.append(Conv(c, hidden_dim, f, stride=f))
-        self.net, self.downsample_factor = nn.Sequential(*layers), downsample_factor
-        self.proj = nn.Linear(hidden_dim, hidden_dim)
-        nn.init.zeros_(self.proj.weight); nn.init.zeros_(self.proj.bias)
-
-    def forward(self, control:torch.Tensor) -> torch.Tensor:
-        return self.proj(self.net(control).flatten(2).transpose(1, 2))
-
-# %% ../../nbs/47_train_maskgit_controlnet.ipynb #8c484011
-class MaskGiTControlNet(nn.Module):
-    "Trainable copy of the first `num_layers` blocks of a `TransformerDecoder`, reading a condition image; returns zero-initialised block residuals."
-    def __init__(self, base:TransformerDecoder, control_channels:int, downsample_factor:int, num_layers:int|None=None,
-                 embed_channels:Sequence[int]=(16, 32)):
-        super().__init__()
-        n = num_layers or max(1, len(base.blocks) // 2)
-        if n > len(base.blocks): raise ValueError(f"controlnet.num_layers={n}, but the stage-2 transformer has {len(base.blocks)} blocks")
-        D = base.tok_emb.embedding_dim
-        self.control_channels, self.downsample_factor, self.latent_shape = control_channels, downsample_factor, base.latent_shape
-        self.embed = ConditionEmbedding(control_channels, D, downsample_factor, len(base.latent_shape), embed_channels)
-        self.blocks = copy.deepcopy(base.blocks[:n])                  # initialised from the trained stage-2 blocks
-        self.zero_out = nn.ModuleList([nn.Linear(D, D) for _ in range(n)])
-        for z in self.zero_out: nn.init.zeros_(z.weight); nn.init.zeros_(z.bias)
-
-    def check(self, tokens:torch.Tensor, control:torch.Tensor):
-        "A clear error for a condition whose batch, channels or size do not fit the token grid."
-        want = (tokens.shape[0], self.control_channels, *[s * self.downsample_factor for s in tokens.shape[1:]])
-        if tuple(control.shape) != want:
-            raise ValueError(f"control must be (B, {self.control_channels} mask channels, *image size) = {want} for tokens {tuple(tokens.shape)} "
-                             f"(autoencoder factor {self.downsample_factor}), got {tuple(control.shape)}")
-
-    def forward(self, x:torch.Tensor, c:torch.Tensor, control:torch.Tensor, scale:float=1.0) -> list[torch.Tensor]:
-        "`x` (B, N, D) the base blocks' input, `c` (B, D) its condition vector, `control` (B, C, *image) → `num_layers` residuals (B, N, D)."
-        h, out = x + self.embed(control.to(x.dtype)), []
-        for blk, z in zip(self.blocks, self.zero_out):
-            h = blk(h, c); out.append(z(h) * scale)
-        return out
-
-# %% ../../nbs/47_train_maskgit_controlnet.ipynb #4ab5012b
-class ControlledTransformer(nn.Module):
-    """A frozen `TransformerDecoder` steered by a `MaskGiTControlNet`. It has the base's interface (`MaskGiTSampler` uses it
-    unchanged) plus `control=` and `conditioning_scale=`; without `control` it is the base."""
-    def __init__(self, base:TransformerDecoder, controlnet:MaskGiTControlNet):
-        super().__init__()
-        self.base, self.controlnet = base.requires_grad_(False), controlnet
-        for a in ('vocab_size', 'latent_shape', 'num_modalities', 'mask_token_id', 'null_label'): setattr(self, a, getattr(base, a))
-
-    def null_condition(self, labels, **context):
-        "Classifier-free guidance drops the label and keeps the mask."
-        return self.base.null_condition(labels, **context)
-
-    def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, control:torch.Tensor|None=None, conditioning_scale:float=1.0) -> torch.Tensor:
-        if control is None: return self.base(tokens, labels)
-        self.base._check(tokens); self.controlnet.check(tokens, control)
-        x, c = self.base.embed(tokens, labels)
-        return self.base(tokens, labels, block_residuals=self.controlnet(x, c, control, conditioning_scale))
-
-    def train(self, mode:bool=True):
-        super().train(mode); self.base.eval(); return self          # the frozen base keeps its eval behaviour (dropout off)
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #61e6d745
 class ControlTokenDataset(Dataset):
@@ -135,8 +62,7 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
     config_class = MaskGiTControlNetStageConfig
     def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None,
                  control_downsample_factor:int=4):
-        super().__init__(config, vocab_size, latent_shape, class_names, affine)
-        self.save_hyperparameters({'control_downsample_factor': int(control_downsample_factor)})
+        super().__init__(config, vocab_size, latent_shape, class_names, affine, control_downsample_factor=int(control_downsample_factor))
         if self.cfg.model.transformer_type != 'label':
             raise ValueError(f"{self.cfg.transformer_path}: the MaskGiT ControlNet steers a label-conditional transformer "
                              f"(model.transformer_type: label), not {self.cfg.model.transformer_type!r}")
@@ -188,7 +114,7 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #7dfad9e9
 def load_maskgit_controlnet_checkpoint(path, map_location='cpu') -> MaskGiTControlNetLightning:
     "Rebuild a `MaskGiTControlNetLightning` (frozen transformer included) from its Lightning checkpoint, safely (`weights_only=True`)."
-    from prod9.training.autoencoder import read_lightning_checkpoint
+    from prod9.training.engine import read_lightning_checkpoint
     ck = read_lightning_checkpoint(path, 'control_downsample_factor', 'prod9-train-maskgit-controlnet', map_location)
     hp = ck['hyper_parameters']
     m = MaskGiTControlNetLightning(hp['config'], hp['vocab_size'], hp['latent_shape'], hp['class_names'], hp.get('affine'), hp['control_downsample_factor'])

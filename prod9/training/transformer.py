@@ -11,18 +11,18 @@ from pathlib import Path
 from typing import Literal, Sequence
 import numpy as np
 import torch
-import lightning as L
 from pydantic import Field
-from ..config import StrictModel, StageConfig, SlidingWindowConfig, ConfigError, LRScheduleConfig, lr_multiplier
+from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..generator.transformer import TransformerDecoder, TransformerDecoderSingleStream
 from ..generator.maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule
 from ..autoencoder.inference import AutoencoderInferenceWrapper
+from ..metrics import histogram_w1
+from .engine import StageModule, lr_schedule_entry
 
 # %% auto #0
 __all__ = ['CONTEXT_KEYS', 'TransformerModelConfig', 'MaskingConfig', 'SamplerConfig', 'InContextConfig',
-           'TransformerOptimConfig', 'ValidationSamplingConfig', 'TransformerStageConfig', 'resolve_classes',
-           'histogram_w1', 'warmup_schedule', 'lr_schedule_entry', 'build_transformer', 'MaskGiTLightning',
-           'load_transformer_checkpoint']
+           'TransformerOptimConfig', 'ValidationSamplingConfig', 'TransformerStageConfig', 'build_transformer',
+           'MaskGiTLightning', 'load_transformer_checkpoint']
 
 # %% ../../nbs/46_train_transformer.ipynb #ccf73b72
 class TransformerModelConfig(StrictModel):
@@ -79,39 +79,6 @@ class TransformerStageConfig(StageConfig):
     @property
     def cache_dir(self) -> Path: return Path(self.token_cache_dir or Path(self.output_dir) / 'tokens')
 
-# %% ../../nbs/46_train_transformer.ipynb #717bf1ea
-def resolve_classes(names:Sequence[str]|None, class_names:Sequence[str], key:str) -> list[int] | None:
-    "Class names (or integer strings) → indices, with an error naming the config key and the valid names."
-    if names is None: return None
-    out = []
-    for n in names:
-        if str(n) in class_names: out.append(list(class_names).index(str(n)))
-        elif str(n).isdigit() and int(n) < len(class_names): out.append(int(n))
-        else: raise ValueError(f"{key}: unknown class {n!r}; expected one of {list(class_names)}")
-    return out
-
-def histogram_w1(a:torch.Tensor, b:torch.Tensor, n_quantiles:int=256) -> float:
-    "1-D Wasserstein distance between the intensity distributions of `a` and `b` (any shapes), from their quantiles."
-    q = torch.linspace(0, 1, n_quantiles, device=a.device)
-    sub = lambda t: t.flatten().float()[torch.randperm(t.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000].to(t.device)] if t.numel() > 2_000_000 else t.flatten().float()
-    return float((torch.quantile(sub(a), q) - torch.quantile(sub(b).to(a.device), q)).abs().mean())
-
-# %% ../../nbs/46_train_transformer.ipynb #e7f822bd
-def warmup_schedule(opt:torch.optim.Optimizer, warmup_steps:int, decay:str='constant', total_steps:float|None=None,
-                    min_ratio:float=0.0) -> dict:
-    "Lightning's `lr_scheduler` entry: linear warm-up over `warmup_steps` optimiser steps, then constant or a cosine (`lr_multiplier`)."
-    lr_multiplier(warmup_steps, warmup_steps, decay, total_steps, min_ratio)       # an unknown run length fails here, not mid-run
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, warmup_steps, decay, total_steps, min_ratio))
-    return {'scheduler': sched, 'interval': 'step'}
-
-# %% ../../nbs/46_train_transformer.ipynb #ca89a2b5
-def lr_schedule_entry(module:L.LightningModule, opt:torch.optim.Optimizer, t:LRScheduleConfig) -> dict:
-    """`warmup_schedule` for a stage's `training` section `t`; a cosine without `t.decay_steps` spans the whole run
-    (Lightning's `estimated_stepping_batches`: `max_steps`, or `max_epochs` × batches per epoch)."""
-    total = t.decay_steps or (module.trainer.estimated_stepping_batches if t.lr_decay != 'constant' else None)
-    return warmup_schedule(opt, t.warmup_steps, t.lr_decay, total, t.min_lr_ratio)
-
-
 # %% ../../nbs/46_train_transformer.ipynb #8091c012
 def build_transformer(cfg:TransformerModelConfig, vocab_size:int, latent_shape, num_classes:int):
     "The stage-2 network for `cfg.transformer_type`."
@@ -122,16 +89,13 @@ def build_transformer(cfg:TransformerModelConfig, vocab_size:int, latent_shape, 
 
 CONTEXT_KEYS = ('context_tokens', 'context_labels', 'context_mask')
 
-class MaskGiTLightning(L.LightningModule):
+class MaskGiTLightning(StageModule):
     "Trains a masked-token transformer on cached tokens; validation CE/accuracy and optional sample statistics."
     config_class = TransformerStageConfig          # the MaskGiT ControlNet subclasses with its own
-    def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None):
-        super().__init__()
-        self.save_hyperparameters({'config': config, 'vocab_size': int(vocab_size), 'latent_shape': [int(s) for s in latent_shape],
-                                   'class_names': list(class_names), 'affine': affine})
-        self.cfg = self.config_class.model_validate(config)
+    def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None, **more):
+        super().__init__(config, vocab_size=int(vocab_size), latent_shape=[int(s) for s in latent_shape], class_names=list(class_names),
+                         affine=affine, **more)
         self.class_names, self.latent_shape = list(class_names), tuple(latent_shape)
-        self.affine = np.asarray(affine if affine is not None else np.eye(4), dtype=np.float64)
         self.transformer = build_transformer(self.cfg.model, vocab_size, latent_shape, max(1, len(class_names)))
         m = self.cfg.masking
         self.masker = MaskGiTScheduler(self.transformer.mask_token_id, m.schedule, m.label_smoothing, m.cond_drop_prob)
@@ -162,14 +126,13 @@ class MaskGiTLightning(L.LightningModule):
         masked, mask = self.masker.add_mask(tokens)
         logits = self.transformer(masked, labels, **ctx)
         loss = self.masker.loss(logits, tokens, mask)
-        if not torch.isfinite(loss): raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; lower training.lr")
-        self.log_dict({'train/loss': loss, 'train/acc': self.masker.accuracy(logits, tokens, mask)}, batch_size=tokens.shape[0])
-        self.log('loss', loss, prog_bar=True, logger=False, batch_size=tokens.shape[0])
+        self.check_finite(loss, f'step {self.global_step}')
+        self.log_train(loss, tokens.shape[0], acc=self.masker.accuracy(logits, tokens, mask))
         return loss
 
     def _eval_step(self, batch, batch_idx, prefix):
         tokens, labels = batch['tokens'], batch['label']
-        g = torch.Generator(device=tokens.device); g.manual_seed(1000 + batch_idx)
+        g = self.eval_generator(batch_idx, tokens.device)
         masked, mask = self.masker.add_mask(tokens, generator=g)
         logits = self.transformer(masked, labels, **self._context(batch))
         ce = torch.nn.functional.cross_entropy(logits[mask].float(), tokens[mask])
@@ -208,7 +171,7 @@ class MaskGiTLightning(L.LightningModule):
 # %% ../../nbs/46_train_transformer.ipynb #d3f85e2b
 def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
     "Rebuild a `MaskGiTLightning` from a Lightning checkpoint, safely (`weights_only=True`)."
-    from prod9.training.autoencoder import read_lightning_checkpoint
+    from prod9.training.engine import read_lightning_checkpoint
     ck = read_lightning_checkpoint(path, 'vocab_size', 'prod9-train-transformer', map_location)
     hp = ck['hyper_parameters']
     if 'control_downsample_factor' in hp:
