@@ -6,88 +6,12 @@ Docs: https://prod9.github.io/prod9/cli_autoencoder.html.md"""
 
 # %% ../../nbs/52_cli_autoencoder.ipynb #99b22b91
 from __future__ import annotations
-import argparse, sys
-from pathlib import Path
-import numpy as np
-import torch
-from ..config import load_config, config_path, ConfigError, SlidingWindowConfig
-from ..data import datamodule_from_config
-from ..io import read_volume, write_nifti, VolumeError
-from ..autoencoder.inference import AutoencoderInferenceWrapper
-from ..training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder, load_autoencoder
-from ..training.engine import make_trainer, read_lightning_checkpoint
+from .shared import stage1_cli
+from ..training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder
 
 # %% auto #0
-__all__ = ['main', 'infer', 'autoencoder_cli']
+__all__ = ['main']
 
 # %% ../../nbs/52_cli_autoencoder.ipynb #5ab1e837
-def _parser(prog='prod9-train-autoencoder', description="MaskGiT stage 1: the FSQ autoencoder."):
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument('command', choices=['train', 'validate', 'test', 'infer'])
-    p.add_argument('--config', required=True, help="YAML path, or the name of a packaged config")
-    p.add_argument('--output-dir', help="overrides output_dir from the config")
-    p.add_argument('--checkpoint', help="Lightning .ckpt (resume/evaluate) or exported .safetensors")
-    p.add_argument('--input'); p.add_argument('--output')
-    p.add_argument('--roi-size', type=int, nargs='+'); p.add_argument('--overlap', type=float); p.add_argument('--sw-batch-size', type=int)
-    return p
-
-def _module(cfg, checkpoint, module_cls=AutoencoderFSQLightning, load_fn=load_autoencoder):
-    "A Lightning module for `cfg`, with weights from `checkpoint` (.ckpt or .safetensors) when given."
-    m = module_cls(cfg.model_dump())
-    if checkpoint:
-        p = Path(checkpoint)
-        if not p.is_file(): raise FileNotFoundError(f"--checkpoint {p}: no such file")
-        if p.suffix == '.safetensors': m.autoencoder.load_state_dict(load_fn(p).state_dict())
-        else: m.load_state_dict(read_lightning_checkpoint(p)['state_dict'], strict=False)
-    return m
-
-def infer(cfg, module, args) -> Path:
-    "Sliding-window reconstruction of `--input` into `--output`, keeping the input's shape and affine."
-    if not args.input or not args.output: raise ValueError("infer needs --input IN.nii.gz and --output OUT.nii.gz")
-    v = read_volume(args.input)
-    sw = cfg.sliding_window.model_copy(update={k: v_ for k, v_ in (('roi_size', tuple(args.roi_size) if args.roi_size else None),
-                                        ('overlap', args.overlap), ('sw_batch_size', args.sw_batch_size)) if v_ is not None})
-    sw = SlidingWindowConfig.model_validate(sw.model_dump())
-    data = v.data.astype(np.float32)
-    lo, hi = np.percentile(data, [0.5, 99.5])
-    x = torch.from_numpy(np.clip((data - lo) / max(hi - lo, 1e-8), 0, 1).astype(np.float32))[None, None]
-    wrapper = AutoencoderInferenceWrapper(module.autoencoder.eval(), sw)
-    rec = wrapper.reconstruct(x)[0, 0].clamp(0, 1).numpy()
-    return write_nifti(rec, args.output, v.affine)
-
-def autoencoder_cli(prog:str, description:str, config_cls=AutoencoderStageConfig, module_cls=AutoencoderFSQLightning,
-                    export_fn=export_autoencoder, load_fn=load_autoencoder):
-    "The `train | validate | test | infer` entry point for an autoencoder stage (FSQ here, the MAISI VAE in `prod9.cli.maisi`)."
-    def main(argv=None) -> int:
-        return _run(argv, prog, description, config_cls, module_cls, export_fn, load_fn)
-    main.__doc__ = f"Entry point of `{prog}`."
-    return main
-
-def _run(argv, prog, description, config_cls, module_cls, export_fn, load_fn) -> int:
-    args = _parser(prog, description).parse_args(argv)
-    _module_ = lambda cfg, ck: _module(cfg, ck, module_cls, load_fn)
-    try:
-        over = {'output_dir': args.output_dir} if args.output_dir else None
-        cfg = load_config(config_path(args.config), config_cls, overrides=over)
-        torch.manual_seed(cfg.seed)
-        out = Path(cfg.output_dir)
-        if args.command == 'infer':
-            if not args.checkpoint: raise ValueError("infer needs --checkpoint (best.ckpt or the exported .safetensors)")
-            print(f"wrote {infer(cfg, _module_(cfg, args.checkpoint), args)}"); return 0
-        dm = datamodule_from_config(cfg.data)
-        trainer = make_trainer(cfg, out)
-        if args.command == 'train':
-            resume = args.checkpoint if args.checkpoint and not args.checkpoint.endswith('.safetensors') else None
-            module = _module_(cfg, None if resume else args.checkpoint)
-            trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True) if resume else trainer.fit(module, datamodule=dm)
-            best = trainer.checkpoint_callback.best_model_path or str(out / 'last.ckpt')
-            final = _module_(cfg, best) if Path(best).is_file() else module
-            print(f"exported {export_fn(final.autoencoder, cfg.model, cfg.export_file)} (from {best})")
-            return 0
-        module = _module_(cfg, args.checkpoint)
-        (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
-        return 0
-    except (ConfigError, VolumeError, FileNotFoundError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr); return 1
-
-main = autoencoder_cli('prod9-train-autoencoder', "MaskGiT stage 1: the FSQ autoencoder.")
+main = stage1_cli('prod9-train-autoencoder', "MaskGiT stage 1: the FSQ autoencoder.", AutoencoderStageConfig, AutoencoderFSQLightning,
+                  export_autoencoder, 'AutoencoderFSQ')

@@ -6,37 +6,33 @@ Docs: https://prod9.github.io/prod9/cli_maskgit_controlnet.html.md"""
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #d3c407bd
 from __future__ import annotations
-import argparse, sys
 from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from ..config import load_config, config_path, ConfigError
-from ..io import write_nifti, write_samples, read_volume, VolumeError
+from ..config import ConfigError
+from ..data import mask_condition, resolve_classes
+from ..io import write_nifti, write_samples, read_volume
+from .shared import stage_parser, load_stage_config, print_config, run_cli, device_from_config
 from ..training.cache import pre_encode, load_tokens
-from ..data import mask_condition
-from ..training.engine import make_trainer
+from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
 from ..training.transformer import load_transformer_checkpoint
-from ..data import resolve_classes
 from ..training.maskgit_controlnet import (MaskGiTControlNetStageConfig, MaskGiTControlNetLightning, ControlTokenDataset,
-                                      load_maskgit_controlnet_checkpoint)
+                                               load_maskgit_controlnet_checkpoint)
 
 # %% auto #0
 __all__ = ['stage3_config', 'generate', 'main']
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #f15bec14
 def _parser():
-    p = argparse.ArgumentParser(prog='prod9-train-maskgit-controlnet', description="MaskGiT stage 3: a ControlNet on the frozen stage-2 transformer.")
-    p.add_argument('command', choices=['train', 'validate', 'test', 'generate'])
-    p.add_argument('--config', required=True, help="YAML path, or the name of a packaged config")
-    p.add_argument('--output-dir', help="overrides output_dir from the config")
-    p.add_argument('--checkpoint', help="Lightning .ckpt of this stage (resume, evaluate, generate)")
+    p = stage_parser('prod9-train-maskgit-controlnet', "MaskGiT stage 3: a ControlNet on the frozen stage-2 transformer.",
+                     ['train', 'validate', 'test', 'generate'])
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate, e.g. FLAIR (default: every class trained on)")
     p.add_argument('--mask', help="generate: a NIfTI label map (image size of the training data) to condition on; default: held-out masks")
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--steps', type=int, help="override sampler.steps")
+    p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
     p.add_argument('--conditioning-scale', type=float, help="override controlnet.conditioning_scale")
     return p
@@ -54,7 +50,7 @@ def stage3_config(cfg:MaskGiTControlNetStageConfig):
 def _data(cfg, base, log=print):
     "Pre-encode (or reuse) the token cache and check that its codes are the stage-2 transformer's; the train/val/test datasets."
     ae = cfg.require_file('autoencoder_path')
-    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, batch_size=cfg.encode_batch_size, log=log)
+    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log)
     info = load_tokens(paths['train'])
     got, want = (info.get('vocab_size'), list(info.get('grid', []))), (base.hparams.vocab_size, list(base.latent_shape))
     if got != want:
@@ -91,7 +87,7 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
     over = {k: v for k, v in (('steps', args.steps), ('guidance_scale', args.guidance_scale)) if v is not None}
     out, written = Path(args.output), []
     for c in classes:
-        toks = module.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=args.seed + 1000 * c, control=control,
+        toks = module.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=(args.seed or 0) + 1000 * c, control=control,
                                       conditioning_scale=args.conditioning_scale, **over)
         vols = module.decode(toks).cpu()
         written += write_samples(vols, out, [f'sample_{i + 1:04d}_{names[c]}.nii.gz' for i in range(n)], module.affine,
@@ -100,37 +96,32 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
     return written
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #cfe6ac67
+def _main(argv) -> int:
+    args = _parser().parse_args(argv)
+    cfg = load_stage_config(args, MaskGiTControlNetStageConfig)
+    if args.print_config: print_config(cfg); return 0
+    torch.manual_seed(cfg.seed)
+    if args.command == 'generate':
+        if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
+        module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(cfg.require_file('autoencoder_path')))
+        files = generate(cfg, module.to(device_from_config(cfg)), args)
+        print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
+    if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    module = load_maskgit_controlnet_checkpoint(args.checkpoint) if args.command != 'train' else None
+    cfg, base = stage3_config(cfg)
+    paths, ds, info, ae = _data(cfg, base)
+    val_dl = _loader(ds['val'], cfg, 'val')
+    if args.command == 'train':
+        module = MaskGiTControlNetLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'],
+                                            info['downsample_factor']).init_from_base(base.transformer.state_dict())
+        module.attach_autoencoder(load_autoencoder(ae), ds['val'])
+        trainer = fit_stage(module, cfg, train=_loader(ds['train'], cfg, 'train', True), val=val_dl, monitor='val_ce', ckpt_path=args.checkpoint)
+        print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or Path(cfg.output_dir) / 'last.ckpt'}"); return 0
+    trainer = make_trainer(cfg, cfg.output_dir, monitor='val_ce')
+    if args.command == 'validate': trainer.validate(module, val_dl)
+    else: trainer.test(module, _loader(ds['test'] if len(ds['test']) else ds['val'], cfg, 'test'))
+    return 0
+
 def main(argv=None) -> int:
     "Entry point of `prod9-train-maskgit-controlnet`."
-    args = _parser().parse_args(argv)
-    try:
-        over = {'output_dir': args.output_dir} if args.output_dir else None
-        cfg = load_config(config_path(args.config), MaskGiTControlNetStageConfig, overrides=over)
-        torch.manual_seed(cfg.seed)
-        if args.command == 'generate':
-            if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
-            module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(cfg.require_file('autoencoder_path')))
-            module = module.to('cuda' if torch.cuda.is_available() else 'cpu')
-            files = generate(cfg, module, args)
-            print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
-        cfg, base = stage3_config(cfg)
-        paths, ds, info, ae = _data(cfg, base)
-        trainer = make_trainer(cfg, cfg.output_dir, monitor='val_ce')
-        val_dl = _loader(ds['val'], cfg, 'val')
-        if args.command == 'train':
-            module = MaskGiTControlNetLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'],
-                                                info['downsample_factor']).init_from_base(base.transformer.state_dict())
-            module.attach_autoencoder(load_autoencoder(ae), ds['val'])
-            kw = {}
-            if args.checkpoint:
-                if not Path(args.checkpoint).is_file(): raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
-                kw = {'ckpt_path': args.checkpoint, 'weights_only': True}
-            trainer.fit(module, _loader(ds['train'], cfg, 'train', True), val_dl, **kw)
-            print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or Path(cfg.output_dir) / 'last.ckpt'}"); return 0
-        if not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
-        module = load_maskgit_controlnet_checkpoint(args.checkpoint)
-        if args.command == 'validate': trainer.validate(module, val_dl)
-        else: trainer.test(module, _loader(ds['test'] if len(ds['test']) else ds['val'], cfg, 'test'))
-        return 0
-    except (ConfigError, VolumeError, FileNotFoundError, ValueError) as e:
-        print(f"prod9-train-maskgit-controlnet: error: {e}", file=sys.stderr); return 1
+    return run_cli(_main, 'prod9-train-maskgit-controlnet', argv)

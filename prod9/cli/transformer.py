@@ -6,41 +6,36 @@ Docs: https://prod9.github.io/prod9/cli_transformer.html.md"""
 
 # %% ../../nbs/53_cli_transformer.ipynb #299c980b
 from __future__ import annotations
-import argparse, sys
 from pathlib import Path
 import numpy as np
 import torch
-from ..config import load_config, config_path, ConfigError
-from ..io import write_nifti, save_montage, write_samples, VolumeError
-from ..training.cache import pre_encode, TokenDataModule, TokenDataset
-from ..training.engine import make_trainer
+from ..data import resolve_classes
+from ..io import write_nifti, save_montage, write_samples
+from .shared import stage_parser, load_stage_config, print_config, run_cli, device_from_config
+from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
+from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
 from ..training.transformer import TransformerStageConfig, MaskGiTLightning, load_transformer_checkpoint
-from ..data import resolve_classes
 
 # %% auto #0
 __all__ = ['generate', 'main']
 
 # %% ../../nbs/53_cli_transformer.ipynb #1ea09e6e
 def _parser():
-    p = argparse.ArgumentParser(prog='prod9-train-transformer', description="MaskGiT stage 2: the masked-token transformer.")
-    p.add_argument('command', choices=['train', 'validate', 'test', 'generate'])
-    p.add_argument('--config', required=True, help="YAML path, or the name of a packaged config")
-    p.add_argument('--output-dir', help="overrides output_dir from the config")
-    p.add_argument('--checkpoint', help="Lightning .ckpt (resume, evaluate, generate)")
+    p = stage_parser('prod9-train-transformer', "MaskGiT stage 2: the masked-token transformer.", ['train', 'validate', 'test', 'generate'])
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate (label-conditional), e.g. T1")
     p.add_argument('--source-modality', nargs='+', help="generate (in-context): context modality(ies)")
     p.add_argument('--target-modality', help="generate (in-context): modality to generate")
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--steps', type=int, help="override sampler.steps")
+    p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
     return p
 
 def _data(cfg, log=print):
     "Pre-encode (or reuse) the token cache; a DataModule in the mode the model needs."
     ae = cfg.require_file('autoencoder_path')
-    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, batch_size=cfg.encode_batch_size, log=log)
+    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log)
     info = TokenDataset(paths['train'])
     if len(info) == 0: raise ValueError(f"the train token split is empty ({paths['train']})")
     ic = cfg.model.transformer_type == 'single_stream'
@@ -51,13 +46,14 @@ def _data(cfg, log=print):
     return paths, dm, ae
 
 def _new_module(cfg, paths, ae_path):
-    from prod9.training.cache import load_tokens
     info = load_tokens(paths['train'])
     m = MaskGiTLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'])
     ref = TokenDataset(paths['val']) if len(TokenDataset(paths['val'])) else None
     return m.attach_autoencoder(load_autoencoder(ae_path), ref)
 
 # %% ../../nbs/53_cli_transformer.ipynb #83180f35
+def _seed(args) -> int: return 0 if args.seed is None else args.seed
+
 def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
     "Generate `--num-samples` volumes; write NIfTI files and montages into `--output`."
     if not args.output: raise ValueError("generate needs --output DIR")
@@ -79,7 +75,7 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
         items = [held[i % len(held)] for i in range(n)]
         ctx = {k: torch.stack([it[k] for it in items]) for k in ('context_tokens', 'context_labels', 'context_mask')}
         labels = torch.full((n,), tgt, dtype=torch.long)
-        toks = module.generate_tokens(labels, seed=args.seed, context=ctx, **over)
+        toks = module.generate_tokens(labels, seed=_seed(args), context=ctx, **over)
         gen = module.decode(toks).cpu()
         srcv = module.decode(ctx['context_tokens'][:, 0]).cpu()
         real = module.decode(torch.stack([it['tokens'] for it in items])).cpu()
@@ -94,38 +90,33 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
         raise ValueError("--source-modality/--target-modality need an in-context model (model.transformer_type: single_stream)")
     mods = resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))
     for c in mods:
-        toks = module.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=args.seed + 1000 * c, **over)
+        toks = module.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=_seed(args) + 1000 * c, **over)
         vols = module.decode(toks).cpu()
         written += write_samples(vols, out, [f'sample_{i + 1:04d}_{names[c]}.nii.gz' for i in range(n)], module.affine, f'samples_{names[c]}')[0]
     return written
 
 # %% ../../nbs/53_cli_transformer.ipynb #57904871
+def _main(argv) -> int:
+    args = _parser().parse_args(argv)
+    cfg = load_stage_config(args, TransformerStageConfig)
+    if args.print_config: print_config(cfg); return 0
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    if args.command == 'generate':
+        if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
+        module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(cfg.require_file('autoencoder_path')))
+        files = generate(cfg, module.to(device_from_config(cfg)), args)
+        print(f"wrote {len(files)} volumes to {args.output}"); return 0
+    if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    module = load_transformer_checkpoint(args.checkpoint) if args.command != 'train' else None    # a wrong file fails before encoding
+    paths, dm, ae = _data(cfg)
+    if args.command == 'train':
+        trainer = fit_stage(_new_module(cfg, paths, ae), cfg, datamodule=dm, monitor='val_ce', ckpt_path=args.checkpoint)
+        print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or out / 'last.ckpt'}"); return 0
+    trainer = make_trainer(cfg, out, monitor='val_ce')
+    (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
+    return 0
+
 def main(argv=None) -> int:
     "Entry point of `prod9-train-transformer`."
-    args = _parser().parse_args(argv)
-    try:
-        over = {'output_dir': args.output_dir} if args.output_dir else None
-        cfg = load_config(config_path(args.config), TransformerStageConfig, overrides=over)
-        torch.manual_seed(cfg.seed)
-        out = Path(cfg.output_dir)
-        if args.command == 'generate':
-            if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
-            module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(cfg.require_file('autoencoder_path')))
-            module = module.to('cuda' if torch.cuda.is_available() else 'cpu')
-            files = generate(cfg, module, args)
-            print(f"wrote {len(files)} volumes to {args.output}"); return 0
-        paths, dm, ae = _data(cfg)
-        trainer = make_trainer(cfg, out, monitor='val_ce')
-        if args.command == 'train':
-            module = _new_module(cfg, paths, ae)
-            if args.checkpoint:
-                if not Path(args.checkpoint).is_file(): raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
-                trainer.fit(module, datamodule=dm, ckpt_path=args.checkpoint, weights_only=True)
-            else: trainer.fit(module, datamodule=dm)
-            print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or out / 'last.ckpt'}"); return 0
-        if not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
-        module = load_transformer_checkpoint(args.checkpoint)
-        (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
-        return 0
-    except (ConfigError, VolumeError, FileNotFoundError, ValueError) as e:
-        print(f"prod9-train-transformer: error: {e}", file=sys.stderr); return 1
+    return run_cli(_main, 'prod9-train-transformer', argv)

@@ -11,7 +11,8 @@ from pydantic import Field
 from ..autoencoder.autoencoder_fsq import AutoencoderFSQ, FSQModelConfig, build_autoencoder
 from .losses import codebook_stats
 from .autoencoder import AutoencoderStageBase, AutoencoderLightning
-from .engine import save_model_file, read_model_file
+from .engine import save_model_file
+from ..loader import load
 
 # %% auto #0
 __all__ = ['AutoencoderStageConfig', 'AutoencoderFSQLightning', 'export_autoencoder', 'load_autoencoder']
@@ -36,8 +37,6 @@ def export_autoencoder(model:AutoencoderFSQ, model_cfg:FSQModelConfig, path) -> 
     return save_model_file(model, 'AutoencoderFSQ', model_cfg.model_dump_json(), path)
 
 def load_autoencoder(path, map_location='cpu') -> AutoencoderFSQ:
-    "Rebuild an exported `AutoencoderFSQ` (safe: safetensors, no pickle)."
-    sd, cfg, _ = read_model_file(path, 'AutoencoderFSQ', "run `prod9-train-autoencoder train` first", map_location)
-    model = build_autoencoder(cfg)
-    model.load_state_dict(sd)
-    return model.eval()
+    "Rebuild an exported `AutoencoderFSQ` (`prod9.load`: safetensors, strict; another kind of file is refused)."
+    return load(path, 'AutoencoderFSQ', map_location)
+

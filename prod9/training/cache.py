@@ -118,14 +118,9 @@ def load_tokens(path) -> dict:
 
 # %% ../../nbs/42_cache.ipynb #6040329c
 def load_any_autoencoder(path, map_location='cpu'):
-    "An exported FSQ autoencoder or MAISI VAE, by the class recorded in the file."
-    from prod9.training.autoencoder_fsq import load_autoencoder
-    try:
-        with safe_open(str(path), framework='pt') as f: cls = (f.metadata() or {}).get('prod9_class')
-    except Exception: cls = None
-    if cls == 'MAISIVAE':
-        from prod9.training.maisi_vae import load_vae; return load_vae(path, map_location)
-    return load_autoencoder(path, map_location)
+    "An exported FSQ autoencoder or MAISI VAE (`prod9.load` with either kind expected)."
+    from prod9.loader import load, EXPORTS
+    return load(path, EXPORTS, map_location)
 
 def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir, device='cpu', batch_size:int=4,
                progress:bool=False, log=print, store_images:bool=False) -> dict:

@@ -19,6 +19,7 @@ from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, tr
 from ..diffusion.sampling import sample_latents
 from .cache import load_tokens
 from .engine import StageModule, lr_schedule_entry
+from ..loader import load
 
 # %% auto #0
 __all__ = ['DiffusionOptimConfig', 'DiffusionStageConfig', 'LatentDataset', 'latent_scale_factor', 'MAISIDiffusionLightning',
@@ -145,9 +146,6 @@ class MAISIDiffusionLightning(StageModule):
 
 # %% ../../nbs/48_train_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):
-    "Rebuild a diffusion (or ControlNet) Lightning module from its checkpoint, safely (`weights_only=True`)."
-    from prod9.training.engine import read_lightning_checkpoint
-    cls = cls or MAISIDiffusionLightning
-    ck = read_lightning_checkpoint(path, 'scale_factor', 'prod9 MAISI diffusion', map_location)
-    m = cls(**ck['hyper_parameters']); m.load_state_dict(ck['state_dict'], strict=False)
-    return m.eval()
+    "Rebuild a diffusion (or, with `cls=ControlNetLightning`, ControlNet) module from its checkpoint (`prod9.load`: safe, strict)."
+    return load(path, (cls or MAISIDiffusionLightning).__name__, map_location)
+

@@ -128,7 +128,9 @@ def fit_stage(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, tra
     trainer = make_trainer(cfg, output_dir or cfg.output_dir, monitor=monitor, callbacks=callbacks, **kw)
     fit_kw = {'datamodule': datamodule} if datamodule is not None else {'train_dataloaders': train, 'val_dataloaders': val}
     if ckpt_path:
-        if not Path(ckpt_path).is_file(): raise FileNotFoundError(f"--checkpoint {ckpt_path}: no such file")
+        from prod9.loader import what_is, describe     # resuming reads the file the safe way first, and refuses another stage's
+        if (kind := what_is(ckpt_path)) != type(module).__name__:
+            raise ValueError(f"{ckpt_path}: {describe(kind)}, not {describe(type(module).__name__)}; cannot resume from it")
         fit_kw.update(ckpt_path=str(ckpt_path), weights_only=True)
     trainer.fit(module, **fit_kw)
     return trainer

@@ -12,7 +12,8 @@ import torch
 from pydantic import Field
 from ..autoencoder.autoencoder_maisi import MAISIVAE, MAISIVAEModelConfig
 from .autoencoder import AutoencoderStageBase, AELossConfig, AutoencoderLightning
-from .engine import save_model_file, read_model_file
+from .engine import save_model_file
+from ..loader import load
 
 # %% auto #0
 __all__ = ['kl_loss', 'VAELossConfig', 'MAISIVAEStageConfig', 'MAISIVAELightning', 'export_vae', 'load_vae']
@@ -49,7 +50,6 @@ def export_vae(model:MAISIVAE, model_cfg:MAISIVAEModelConfig, path) -> Path:
     return save_model_file(model, 'MAISIVAE', model_cfg.model_dump_json(), path)
 
 def load_vae(path, map_location='cpu') -> MAISIVAE:
-    "Rebuild an exported `MAISIVAE` (safetensors; nothing is unpickled)."
-    sd, cfg, _ = read_model_file(path, 'MAISIVAE', "run `prod9-train-maisi-vae train` first", map_location)
-    m = MAISIVAE(**cfg); m.load_state_dict(sd)
-    return m.eval()
+    "Rebuild an exported `MAISIVAE` (`prod9.load`: safetensors, strict; another kind of file is refused)."
+    return load(path, 'MAISIVAE', map_location)
+

@@ -19,6 +19,7 @@ from ..data import mask_condition, resolve_classes
 from .transformer import TransformerStageConfig, MaskGiTLightning
 from ..metrics import histogram_w1
 from .engine import lr_schedule_entry
+from ..loader import load
 
 # %% auto #0
 __all__ = ['MaskGiTControlNetConfig', 'MaskGiTControlNetStageConfig', 'ControlTokenDataset', 'MaskGiTControlNetLightning',
@@ -113,10 +114,6 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #7dfad9e9
 def load_maskgit_controlnet_checkpoint(path, map_location='cpu') -> MaskGiTControlNetLightning:
-    "Rebuild a `MaskGiTControlNetLightning` (frozen transformer included) from its Lightning checkpoint, safely (`weights_only=True`)."
-    from prod9.training.engine import read_lightning_checkpoint
-    ck = read_lightning_checkpoint(path, 'control_downsample_factor', 'prod9-train-maskgit-controlnet', map_location)
-    hp = ck['hyper_parameters']
-    m = MaskGiTControlNetLightning(hp['config'], hp['vocab_size'], hp['latent_shape'], hp['class_names'], hp.get('affine'), hp['control_downsample_factor'])
-    m.load_state_dict(ck['state_dict'])
-    return m.eval()
+    "Rebuild a `MaskGiTControlNetLightning` (frozen transformer included) from its checkpoint (`prod9.load`: safe, strict)."
+    return load(path, 'MaskGiTControlNetLightning', map_location)
+

@@ -18,6 +18,7 @@ from ..generator.maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..metrics import histogram_w1
 from .engine import StageModule, lr_schedule_entry
+from ..loader import load
 
 # %% auto #0
 __all__ = ['CONTEXT_KEYS', 'TransformerModelConfig', 'MaskingConfig', 'SamplerConfig', 'InContextConfig',
@@ -170,13 +171,6 @@ class MaskGiTLightning(StageModule):
 
 # %% ../../nbs/46_train_transformer.ipynb #d3f85e2b
 def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
-    "Rebuild a `MaskGiTLightning` from a Lightning checkpoint, safely (`weights_only=True`)."
-    from prod9.training.engine import read_lightning_checkpoint
-    ck = read_lightning_checkpoint(path, 'vocab_size', 'prod9-train-transformer', map_location)
-    hp = ck['hyper_parameters']
-    if 'control_downsample_factor' in hp:
-        raise ValueError(f"{path}: a prod9-train-maskgit-controlnet (stage 3) checkpoint, not a prod9-train-transformer checkpoint; "
-                         "load it with load_maskgit_controlnet_checkpoint")
-    m = MaskGiTLightning(hp['config'], hp['vocab_size'], hp['latent_shape'], hp['class_names'], hp.get('affine'))
-    m.load_state_dict(ck['state_dict'])
-    return m.eval()
+    "Rebuild a `MaskGiTLightning` from its checkpoint (`prod9.load`: `weights_only=True`, strict; another kind of file is refused)."
+    return load(path, 'MaskGiTLightning', map_location)
+
