@@ -42,7 +42,7 @@ def quiet(device): return {'max_epochs': 100_000, 'enable_progress_bar': False, 
 def train_vae(out, data, steps, device):
     cfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model={'num_channels': [16, 32, 32], 'num_res_blocks': [1, 1, 1],
                               'attention_levels': [False] * 3, 'norm_num_groups': 8}, loss={'kl_weight': 1e-6}, training={'lr': 1e-3}, trainer=quiet(device))
-    torch.manual_seed(0); m = MAISIVAELightning(cfg.model_dump())
+    torch.manual_seed(0); m = MAISIVAELightning(cfg)
     t0 = time.perf_counter()
     make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_steps=steps).fit(m, datamodule=PhantomDataModule(cfg.data))
     return export_vae(m.autoencoder, cfg.model, out / 'vae.safetensors'), m.autoencoder.eval(), time.perf_counter() - t0
@@ -65,7 +65,7 @@ def train_diffusion(out, vae_path, data, steps, device):
     paths = pre_encode(vae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None)
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
     torch.manual_seed(0)
-    m = MAISIDiffusionLightning(cfg.model_dump(), info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'])
+    m = MAISIDiffusionLightning.from_cache(cfg, info, sf)
     tr = make_trainer(cfg, cfg.output_dir, monitor='val_loss', enable_model_summary=False, max_steps=steps)
     t0 = time.perf_counter()
     tr.fit(m, DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True))
@@ -75,8 +75,7 @@ def train_controlnet(out, base, paths, info, cfg, steps, device):
     ccfg = ControlNetStageConfig(**{**cfg.model_dump(), 'output_dir': str(out / 'controlnet'), 'diffusion_path': 'in-memory',
                                    'controlnet': {'control_type': 'mask+label'}, 'training': {'lr': 5e-4, 'warmup_steps': 20}})
     torch.manual_seed(0)
-    m = ControlNetLightning(ccfg.model_dump(), base.latent_shape, base.latent_channels, base.class_names, base.scale_factor,
-                            base.affine.tolist(), info['downsample_factor']).init_from_unet(base.unet.state_dict())
+    m = ControlNetLightning.from_base(ccfg, base, info['downsample_factor'])
     tr = make_trainer(ccfg, ccfg.output_dir, monitor='val_loss', enable_model_summary=False, max_steps=steps)
     t0 = time.perf_counter()
     tr.fit(m, DataLoader(ControlDataset(paths['train'], base.scale_factor, ccfg.controlnet, base.class_names), batch_size=8, shuffle=True))

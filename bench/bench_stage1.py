@@ -36,7 +36,7 @@ def train(size:int, budget_s:float, channels, levels, batch_size:int, num_cases:
         trainer={'max_epochs': 10_000, 'enable_progress_bar': False, 'log_every_n_steps': 10, 'loggers': ['csv'],
                  'accelerator': 'gpu' if device.startswith('cuda') else 'cpu', 'check_val_every_n_epoch': 10_000})
     torch.manual_seed(0)
-    module, timer = AutoencoderFSQLightning(cfg.model_dump()), StepTimer()
+    module, timer = AutoencoderFSQLightning(cfg), StepTimer()
     trainer = make_trainer(cfg, out, enable_model_summary=False, max_time={'seconds': budget_s})
     trainer.callbacks += [timer, TimeCosineDecay(budget_s)]        # lr 1e-3 → 0 along a cosine over the budget
     with PeakMemory(device) as mem: trainer.fit(module, datamodule=PhantomDataModule(cfg.data))

@@ -4,7 +4,7 @@
    each for a fixed number of optimiser steps (a step budget, not a time budget, so two runs on a noisy machine train the
    same models; the wall time of each is reported).
 2. Label-conditional: for each modality, generates volumes and measures the intensity-histogram distance (1-D Wasserstein,
-   `prod9.train_transformer.histogram_w1`) to real held-out volumes of every modality. Pass when each modality's samples are
+   `prod9.metrics.histogram_w1`) to real held-out volumes of every modality. Pass when each modality's samples are
    closest to the real volumes of the same modality.
 3. In-context T1 → T2 on held-out cases: PSNR/SSIM of the translation against the true T2, against copying the T1 source
    (and against the stage-1 reconstruction of the true T2, the ceiling).
@@ -47,7 +47,7 @@ def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_war
         model={'channels': list(channels), 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
         trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
     torch.manual_seed(0)
-    m = AutoencoderFSQLightning(cfg.model_dump())
+    m = AutoencoderFSQLightning(cfg)
     t0 = time.perf_counter()
     # `steps` counts batches; Lightning's max_steps counts optimiser steps, two per batch once the discriminator trains
     max_steps = steps + max(0, steps - adv_warmup) if adv_weight > 0 else steps
@@ -64,7 +64,7 @@ def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers)
     paths = pre_encode(ae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None)
     info = load_tokens(paths['train'])
     torch.manual_seed(0)
-    m = MaskGiTLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'])
+    m = MaskGiTLightning.from_cache(cfg, info)
     tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_steps=steps)
     ic = kind == 'single_stream'      # the in-context model is trained for the measured direction, T1 → T2
     t0 = time.perf_counter()
@@ -79,8 +79,7 @@ def train_controlnet(out, lab, paths, steps, device, layers):
     cfg = MaskGiTControlNetStageConfig(**{**lab.cfg.model_dump(), 'output_dir': str(out / 'controlnet'), 'transformer_path': 'in-memory',
                                          'controlnet': {'num_layers': layers}, 'training': {'lr': 1e-3, 'warmup_steps': 20}})
     torch.manual_seed(0)
-    m = MaskGiTControlNetLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'],
-                                   info['downsample_factor']).init_from_base(lab.transformer.state_dict())
+    m = MaskGiTControlNetLightning.from_cache(cfg, info).init_from_base(lab.transformer.state_dict())
     tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_steps=steps)
     t0 = time.perf_counter()
     tr.fit(m, DataLoader(ControlTokenDataset(paths['train'], cfg.controlnet.mask_classes), batch_size=8, shuffle=True))

@@ -13,6 +13,8 @@ if (_ROOT / 'prod9' / '__init__.py').exists() and str(_ROOT) not in sys.path: sy
 
 import torch
 import lightning as L
+from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores, paired_gain, histogram_w1
+from prod9.training.engine import TimeCosineDecay
 
 def rss_bytes() -> int:
     "Resident set size of this process (Linux /proc; falls back to ru_maxrss elsewhere)."
@@ -81,45 +83,6 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None) -> str:
     lines += ['| ' + ' | '.join(fmt(r.get(c, '')) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)
 
-def volume_features(v) -> 'np.ndarray':
-    """Fixed, hand-defined per-volume features for Fréchet distances (no trained network, so the space never changes):
-    32-bin intensity histogram on [0, 1], 16-bin histogram of the gradient magnitude on [0, 0.5] (both as densities), and the
-    mean intensity in 8 concentric shells around the volume centre (radius in units of the half-size). `v`: (N, 1, *S) in [0, 1]."""
-    import numpy as np
-    v = v.detach().float().cpu().numpy()[:, 0] if hasattr(v, 'detach') else np.asarray(v, np.float32)[:, 0]
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in v.shape[1:]], indexing='ij'))
-    shell = np.minimum((np.sqrt((grid ** 2).sum(0)) / np.sqrt(3) * 8).astype(int), 7)
-    feats = []
-    for x in v:
-        g = np.sqrt(sum(d ** 2 for d in np.gradient(x)))
-        h1 = np.histogram(np.clip(x, 0, 1), 32, (0, 1))[0] / x.size
-        h2 = np.histogram(np.clip(g, 0, 0.5), 16, (0, 0.5))[0] / x.size
-        sh = np.array([x[shell == k].mean() if (shell == k).any() else 0.0 for k in range(8)])
-        feats.append(np.concatenate([h1, h2, sh]))
-    return np.stack(feats)
-
-def frechet_distance(fa, fb) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (rows = samples), as in FID.
-    tr √(Ca Cb) is computed as Σ √λ of the symmetric PSD matrix √Ca Cb √Ca (same eigenvalues as Ca Cb), which stays exact
-    when the covariances are singular (fewer samples than features); `scipy.linalg.sqrtm` returns NaN there in SciPy ≥ 1.16."""
-    import numpy as np
-    def psd_sqrt(c):
-        w, v = np.linalg.eigh(c); return (v * np.sqrt(w.clip(0))) @ v.T
-    mu_a, mu_b = fa.mean(0), fb.mean(0)
-    ca, cb = np.atleast_2d(np.cov(fa, rowvar=False)), np.atleast_2d(np.cov(fb, rowvar=False))
-    sa = psd_sqrt(ca)
-    tr_covmean = np.sqrt(np.linalg.eigvalsh(sa @ cb @ sa).clip(0)).sum()
-    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * tr_covmean))
-
-def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0) -> float:
-    "Diversity: mean MS-SSIM over random pairs of distinct volumes of `v` (N, 1, *S); lower = more diverse. 3 scales, 7-voxel kernel."
-    import itertools, random
-    from monai.metrics import MultiScaleSSIMMetric
-    pairs = list(itertools.combinations(range(len(v)), 2)); random.Random(seed).shuffle(pairs); pairs = pairs[:max_pairs]
-    a, b = torch.stack([v[i] for i, _ in pairs]).float().cpu(), torch.stack([v[j] for _, j in pairs]).float().cpu()
-    m = MultiScaleSSIMMetric(v.ndim - 2, data_range=1.0, kernel_size=7, weights=(0.0448, 0.2856, 0.3001))
-    return float(m(a, b).mean())
-
 def real_volumes(size:int, seeds) -> dict:
     "Phantoms of `seeds` at `size`³ as `{modality: (N, 1, size, size, size) float tensor}` (each phantom made once for all modalities)."
     from prod9.config import MODALITIES
@@ -164,27 +127,6 @@ def train_segmenter(size, n_cases, steps, device, vae=None):
 
 @torch.no_grad()
 def dice(seg_net, vols, masks):
-    "Dice of the segmented lesion against `masks`, one value per volume."
-    from monai.metrics import DiceMetric
-    pred = seg_net(vols).argmax(1, keepdim=True)
-    d = DiceMetric(include_background=False, ignore_empty=False)(torch.nn.functional.one_hot(pred[:, 0], 2).permute(0, 4, 1, 2, 3),
-                                                                 torch.nn.functional.one_hot(masks[:, 0], 2).permute(0, 4, 1, 2, 3))
-    return d[:, 0].cpu().numpy()
+    "Dice of the lesion `seg_net` finds in `vols` against `masks`, one value per volume."
+    return dice_scores(seg_net(vols).argmax(1, keepdim=True), masks)
 
-def paired_gain(a, b):
-    "Mean and standard error of the per-volume difference a − b (same masks, same seeds)."
-    import numpy as np
-    d = np.asarray(a) - np.asarray(b)
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float('nan')
-
-class TimeCosineDecay(L.Callback):
-    """Anneal every optimiser's learning rate from its initial value to 0 along a cosine over the time budget.
-    At a constant rate of 1e-3 the weights a time budget stops on depend on the last few steps: the same code gave the ×4
-    FSQ autoencoder 20.5 dB after 382 steps and 15.7 dB after 386. With the rate near 0 at the end, a few steps more or
-    less hardly move the result, so the budget measures the model, not where the clock stopped."""
-    def __init__(self, budget_s: float): self.budget_s = budget_s
-    def on_train_start(self, trainer, pl_module): self.t0 = time.perf_counter()
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        f = min(1.0, (time.perf_counter() - self.t0) / self.budget_s)
-        for opt in trainer.optimizers:
-            for g in opt.param_groups: g['lr'] = g.setdefault('initial_lr', g['lr']) * 0.5 * (1 + math.cos(math.pi * f))

@@ -61,11 +61,6 @@ def demo_sizes(quick:bool=False) -> dict:
 def _trainer_cfg(progress:bool) -> dict:
     return {'max_epochs': 100_000, 'enable_progress_bar': progress, 'loggers': ['csv'], 'log_every_n_steps': 5, 'check_val_every_n_epoch': 100_000}
 
-def _fit(cfg, module, budget_s, monitor, **fit_kw):
-    from prod9.training.engine import make_trainer
-    tr = make_trainer(cfg, cfg.output_dir, monitor=monitor, enable_model_summary=False, max_time={'seconds': max(budget_s, 1)})
-    tr.fit(module, **fit_kw)
-    return tr
 
 def _timed(fn):
     t = time.perf_counter(); out = fn(); return out, time.perf_counter() - t
@@ -82,13 +77,14 @@ def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, pro
     from prod9.data import PhantomDataModule
     from prod9.training.cache import pre_encode, load_tokens, TokenDataModule
     from prod9.training.transformer import TransformerStageConfig, MaskGiTLightning
+    from prod9.training.engine import fit_stage
     torch.manual_seed(seed)
     sw = {'roi_size': data['roi_size'], 'overlap': 0.25}
     ae_cfg = AutoencoderStageConfig(output_dir=str(out / 'stage1'), data=data, model=sizes['ae'], training={'lr': 1e-3}, sliding_window=sw,
                                     trainer=_trainer_cfg(progress))
     log(f"MaskGiT stage 1: FSQ autoencoder {sizes['ae']['channels']}, {0.55 * budget_s:.0f} s")
-    ae = AutoencoderFSQLightning(ae_cfg.model_dump())
-    tr = _fit(ae_cfg, ae, 0.55 * budget_s, 'val_l1', datamodule=PhantomDataModule(ae_cfg.data))
+    ae = AutoencoderFSQLightning(ae_cfg)
+    tr = fit_stage(ae, ae_cfg, budget_s=0.55 * budget_s, monitor='val_l1', enable_model_summary=False, datamodule=PhantomDataModule(ae_cfg.data))
     ae_val = tr.validate(ae, datamodule=PhantomDataModule(ae_cfg.data), verbose=False)[0]
     ae_path = export_autoencoder(ae.autoencoder, ae_cfg.model, out / 'autoencoder.safetensors')
     tf_cfg = TransformerStageConfig(autoencoder_path=str(ae_path), output_dir=str(out / 'stage2'), data=data, model=sizes['tf'],
@@ -96,9 +92,9 @@ def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, pro
     paths = pre_encode(ae_path, tf_cfg.data, tf_cfg.sliding_window, tf_cfg.cache_dir, log=log)
     info = load_tokens(paths['train'])
     log(f"MaskGiT stage 2: transformer {sizes['tf']['hidden_dim']}×{sizes['tf']['num_layers']} on {tuple(info['grid'])} tokens, {0.4 * budget_s:.0f} s")
-    tf = MaskGiTLightning(tf_cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'])
+    tf = MaskGiTLightning.from_cache(tf_cfg, info)
     dm = TokenDataModule(paths, batch_size=8)
-    tr = _fit(tf_cfg, tf, 0.4 * budget_s, 'val_ce', datamodule=dm)
+    tr = fit_stage(tf, tf_cfg, budget_s=0.4 * budget_s, monitor='val_ce', enable_model_summary=False, datamodule=dm)
     tf_val = tr.validate(tf, datamodule=dm, verbose=False)[0]
     tf.eval().attach_autoencoder(load_autoencoder(ae_path))
     samples, times = {}, []
@@ -120,13 +116,14 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progr
     from prod9.training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning, export_vae, load_vae
     from prod9.training.cache import pre_encode, load_tokens
     from prod9.training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor
+    from prod9.training.engine import fit_stage
     torch.manual_seed(seed)
     sw = {'roi_size': data['roi_size'], 'overlap': 0.25}
     vcfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model=sizes['vae'], loss={'kl_weight': 1e-6}, training={'lr': 1e-3},
                                sliding_window=sw, trainer=_trainer_cfg(progress))
     log(f"MAISI stage 1: KL VAE {sizes['vae']['num_channels']}, {0.55 * budget_s:.0f} s")
-    vae = MAISIVAELightning(vcfg.model_dump())
-    tr = _fit(vcfg, vae, 0.55 * budget_s, 'val_l1', datamodule=PhantomDataModule(vcfg.data))
+    vae = MAISIVAELightning(vcfg)
+    tr = fit_stage(vae, vcfg, budget_s=0.55 * budget_s, monitor='val_l1', enable_model_summary=False, datamodule=PhantomDataModule(vcfg.data))
     vae_val = tr.validate(vae, datamodule=PhantomDataModule(vcfg.data), verbose=False)[0]
     vae_path = export_vae(vae.autoencoder, vcfg.model, out / 'vae.safetensors')
     dcfg = DiffusionStageConfig(vae_path=str(vae_path), output_dir=str(out / 'diffusion'), data=data, model={**sizes['unet'], 'conditional': True},
@@ -135,10 +132,10 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progr
     paths = pre_encode(vae_path, dcfg.data, dcfg.sliding_window, dcfg.cache_dir, log=log)
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
     log(f"MAISI stage 2: rectified-flow UNet {sizes['unet']['num_channels']} on latents {info['latent_channels']}×{tuple(info['grid'])}, {0.4 * budget_s:.0f} s")
-    dm = MAISIDiffusionLightning(dcfg.model_dump(), info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'])
+    dm = MAISIDiffusionLightning.from_cache(dcfg, info, sf)
     val_dl = DataLoader(LatentDataset(paths['val'], sf), batch_size=8)
-    tr = _fit(dcfg, dm, 0.4 * budget_s, 'val_loss', train_dataloaders=DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True),
-              val_dataloaders=val_dl)
+    tr = fit_stage(dm, dcfg, budget_s=0.4 * budget_s, monitor='val_loss', enable_model_summary=False, train=DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True),
+                   val=val_dl)
     d_val = tr.validate(dm, val_dl, verbose=False)[0]
     dm.eval().attach_vae(load_vae(vae_path))
     samples, times = {}, []

@@ -76,8 +76,10 @@ class AutoencoderFSQ(nn.Module):
     def embed(self, codes:torch.Tensor) -> torch.Tensor: return self.quantizer.codes_to_indices(codes)
     def indices_to_codes(self, indices:torch.Tensor) -> torch.Tensor: return self.quantizer.indices_to_codes(indices)
     def decode(self, codes:torch.Tensor) -> torch.Tensor:
-        "Codes `(B, len(levels), *s)` → image `(B, C_out, *s·f)`; an integer token grid `(B, *s)` is decoded through its codes."
+        """Codes `(B, len(levels), *s)` → image `(B, C_out, *s·f)`. An integer token grid `(B, *s)` is decoded through its codes,
+        and an encoder latent `(B, latent_channels, *s)` wider than the codes is quantised first."""
         if not codes.is_floating_point(): codes = self.indices_to_codes(codes).to(next(self.parameters()).dtype)
+        elif codes.shape[1] != self.quantizer.dim and codes.shape[1] == self.latent_channels: codes = self.quantize(codes)
         return self.decoder(self.proj_out(codes))
     def decode_indices(self, indices:torch.Tensor) -> torch.Tensor:
         "Token grid `(B, *s)` → image `(B, C_out, *s·f)`."

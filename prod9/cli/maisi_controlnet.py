@@ -78,8 +78,7 @@ def _controlnet(argv) -> int:
     paths, _ = _latents(cfg, store_images=cn.control_type == 'image')
     info = load_tokens(paths['train'])
     if args.command == 'train':
-        module = ControlNetLightning(cfg.model_dump(), base.latent_shape, base.latent_channels, base.class_names, base.scale_factor,
-                                     base.affine.tolist(), info['downsample_factor']).init_from_unet(base.unet.state_dict())
+        module = ControlNetLightning.from_base(cfg, base, info['downsample_factor'])
     _fit_or_eval(args, cfg, module, {s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths})
     return 0
 

@@ -81,7 +81,7 @@ def _diffusion(argv) -> int:
     info = load_tokens(paths['train'])
     if 'z_mu' not in info: raise ValueError(f"vae_path {cfg.vae_path} is not a MAISI VAE export (the cache holds tokens)")
     if args.command == 'train':
-        module = MAISIDiffusionLightning(cfg.model_dump(), info['grid'], info['latent_channels'], info['class_names'], latent_scale_factor(info), info['affine'])
+        module = MAISIDiffusionLightning.from_cache(cfg, info)
     sf = module.scale_factor
     _fit_or_eval(args, cfg, module, {s: LatentDataset(paths[s], sf) for s in paths})
     return 0

@@ -112,8 +112,7 @@ def _main(argv) -> int:
     paths, ds, info, ae = _data(cfg, base)
     val_dl = _loader(ds['val'], cfg, 'val')
     if args.command == 'train':
-        module = MaskGiTControlNetLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'],
-                                            info['downsample_factor']).init_from_base(base.transformer.state_dict())
+        module = MaskGiTControlNetLightning.from_cache(cfg, info).init_from_base(base.transformer.state_dict())
         module.attach_autoencoder(load_autoencoder(ae), ds['val'])
         trainer = fit_stage(module, cfg, train=_loader(ds['train'], cfg, 'train', True), val=val_dl, monitor='val_ce', ckpt_path=args.checkpoint)
         print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or Path(cfg.output_dir) / 'last.ckpt'}"); return 0

@@ -47,7 +47,7 @@ def _data(cfg, log=print):
 
 def _new_module(cfg, paths, ae_path):
     info = load_tokens(paths['train'])
-    m = MaskGiTLightning(cfg.model_dump(), info['vocab_size'], info['grid'], info['class_names'], info['affine'])
+    m = MaskGiTLightning.from_cache(cfg, info)
     ref = TokenDataset(paths['val']) if len(TokenDataset(paths['val'])) else None
     return m.attach_autoencoder(load_autoencoder(ae_path), ref)
 

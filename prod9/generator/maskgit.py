@@ -80,7 +80,11 @@ def _gumbel(shape, generator, device):
 class MaskGiTSampler:
     "Iterative parallel decoding of a token grid from an all-masked start (MaskGIT)."
     def __init__(self, steps:int=12, schedule:Schedule='cosine', temperature:float=1.0, choice_temperature:float=4.5,
-                 guidance_scale:float=0.0, top_k:int|None=None):
+                 guidance_scale:float=0.0, top_k:int|None=None,
+                 scheduler_type:Schedule|None=None,   # the seed's name for `schedule`
+                 mask_value:int|None=None):           # value marking unknown positions in `tokens=` (default: the model's mask token)
+        if scheduler_type is not None: schedule = scheduler_type
+        self.mask_value = mask_value
         if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
         if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
         gamma(0.5, schedule)
@@ -98,11 +102,14 @@ class MaskGiTSampler:
 
     @torch.no_grad()
     def sample(self, model, labels:torch.Tensor|None=None, num_samples:int|None=None, grid_shape=None, seed:int|None=None,
-               generator:torch.Generator|None=None, tokens:torch.Tensor|None=None, return_history:bool=False, **context):
+               generator:torch.Generator|None=None, tokens:torch.Tensor|None=None, return_history:bool=False,
+               condition:torch.Tensor|None=None,     # the seed's name for `labels`
+               **context):
         """Generate token grids `(B, *grid)`. B comes from `labels` (or `num_samples`, unconditional); the grid from
         `grid_shape` or `model.latent_shape`. `tokens` may hold known tokens (others = mask id) to in-paint.
         `seed` (or `generator`) makes the result reproducible; `context` is passed to the model (in-context translation)."""
         dev = next(model.parameters()).device
+        if labels is None and condition is not None: labels = torch.as_tensor(condition)
         if labels is None:
             if num_samples is None: raise ValueError("give labels (B,) or num_samples")
             labels = torch.full((num_samples,), model.null_label, dtype=torch.long, device=dev)
@@ -113,6 +120,7 @@ class MaskGiTSampler:
             generator.manual_seed(seed if seed is not None else torch.seed())
         mask_id = model.mask_token_id
         x = torch.full((labels.shape[0], *grid), mask_id, dtype=torch.long, device=dev) if tokens is None else tokens.to(dev).long().clone()
+        if tokens is not None and self.mask_value is not None: x[x == self.mask_value] = mask_id
         B, N = x.shape[0], math.prod(grid)
         history = [x.clone()]
         was_training = model.training; model.eval()

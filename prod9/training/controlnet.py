@@ -70,6 +70,12 @@ class ControlNetLightning(MAISIDiffusionLightning):
         self.controlnet = build_controlnet(self.cfg.model, self.cfg.controlnet, self.spatial_dims, latent_channels, len(class_names), downsample_factor)
         self.unet.requires_grad_(False)
 
+    @classmethod
+    def from_base(cls, cfg, base:MAISIDiffusionLightning, downsample_factor:int):
+        "A ControlNet for stage config `cfg` on the trained diffusion module `base` (frozen; its weights copied into the ControlNet)."
+        return cls(cfg, base.latent_shape, base.latent_channels, base.class_names, base.scale_factor, base.affine.tolist(),
+                   downsample_factor).init_from_unet(base.unet.state_dict())
+
     def init_from_unet(self, unet_state:dict):
         "Load the trained UNet (frozen) and copy its weights into the ControlNet's matching layers."
         self.unet.load_state_dict(unet_state); self.unet.requires_grad_(False).eval()

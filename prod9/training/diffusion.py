@@ -85,6 +85,13 @@ class MAISIDiffusionLightning(StageModule):
 
     config_class = DiffusionStageConfig
 
+    @classmethod
+    def from_cache(cls, cfg, cache, scale_factor:float|None=None):
+        "The module for stage config `cfg`, sized by a latent cache (grid, channels, classes, affine); the scale factor 1/std(z) from it unless given."
+        info = cache if isinstance(cache, dict) else load_tokens(cache)
+        sf = latent_scale_factor(info) if scale_factor is None else scale_factor
+        return cls(cfg, info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'])
+
     def attach_vae(self, vae):
         "The frozen VAE used to decode samples (kept out of `state_dict`)."
         object.__setattr__(self, 'vae', vae.eval().requires_grad_(False)); return self

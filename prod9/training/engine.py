@@ -139,8 +139,9 @@ def fit_stage(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, tra
 class StageModule(L.LightningModule):
     "Base of every stage's Lightning module: config in `self.cfg` (`config_class`), hyper-parameters, `affine`, seeded evaluation, finite-loss guard."
     config_class = StageConfig
-    def __init__(self, config:dict, **hparams):
+    def __init__(self, config, **hparams):     # config: the stage config, or its `model_dump()`
         super().__init__()
+        if hasattr(config, 'model_dump'): config = config.model_dump()
         self.save_hyperparameters({'config': config, **hparams})
         self.cfg = self.config_class.model_validate(config)
         aff = hparams.get('affine')

@@ -70,6 +70,12 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
         cn, base = self.cfg.controlnet, self.transformer
         self.transformer = ControlledTransformer(base, MaskGiTControlNet(base, len(cn.mask_classes), control_downsample_factor, cn.num_layers, cn.embed_channels))
 
+    @classmethod
+    def from_cache(cls, cfg, cache, **kw):
+        "The module for `cfg`, sized by the token cache (which also gives the autoencoder's downsampling factor for the mask stem)."
+        info = cache if isinstance(cache, dict) else load_tokens(cache)
+        return super().from_cache(cfg, info, control_downsample_factor=info['downsample_factor'], **kw)
+
     def init_from_base(self, base_state:dict):
         "Load the trained stage-2 transformer (frozen) and copy its first blocks into the control branch."
         self.transformer.base.load_state_dict(base_state)

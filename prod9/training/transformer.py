@@ -19,6 +19,7 @@ from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..metrics import histogram_w1
 from .engine import StageModule, lr_schedule_entry
 from ..loader import load
+from .cache import load_tokens
 
 # %% auto #0
 __all__ = ['CONTEXT_KEYS', 'TransformerModelConfig', 'MaskingConfig', 'SamplerConfig', 'InContextConfig',
@@ -102,6 +103,12 @@ class MaskGiTLightning(StageModule):
         self.masker = MaskGiTScheduler(self.transformer.mask_token_id, m.schedule, m.label_smoothing, m.cond_drop_prob)
         self.autoencoder = None              # set with `attach_autoencoder` for sample statistics / generation (not saved)
         self.reference = None                # held-out token dataset for val_hist_w1
+
+    @classmethod
+    def from_cache(cls, cfg, cache, **kw):
+        "The module for stage config `cfg`, sized by a token cache (a path, or what `load_tokens` read): vocabulary, grid, classes, affine."
+        info = cache if isinstance(cache, dict) else load_tokens(cache)
+        return cls(cfg, info['vocab_size'], info['grid'], info['class_names'], info['affine'], **kw)
 
     @property
     def in_context(self) -> bool: return self.cfg.model.transformer_type == 'single_stream'
