@@ -26,24 +26,22 @@ def files(tmp_path_factory):
     return {'fsq': export_autoencoder(build_autoencoder(f), f, d / 'ae.safetensors'), 'vae': export_vae(MAISIVAE(**v.model_dump()), v, d / 'vae.safetensors'),
             'tf': _ckpt(tf, d / 'tf.ckpt'), 'diff': _ckpt(df, d / 'diff.ckpt'), 'out': d}
 
-CASES = [  # command, config, subcommand, file given, what the message must say it expected
-    (autoencoder.main, 'maskgit/phantoms/stage1/base.yaml', 'validate', 'vae', 'not a prod9-train-autoencoder checkpoint or an FSQ autoencoder export'),
-    (autoencoder.main, 'maskgit/phantoms/stage1/base.yaml', 'test', 'tf', 'not a prod9-train-autoencoder checkpoint or an FSQ autoencoder export'),
-    (autoencoder.main, 'maskgit/phantoms/stage1/base.yaml', 'infer', 'diff', 'not a prod9-train-autoencoder checkpoint or an FSQ autoencoder export'),
-    (maisi_vae.main, 'maisi/phantoms/vae.yaml', 'infer', 'fsq', 'not a prod9-train-maisi-vae checkpoint or a MAISI VAE export'),
-    (maisi_vae.main, 'maisi/phantoms/vae.yaml', 'validate', 'tf', 'not a prod9-train-maisi-vae checkpoint or a MAISI VAE export'),
-    (transformer.main, 'maskgit/phantoms/stage2/base.yaml', 'generate', 'diff', 'not a prod9-train-transformer checkpoint'),
-    (transformer.main, 'maskgit/phantoms/stage2/base.yaml', 'validate', 'fsq', 'not a prod9-train-transformer checkpoint'),
-    (maskgit_controlnet.main, 'maskgit/phantoms/stage3/controlnet.yaml', 'generate', 'tf', 'not a prod9-train-maskgit-controlnet checkpoint'),
-    (maskgit_controlnet.main, 'maskgit/phantoms/stage3/controlnet.yaml', 'test', 'diff', 'not a prod9-train-maskgit-controlnet checkpoint'),
-    (maisi_diffusion.main, 'maisi/phantoms/diffusion.yaml', 'generate', 'tf', 'not a prod9-train-maisi-diffusion checkpoint'),
-    (maisi_diffusion.main, 'maisi/phantoms/diffusion.yaml', 'validate', 'vae', 'not a prod9-train-maisi-diffusion checkpoint'),
-    (maisi_controlnet.main, 'maisi/phantoms/controlnet.yaml', 'generate', 'diff', 'not a prod9-train-maisi-controlnet checkpoint'),
-    (maisi_controlnet.main, 'maisi/phantoms/controlnet.yaml', 'validate', 'tf', 'not a prod9-train-maisi-controlnet checkpoint'),
-]
+# "command config subcommand file-given expected": the message must say the file is not what the command expected
+CASES = {
+    'autoencoder': ('maskgit/phantoms/stage1/base.yaml', 'not a prod9-train-autoencoder checkpoint or an FSQ autoencoder export', 'validate vae', 'test tf', 'infer diff'),
+    'maisi_vae': ('maisi/phantoms/vae.yaml', 'not a prod9-train-maisi-vae checkpoint or a MAISI VAE export', 'infer fsq', 'validate tf'),
+    'transformer': ('maskgit/phantoms/stage2/base.yaml', 'not a prod9-train-transformer checkpoint', 'generate diff', 'validate fsq'),
+    'maskgit_controlnet': ('maskgit/phantoms/stage3/controlnet.yaml', 'not a prod9-train-maskgit-controlnet checkpoint', 'generate tf', 'test diff'),
+    'maisi_diffusion': ('maisi/phantoms/diffusion.yaml', 'not a prod9-train-maisi-diffusion checkpoint', 'generate tf', 'validate vae'),
+    'maisi_controlnet': ('maisi/phantoms/controlnet.yaml', 'not a prod9-train-maisi-controlnet checkpoint', 'generate diff', 'validate tf'),
+}
+MAINS = {'autoencoder': autoencoder.main, 'maisi_vae': maisi_vae.main, 'transformer': transformer.main, 'maskgit_controlnet': maskgit_controlnet.main,
+         'maisi_diffusion': maisi_diffusion.main, 'maisi_controlnet': maisi_controlnet.main}
+RUNS = [(cmd, cfg, want, *run.split()) for cmd, (cfg, want, *runs) in CASES.items() for run in runs]
 
-@pytest.mark.parametrize('main,config,command,given,expected', CASES, ids=[f"{cfg.replace('/', '-')}-{c}-{g}" for _, cfg, c, g, _ in CASES])
-def test_wrong_kind_is_refused(files, capsys, main, config, command, given, expected):
+@pytest.mark.parametrize('cmd,config,expected,command,given', RUNS, ids=[f"{r[0]}-{r[3]}-{r[4]}" for r in RUNS])
+def test_wrong_kind_is_refused(files, capsys, cmd, config, expected, command, given):
+    main = MAINS[cmd]
     argv = [command, '--config', config, '--checkpoint', str(files[given]), '--output-dir', str(files['out'] / 'run')]
     if command in ('generate', 'infer'): argv += ['--output', str(files['out'] / 'gen')]
     if command == 'infer': argv += ['--input', str(files['out'] / 'volume.nii.gz')]

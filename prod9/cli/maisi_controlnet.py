@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes, mask_condition
 from ..io import write_nifti, write_samples, read_volume
-from .shared import load_stage_config, print_config, run_cli, device_from_config
+from .shared import begin, run_cli, device_from_config
 from .maisi_diffusion import _parser, _latents, _fit_or_eval
 from ..training.cache import load_tokens
 from ..training.maisi_vae import load_vae
@@ -32,9 +32,7 @@ def _controlnet(argv) -> int:
     args = _parser('prod9-train-maisi-controlnet', "MAISI stage 3: ControlNet on the frozen diffusion UNet.",
                    [('--mask', {'help': "generate: a NIfTI label map (image size of the training data) to condition on"}),
                     ('--conditioning-scale', {'type': float, 'help': "generate: scale of the ControlNet residuals"})]).parse_args(argv)
-    cfg = load_stage_config(args, ControlNetStageConfig)
-    if args.print_config: print_config(cfg); return 0
-    torch.manual_seed(cfg.seed)
+    if (cfg := begin(args, ControlNetStageConfig)) is None: return 0
     cn = cfg.controlnet
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")

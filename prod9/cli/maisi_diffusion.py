@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from ..io import write_samples
-from .shared import stage_parser, load_stage_config, print_config, run_cli, device_from_config
+from .shared import stage_parser, begin, run_cli, device_from_config
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
@@ -53,9 +53,7 @@ def _loader(ds, cfg, shuffle=False):
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #d1da0993
 def _diffusion(argv) -> int:
     args = _parser('prod9-train-maisi-diffusion', "MAISI stage 2: latent rectified-flow (or DDPM) diffusion.").parse_args(argv)
-    cfg = load_stage_config(args, DiffusionStageConfig)
-    if args.print_config: print_config(cfg); return 0
-    torch.manual_seed(cfg.seed)
+    if (cfg := begin(args, DiffusionStageConfig)) is None: return 0
     seed = args.seed or 0
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes
 from ..io import write_nifti, write_samples, read_volume
-from .shared import stage_parser, load_stage_config, print_config, run_cli, device_from_config
+from .shared import stage_parser, begin, run_cli, device_from_config
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -98,9 +98,7 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #cfe6ac67
 def _main(argv) -> int:
     args = _parser().parse_args(argv)
-    cfg = load_stage_config(args, MaskGiTControlNetStageConfig)
-    if args.print_config: print_config(cfg); return 0
-    torch.manual_seed(cfg.seed)
+    if (cfg := begin(args, MaskGiTControlNetStageConfig)) is None: return 0
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
         module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(cfg.require_file('autoencoder_path')))

@@ -19,8 +19,8 @@ from ..loader import load, what_is
 from ..training.engine import make_trainer, fit_stage
 
 # %% auto #0
-__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'device_from_config',
-           'error_line', 'run_cli', 'stage1_module', 'infer', 'stage1_cli']
+__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'begin',
+           'device_from_config', 'error_line', 'run_cli', 'stage1_module', 'infer', 'stage1_cli']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -58,6 +58,13 @@ def load_stage_config(args, schema):
 def print_config(cfg):
     "The resolved config as YAML on stdout."
     print(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False), end='')
+
+def begin(args, schema):
+    "The command's config (`load_stage_config`) with torch seeded from it; `None` after printing it when `--print-config` was given."
+    cfg = load_stage_config(args, schema)
+    if args.print_config: print_config(cfg); return None
+    torch.manual_seed(cfg.seed)
+    return cfg
 
 # %% ../../nbs/51_cli_shared.ipynb #8ada57e1
 def device_from_config(cfg) -> torch.device:
@@ -129,9 +136,7 @@ def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_k
     p.add_argument('--input', help="infer: the volume to reconstruct"); p.add_argument('--output', help="infer: where to write the reconstruction")
     p.add_argument('--roi-size', type=int, nargs='+'); p.add_argument('--overlap', type=float); p.add_argument('--sw-batch-size', type=int)
     args = p.parse_args(argv)
-    cfg = load_stage_config(args, config_cls)
-    if args.print_config: print_config(cfg); return 0
-    torch.manual_seed(cfg.seed)
+    if (cfg := begin(args, config_cls)) is None: return 0
     out = Path(cfg.output_dir)
     if args.command == 'infer':
         if not args.checkpoint: raise ValueError("infer needs --checkpoint (best.ckpt or the exported .safetensors)")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes
 from ..io import write_nifti, save_montage, write_samples
-from .shared import stage_parser, load_stage_config, print_config, run_cli, device_from_config
+from .shared import stage_parser, begin, run_cli, device_from_config
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -98,9 +98,7 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
 # %% ../../nbs/53_cli_transformer.ipynb #57904871
 def _main(argv) -> int:
     args = _parser().parse_args(argv)
-    cfg = load_stage_config(args, TransformerStageConfig)
-    if args.print_config: print_config(cfg); return 0
-    torch.manual_seed(cfg.seed)
+    if (cfg := begin(args, TransformerStageConfig)) is None: return 0
     out = Path(cfg.output_dir)
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
