@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes, mask_condition
 from ..io import write_nifti, write_samples, read_volume
-from .shared import begin, run_cli, device_from_config
+from .shared import begin, run_cli, require_kind, device_from_config
 from .maisi_diffusion import _parser, _latents, _fit_or_eval
 from ..training.cache import load_tokens
 from ..training.maisi_vae import load_vae
@@ -24,7 +24,7 @@ __all__ = ['main']
 # %% ../../nbs/57_cli_maisi_controlnet.ipynb #1eb37226
 def _controlnet_config(cfg:ControlNetStageConfig):
     "The ControlNet config with `model`/`scheduler` replaced by the diffusion checkpoint's, plus that checkpoint's module."
-    base = load_diffusion_checkpoint(cfg.require_file('diffusion_path'))
+    base = load_diffusion_checkpoint(require_kind(cfg, 'diffusion_path', 'MAISIDiffusionLightning'))
     merged = cfg.model_copy(update={'model': base.cfg.model, 'scheduler': base.cfg.scheduler})
     return ControlNetStageConfig.model_validate(merged.model_dump()), base
 
@@ -36,7 +36,7 @@ def _controlnet(argv) -> int:
     cn = cfg.controlnet
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
-        m = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning).attach_vae(load_vae(cfg.require_file('vae_path')))
+        m = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
         m = m.to(device_from_config(cfg))
         names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
         image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from ..io import write_samples
-from .shared import stage_parser, begin, run_cli, device_from_config
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
@@ -31,7 +31,7 @@ def _parser(prog, description, extra=()):
 
 def _latents(cfg, store_images=False):
     "Encode (or reuse) the latent cache of `cfg.data` with the VAE export."
-    vae = cfg.require_file('vae_path')
+    vae = require_kind(cfg, 'vae_path', 'MAISIVAE')
     return pre_encode(vae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size,
                       store_images=store_images), vae
 
@@ -57,7 +57,7 @@ def _diffusion(argv) -> int:
     seed = args.seed or 0
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
-        m = load_diffusion_checkpoint(args.checkpoint).attach_vae(load_vae(cfg.require_file('vae_path')))
+        m = load_diffusion_checkpoint(args.checkpoint).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
         m = m.to(device_from_config(cfg))
         n, names = args.num_samples, m.class_names
         if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")

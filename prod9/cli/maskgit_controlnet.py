@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes
 from ..io import write_nifti, write_samples, read_volume
-from .shared import stage_parser, begin, run_cli, device_from_config
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -40,7 +40,7 @@ def _parser():
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #acf8db12
 def stage3_config(cfg:MaskGiTControlNetStageConfig):
     "The config with `model`/`masking` replaced by the stage-2 checkpoint's, and that checkpoint's module."
-    base = load_transformer_checkpoint(cfg.require_file('transformer_path'))
+    base = load_transformer_checkpoint(require_kind(cfg, 'transformer_path', 'MaskGiTLightning'))
     if base.cfg.model.transformer_type != 'label':
         raise ConfigError(f"{cfg.transformer_path} is an in-context (single_stream) transformer; the ControlNet needs a label-conditional one",
                           cfg._source, 'transformer_path')
@@ -49,7 +49,7 @@ def stage3_config(cfg:MaskGiTControlNetStageConfig):
 
 def _data(cfg, base, log=print):
     "Pre-encode (or reuse) the token cache and check that its codes are the stage-2 transformer's; the train/val/test datasets."
-    ae = cfg.require_file('autoencoder_path')
+    ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
     paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log)
     info = load_tokens(paths['train'])
     got, want = (info.get('vocab_size'), list(info.get('grid', []))), (base.hparams.vocab_size, list(base.latent_shape))
@@ -77,7 +77,7 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
             raise ValueError(f"--mask {args.mask}: shape {tuple(v.data.shape)} does not match the model's image size {tuple(image_shape)}")
         seg = torch.from_numpy(np.rint(v.data).astype(np.int64))[None, None].expand(n, 1, *image_shape)
     else:
-        paths, ds, _, _ = _data(cfg, load_transformer_checkpoint(cfg.require_file('transformer_path')))
+        paths, ds, _, _ = _data(cfg, load_transformer_checkpoint(require_kind(cfg, 'transformer_path', 'MaskGiTLightning')))
         split = 'test' if len(ds['test']) else 'val'
         if len(ds[split]) == 0: raise ValueError("no held-out volumes to take masks from; give --mask FILE")
         seg = torch.stack([ds[split][i % len(ds[split])]['seg'] for i in range(n)]).long()
@@ -101,7 +101,7 @@ def _main(argv) -> int:
     if (cfg := begin(args, MaskGiTControlNetStageConfig)) is None: return 0
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
-        module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(cfg.require_file('autoencoder_path')))
+        module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
         files = generate(cfg, module.to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")

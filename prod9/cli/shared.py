@@ -15,11 +15,11 @@ from ..config import load_config, config_path, ConfigError, SlidingWindowConfig
 from ..data import datamodule_from_config
 from ..io import read_volume, write_nifti, VolumeError
 from ..autoencoder.inference import AutoencoderInferenceWrapper
-from ..loader import load, what_is
+from ..loader import load, what_is, describe, KINDS
 from ..training.engine import make_trainer, fit_stage
 
 # %% auto #0
-__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'begin',
+__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'begin', 'require_kind',
            'device_from_config', 'error_line', 'run_cli', 'stage1_module', 'infer', 'stage1_cli']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
@@ -65,6 +65,13 @@ def begin(args, schema):
     if args.print_config: print_config(cfg); return None
     torch.manual_seed(cfg.seed)
     return cfg
+
+def require_kind(cfg, key:str, kind:str) -> Path:
+    "The file at config key `key`, which must exist and be a prod9 file of `kind` (a `prod9.loader.KINDS` key); else a `ConfigError` naming the key."
+    path = cfg.require_file(key)
+    if (got := what_is(path)) != kind:
+        raise ConfigError(f"{path} is {describe(got)}, not {describe(kind)} (written by `{KINDS[kind].made_by}`)", cfg.source_file, key)
+    return path
 
 # %% ../../nbs/51_cli_shared.ipynb #8ada57e1
 def device_from_config(cfg) -> torch.device:

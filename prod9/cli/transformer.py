@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes
 from ..io import write_nifti, save_montage, write_samples
-from .shared import stage_parser, begin, run_cli, device_from_config
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -34,7 +34,7 @@ def _parser():
 
 def _data(cfg, log=print):
     "Pre-encode (or reuse) the token cache; a DataModule in the mode the model needs."
-    ae = cfg.require_file('autoencoder_path')
+    ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
     paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log)
     info = TokenDataset(paths['train'])
     if len(info) == 0: raise ValueError(f"the train token split is empty ({paths['train']})")
@@ -102,7 +102,7 @@ def _main(argv) -> int:
     out = Path(cfg.output_dir)
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
-        module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(cfg.require_file('autoencoder_path')))
+        module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
         files = generate(cfg, module.to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")

@@ -79,8 +79,10 @@ class ControlNetLightning(MAISIDiffusionLightning):
     def init_from_unet(self, unet_state:dict):
         "Load the trained UNet (frozen) and copy its weights into the ControlNet's matching layers."
         self.unet.load_state_dict(unet_state); self.unet.requires_grad_(False).eval()
-        self.controlnet.load_state_dict({k: v for k, v in unet_state.items() if k in self.controlnet.state_dict()
-                                         and self.controlnet.state_dict()[k].shape == v.shape}, strict=False)
+        own = self.controlnet.state_dict()             # tensors sharing the ControlNet's parameters
+        with torch.no_grad():                          # copy the layers the two networks share (the encoder half of the UNet)
+            for k, v in unet_state.items():
+                if k in own and own[k].shape == v.shape: own[k].copy_(v)
         return self
 
     def control_labels(self, labels):

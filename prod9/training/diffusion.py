@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 import numpy as np
 import torch
+from fastcore.basics import patch
 from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
@@ -72,6 +73,8 @@ def latent_scale_factor(cache:dict|str|Path, seed:int=0) -> float:
 # %% ../../nbs/48_train_diffusion.ipynb #224f603b
 class MAISIDiffusionLightning(StageModule):
     "Latent diffusion (rectified flow or DDPM) on cached VAE latents; the checkpoint carries the scale factor and latent geometry."
+    config_class = DiffusionStageConfig
+
     def __init__(self, config:dict, latent_shape:Sequence[int], latent_channels:int, class_names:Sequence[str], scale_factor:float,
                  affine:list|None=None, **more):
         super().__init__(config, latent_shape=[int(s) for s in latent_shape], latent_channels=int(latent_channels),
@@ -82,8 +85,6 @@ class MAISIDiffusionLightning(StageModule):
         # MONAI schedulers are nn.Modules with no parameters; keep them out of the module tree (and the checkpoint)
         object.__setattr__(self, 'noise_scheduler', make_noise_scheduler(self.cfg.scheduler, self.spatial_dims))
         self.vae = None
-
-    config_class = DiffusionStageConfig
 
     @classmethod
     def from_cache(cls, cfg, cache, scale_factor:float|None=None):
@@ -96,60 +97,76 @@ class MAISIDiffusionLightning(StageModule):
         "The frozen VAE used to decode samples (kept out of `state_dict`)."
         object.__setattr__(self, 'vae', vae.eval().requires_grad_(False)); return self
 
-    def configure_optimizers(self):
-        t = self.cfg.training
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-        return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
+# %% ../../nbs/48_train_diffusion.ipynb #a36c3f4e
+@patch
+def configure_optimizers(self:MAISIDiffusionLightning):
+    t = self.cfg.training
+    params = [p for p in self.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
 
-    def class_labels(self, batch): return batch['label'].long() if self.cfg.model.conditional else None
+# %% ../../nbs/48_train_diffusion.ipynb #b021d2e0
+@patch
+def class_labels(self:MAISIDiffusionLightning, batch): return batch['label'].long() if self.cfg.model.conditional else None
 
-    def timesteps(self, x0, generator=None):
-        if self.cfg.scheduler.strategy == 'rflow':
-            if generator is None: return self.noise_scheduler.sample_timesteps(x0)
-            u = torch.rand(x0.shape[0], generator=generator, device=x0.device)
-            return u * self.noise_scheduler.num_train_timesteps
-        return torch.randint(0, self.noise_scheduler.num_train_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+@patch
+def timesteps(self:MAISIDiffusionLightning, x0, generator=None):
+    if self.cfg.scheduler.strategy == 'rflow':
+        if generator is None: return self.noise_scheduler.sample_timesteps(x0)
+        u = torch.rand(x0.shape[0], generator=generator, device=x0.device)
+        return u * self.noise_scheduler.num_train_timesteps
+    return torch.randint(0, self.noise_scheduler.num_train_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
 
-    def predict(self, x_t, t, batch):
-        "The UNet's output for a noisy batch (the ControlNet stage adds residuals here)."
-        return self.unet(x_t, t, class_labels=self.class_labels(batch))
+@patch
+def predict(self:MAISIDiffusionLightning, x_t, t, batch):
+    "The UNet's output for a noisy batch (the ControlNet stage adds residuals here)."
+    return self.unet(x_t, t, class_labels=self.class_labels(batch))
 
-    def diffusion_loss(self, batch, generator=None):
-        x0 = batch['latent']
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device) if generator is not None else torch.randn_like(x0)
-        t = self.timesteps(x0, generator)
-        x_t = self.noise_scheduler.add_noise(x0, noise, t)
-        pred = self.predict(x_t, t, batch)
-        target = training_target(self.cfg.scheduler, self.noise_scheduler, x0, noise, t)
-        f = torch.nn.functional.l1_loss if self.cfg.training.loss == 'l1' else torch.nn.functional.mse_loss
-        return f(pred.float(), target.float())
+@patch
+def diffusion_loss(self:MAISIDiffusionLightning, batch, generator=None):
+    x0 = batch['latent']
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device) if generator is not None else torch.randn_like(x0)
+    t = self.timesteps(x0, generator)
+    x_t = self.noise_scheduler.add_noise(x0, noise, t)
+    pred = self.predict(x_t, t, batch)
+    target = training_target(self.cfg.scheduler, self.noise_scheduler, x0, noise, t)
+    f = torch.nn.functional.l1_loss if self.cfg.training.loss == 'l1' else torch.nn.functional.mse_loss
+    return f(pred.float(), target.float())
 
-    def training_step(self, batch, batch_idx):
-        loss = self.diffusion_loss(batch)
-        self.check_finite(loss, f'step {self.global_step}', 'lower training.lr or raise training.warmup_steps')
-        self.log_train(loss, batch['latent'].shape[0])
-        return loss
+@patch
+def training_step(self:MAISIDiffusionLightning, batch, batch_idx):
+    loss = self.diffusion_loss(batch)
+    self.check_finite(loss, f'step {self.global_step}', 'lower training.lr or raise training.warmup_steps')
+    self.log_train(loss, batch['latent'].shape[0])
+    return loss
 
-    def _eval(self, batch, batch_idx, prefix):
-        g = self.eval_generator(batch_idx, batch['latent'].device)
-        self.log(f'{prefix}_loss', self.diffusion_loss(batch, g), prog_bar=prefix == 'val', batch_size=batch['latent'].shape[0])
-    def validation_step(self, batch, batch_idx): self._eval(batch, batch_idx, 'val')
-    def test_step(self, batch, batch_idx): self._eval(batch, batch_idx, 'test')
+@patch
+def _eval(self:MAISIDiffusionLightning, batch, batch_idx, prefix):
+    g = self.eval_generator(batch_idx, batch['latent'].device)
+    self.log(f'{prefix}_loss', self.diffusion_loss(batch, g), prog_bar=prefix == 'val', batch_size=batch['latent'].shape[0])
 
-    @torch.no_grad()
-    def generate_latents(self, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, **control) -> torch.Tensor:
-        "Scaled latents `(B, C, *latent_shape)`, reproducible from `seed`."
-        cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
-        return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
-                              cl, seed, self.device, spatial_dims=self.spatial_dims, **control)
+@patch
+def validation_step(self:MAISIDiffusionLightning, batch, batch_idx): self._eval(batch, batch_idx, 'val')
 
-    @torch.no_grad()
-    def decode(self, latents:torch.Tensor, sw:SlidingWindowConfig|None=None) -> torch.Tensor:
-        "Scaled latents → volumes `(B, C, *S)` in [0, 1] with the attached VAE (sliding window)."
-        if self.vae is None: raise RuntimeError("no VAE attached; call attach_vae(load_vae(path)) first")
-        vae = self.vae.to(self.device)
-        return AutoencoderInferenceWrapper(vae, sw or self.cfg.sliding_window).decode(latents / self.scale_factor).clamp(0, 1)
+@patch
+def test_step(self:MAISIDiffusionLightning, batch, batch_idx): self._eval(batch, batch_idx, 'test')
+
+# %% ../../nbs/48_train_diffusion.ipynb #103a9278
+@patch
+@torch.no_grad()
+def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, **control) -> torch.Tensor:
+    "Scaled latents `(B, C, *latent_shape)`, reproducible from `seed`."
+    cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
+    return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
+                          cl, seed, self.device, spatial_dims=self.spatial_dims, **control)
+
+@patch
+@torch.no_grad()
+def decode(self:MAISIDiffusionLightning, latents:torch.Tensor, sw:SlidingWindowConfig|None=None) -> torch.Tensor:
+    "Scaled latents → volumes `(B, C, *S)` in [0, 1] with the attached VAE (sliding window)."
+    if self.vae is None: raise RuntimeError("no VAE attached; call attach_vae(load_vae(path)) first")
+    vae = self.vae.to(self.device)
+    return AutoencoderInferenceWrapper(vae, sw or self.cfg.sliding_window).decode(latents / self.scale_factor).clamp(0, 1)
 
 # %% ../../nbs/48_train_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StrictModel

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 import numpy as np
 import torch
+from fastcore.basics import patch
 from pydantic import Field
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..generator.transformer import TransformerDecoder, TransformerDecoderSingleStream
@@ -94,6 +95,7 @@ CONTEXT_KEYS = ('context_tokens', 'context_labels', 'context_mask')
 class MaskGiTLightning(StageModule):
     "Trains a masked-token transformer on cached tokens; validation CE/accuracy and optional sample statistics."
     config_class = TransformerStageConfig          # the MaskGiT ControlNet subclasses with its own
+
     def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None, **more):
         super().__init__(config, vocab_size=int(vocab_size), latent_shape=[int(s) for s in latent_shape], class_names=list(class_names),
                          affine=affine, **more)
@@ -119,62 +121,75 @@ class MaskGiTLightning(StageModule):
         "Give the module the (frozen) stage-1 autoencoder, kept out of `state_dict`, and held-out tokens for statistics."
         object.__setattr__(self, 'autoencoder', ae.eval().requires_grad_(False)); self.reference = reference; return self
 
-    def configure_optimizers(self):
-        t = self.cfg.training
-        decay = [p for n, p in self.transformer.named_parameters() if p.ndim >= 2 and 'emb' not in n]
-        no_decay = [p for n, p in self.transformer.named_parameters() if not (p.ndim >= 2 and 'emb' not in n)]
-        opt = torch.optim.AdamW([{'params': decay, 'weight_decay': t.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}], lr=t.lr, betas=t.betas)
-        return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
+# %% ../../nbs/46_train_transformer.ipynb #f2ebcc48
+@patch
+def configure_optimizers(self:MaskGiTLightning):
+    t = self.cfg.training
+    decay = [p for n, p in self.transformer.named_parameters() if p.ndim >= 2 and 'emb' not in n]
+    no_decay = [p for n, p in self.transformer.named_parameters() if not (p.ndim >= 2 and 'emb' not in n)]
+    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': t.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}], lr=t.lr, betas=t.betas)
+    return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
 
-    def _context(self, batch): return {k: batch[k] for k in CONTEXT_KEYS if k in batch} if self.in_context else {}
+# %% ../../nbs/46_train_transformer.ipynb #326ac4cc
+@patch
+def _context(self:MaskGiTLightning, batch): return {k: batch[k] for k in CONTEXT_KEYS if k in batch} if self.in_context else {}
 
-    def training_step(self, batch, batch_idx):
-        tokens, labels = batch['tokens'], batch['label']
-        labels, ctx = self.masker.drop_condition(self.transformer, labels, **self._context(batch))
-        masked, mask = self.masker.add_mask(tokens)
-        logits = self.transformer(masked, labels, **ctx)
-        loss = self.masker.loss(logits, tokens, mask)
-        self.check_finite(loss, f'step {self.global_step}')
-        self.log_train(loss, tokens.shape[0], acc=self.masker.accuracy(logits, tokens, mask))
-        return loss
+@patch
+def training_step(self:MaskGiTLightning, batch, batch_idx):
+    tokens, labels = batch['tokens'], batch['label']
+    labels, ctx = self.masker.drop_condition(self.transformer, labels, **self._context(batch))
+    masked, mask = self.masker.add_mask(tokens)
+    logits = self.transformer(masked, labels, **ctx)
+    loss = self.masker.loss(logits, tokens, mask)
+    self.check_finite(loss, f'step {self.global_step}')
+    self.log_train(loss, tokens.shape[0], acc=self.masker.accuracy(logits, tokens, mask))
+    return loss
 
-    def _eval_step(self, batch, batch_idx, prefix):
-        tokens, labels = batch['tokens'], batch['label']
-        g = self.eval_generator(batch_idx, tokens.device)
-        masked, mask = self.masker.add_mask(tokens, generator=g)
-        logits = self.transformer(masked, labels, **self._context(batch))
-        ce = torch.nn.functional.cross_entropy(logits[mask].float(), tokens[mask])
-        self.log_dict({f'{prefix}_ce': ce, f'{prefix}_acc': self.masker.accuracy(logits, tokens, mask)}, prog_bar=prefix == 'val',
-                      batch_size=tokens.shape[0])
-        return masked, mask
+@patch
+def _eval_step(self:MaskGiTLightning, batch, batch_idx, prefix):
+    tokens, labels = batch['tokens'], batch['label']
+    g = self.eval_generator(batch_idx, tokens.device)
+    masked, mask = self.masker.add_mask(tokens, generator=g)
+    logits = self.transformer(masked, labels, **self._context(batch))
+    ce = torch.nn.functional.cross_entropy(logits[mask].float(), tokens[mask])
+    self.log_dict({f'{prefix}_ce': ce, f'{prefix}_acc': self.masker.accuracy(logits, tokens, mask)}, prog_bar=prefix == 'val',
+                  batch_size=tokens.shape[0])
+    return masked, mask
 
-    def validation_step(self, batch, batch_idx): self._eval_step(batch, batch_idx, 'val')
-    def test_step(self, batch, batch_idx): self._eval_step(batch, batch_idx, 'test')
+@patch
+def validation_step(self:MaskGiTLightning, batch, batch_idx): self._eval_step(batch, batch_idx, 'val')
 
-    def on_validation_epoch_end(self):
-        n = self.cfg.validation.num_samples
-        if n == 0 or self.autoencoder is None or self.reference is None or self.trainer.sanity_checking: return
-        ds, dists = self.reference, []
-        for c in sorted(set(ds.labels.tolist())):
-            if self.in_context: continue
-            real = ds.tokens[ds.labels == c][:max(n, 2)]
-            toks = self.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=self.cfg.validation.seed)
-            dists.append(histogram_w1(self.decode(toks), self.decode(real.to(self.device))))
-        if dists: self.log('val_hist_w1', float(np.mean(dists)))
+@patch
+def test_step(self:MaskGiTLightning, batch, batch_idx): self._eval_step(batch, batch_idx, 'test')
 
-    @torch.no_grad()
-    def generate_tokens(self, labels:torch.Tensor, seed:int=0, context:dict|None=None, **sampler_overrides) -> torch.Tensor:
-        "Sample token grids for `labels` (B,) (with in-context `context` tensors), reproducibly from `seed`."
-        ctx = {k: v.to(self.device) for k, v in (context or {}).items()}
-        return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, **ctx)
+# %% ../../nbs/46_train_transformer.ipynb #812be16c
+@patch
+def on_validation_epoch_end(self:MaskGiTLightning):
+    n = self.cfg.validation.num_samples
+    if n == 0 or self.autoencoder is None or self.reference is None or self.trainer.sanity_checking: return
+    ds, dists = self.reference, []
+    for c in sorted(set(ds.labels.tolist())):
+        if self.in_context: continue
+        real = ds.tokens[ds.labels == c][:max(n, 2)]
+        toks = self.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=self.cfg.validation.seed)
+        dists.append(histogram_w1(self.decode(toks), self.decode(real.to(self.device))))
+    if dists: self.log('val_hist_w1', float(np.mean(dists)))
 
-    @torch.no_grad()
-    def decode(self, tokens:torch.Tensor, sw:SlidingWindowConfig|None=None) -> torch.Tensor:
-        "Token grids (B, *grid) → volumes (B, C, *grid·f) in [0, 1] with the attached autoencoder (sliding window)."
-        if self.autoencoder is None: raise RuntimeError("no autoencoder attached; call attach_autoencoder(load_autoencoder(path)) first")
-        ae = self.autoencoder.to(self.device)
-        codes = ae.indices_to_codes(tokens.to(self.device)).to(next(ae.parameters()).dtype)
-        return AutoencoderInferenceWrapper(ae, sw or self.cfg.sliding_window).decode(codes).clamp(0, 1)
+@patch
+@torch.no_grad()
+def generate_tokens(self:MaskGiTLightning, labels:torch.Tensor, seed:int=0, context:dict|None=None, **sampler_overrides) -> torch.Tensor:
+    "Sample token grids for `labels` (B,) (with in-context `context` tensors), reproducibly from `seed`."
+    ctx = {k: v.to(self.device) for k, v in (context or {}).items()}
+    return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, **ctx)
+
+@patch
+@torch.no_grad()
+def decode(self:MaskGiTLightning, tokens:torch.Tensor, sw:SlidingWindowConfig|None=None) -> torch.Tensor:
+    "Token grids (B, *grid) → volumes (B, C, *grid·f) in [0, 1] with the attached autoencoder (sliding window)."
+    if self.autoencoder is None: raise RuntimeError("no autoencoder attached; call attach_autoencoder(load_autoencoder(path)) first")
+    ae = self.autoencoder.to(self.device)
+    codes = ae.indices_to_codes(tokens.to(self.device)).to(next(ae.parameters()).dtype)
+    return AutoencoderInferenceWrapper(ae, sw or self.cfg.sliding_window).decode(codes).clamp(0, 1)
 
 # %% ../../nbs/46_train_transformer.ipynb #d3f85e2b
 def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
