@@ -1,0 +1,51 @@
+"""The package layout holds: the two pipelines stand on shared rooms and neither imports the other's modules (at module level or
+inside functions), and no module-level import cycle exists. Read from the source with `ast`, so nothing is imported."""
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / 'prod9'
+MASKGIT = ('autoencoder.fsq', 'autoencoder.autoencoder_fsq', 'generator.', 'training.autoencoder_fsq', 'training.transformer',
+           'training.maskgit_controlnet', 'cli.autoencoder', 'cli.transformer', 'cli.maskgit_controlnet')
+MAISI = ('autoencoder.autoencoder_maisi', 'diffusion.', 'controlnet.', 'training.maisi_vae', 'training.diffusion', 'training.controlnet',
+         'cli.maisi_')
+
+def modules() -> dict:
+    return {'.'.join(p.relative_to(PKG).with_suffix('').parts): p for p in PKG.rglob('*.py') if p.name not in ('__init__.py', '_modidx.py')}
+
+def imports(name:str, path:Path, top_level_only:bool) -> set:
+    "prod9 modules that `name` imports (resolved relative imports)."
+    tree, out = ast.parse(path.read_text()), set()
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    pkg = name.split('.')[:-1]
+    for n in nodes:
+        if isinstance(n, ast.ImportFrom):
+            if n.level: base = '.'.join(pkg[:len(pkg) - n.level + 1] + ([n.module] if n.module else []))
+            elif (n.module or '').startswith('prod9.'): base = n.module[len('prod9.'):]
+            else: continue
+            out.add(base)
+        elif isinstance(n, ast.Import):
+            out |= {a.name[len('prod9.'):] for a in n.names if a.name.startswith('prod9.')}
+    return {m for m in out if m in modules()}
+
+def side(m:str):
+    if m.startswith(MASKGIT): return 'MaskGiT'
+    if m.startswith(MAISI): return 'MAISI'
+
+def test_pipelines_do_not_import_each_other():
+    bad = [f"{m} ({side(m)}) imports {d} ({side(d)})" for m, p in modules().items() for d in imports(m, p, False)
+           if side(m) and side(d) and side(m) != side(d)]
+    assert not bad, bad
+    assert {side(m) for m in modules()} >= {'MaskGiT', 'MAISI', None}
+
+def test_no_import_cycle():
+    graph = {m: imports(m, p, True) for m, p in modules().items()}
+    state, cycles = {}, []
+    def visit(m, stack):
+        state[m] = 'open'
+        for d in graph[m]:
+            if state.get(d) == 'open': cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state: visit(d, stack + [d])
+        state[m] = 'done'
+    for m in graph:
+        if m not in state: visit(m, [m])
+    assert not cycles, cycles
