@@ -25,7 +25,7 @@ from common import default_device, machine_info, markdown_table, median_time, re
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
 from prod9.data import PhantomDataModule
-from prod9.training.engine import make_trainer
+from prod9.training.engine import fit_stage, budget_trainer_config
 from prod9.training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning, export_vae, load_vae
 from prod9.training.cache import pre_encode, load_tokens
 from prod9.training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor
@@ -37,14 +37,14 @@ from torch.utils.data import DataLoader
 
 FLAIR = MODALITIES.index('FLAIR')
 def accel(d): return 'gpu' if str(d).startswith('cuda') else 'cpu'
-def quiet(device): return {'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000}
+def quiet(device): return budget_trainer_config(accel(device))
 
 def train_vae(out, data, steps, device):
     cfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model={'num_channels': [16, 32, 32], 'num_res_blocks': [1, 1, 1],
                               'attention_levels': [False] * 3, 'norm_num_groups': 8}, loss={'kl_weight': 1e-6}, training={'lr': 1e-3}, trainer=quiet(device))
     torch.manual_seed(0); m = MAISIVAELightning(cfg)
     t0 = time.perf_counter()
-    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_steps=steps).fit(m, datamodule=PhantomDataModule(cfg.data))
+    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False, max_steps=steps)
     return export_vae(m.autoencoder, cfg.model, out / 'vae.safetensors'), m.autoencoder.eval(), time.perf_counter() - t0
 
 @torch.no_grad()
@@ -66,9 +66,8 @@ def train_diffusion(out, vae_path, data, steps, device):
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
     torch.manual_seed(0)
     m = MAISIDiffusionLightning.from_cache(cfg, info, sf)
-    tr = make_trainer(cfg, cfg.output_dir, monitor='val_loss', enable_model_summary=False, max_steps=steps)
     t0 = time.perf_counter()
-    tr.fit(m, DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True))
+    tr = fit_stage(m, cfg, train=DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True), enable_model_summary=False, max_steps=steps)
     return m.eval().to(device), paths, info, cfg, tr.global_step, time.perf_counter() - t0
 
 def train_controlnet(out, base, paths, info, cfg, steps, device):
@@ -76,9 +75,9 @@ def train_controlnet(out, base, paths, info, cfg, steps, device):
                                    'controlnet': {'control_type': 'mask+label'}, 'training': {'lr': 5e-4, 'warmup_steps': 20}})
     torch.manual_seed(0)
     m = ControlNetLightning.from_base(ccfg, base, info['downsample_factor'])
-    tr = make_trainer(ccfg, ccfg.output_dir, monitor='val_loss', enable_model_summary=False, max_steps=steps)
     t0 = time.perf_counter()
-    tr.fit(m, DataLoader(ControlDataset(paths['train'], base.scale_factor, ccfg.controlnet, base.class_names), batch_size=8, shuffle=True))
+    tr = fit_stage(m, ccfg, train=DataLoader(ControlDataset(paths['train'], base.scale_factor, ccfg.controlnet, base.class_names), batch_size=8, shuffle=True),
+                   enable_model_summary=False, max_steps=steps)
     return m.eval().to(device), tr.global_step, time.perf_counter() - t0
 
 def main(argv=None):

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import Dataset, DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import TimeCosineDecay, default_device, machine_info, markdown_table
+from common import default_device, machine_info, markdown_table
 
 from prod9.data import volume_transforms
 from prod9.config import SlidingWindowConfig
 from prod9.autoencoder.inference import AutoencoderInferenceWrapper
 from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning
-from prod9.training.engine import make_trainer
+from prod9.training.engine import fit_stage, budget_trainer_config
 from prod9.training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning
 from monai.metrics import PSNRMetric, SSIMMetric, MultiScaleSSIMMetric
 from monai.metrics.regression import compute_ssim_and_cs
@@ -82,7 +82,7 @@ class Patches(Dataset):
                 'label': torch.tensor(0), 'affine': torch.eye(4)}
 
 def accel(d): return 'gpu' if str(d).startswith('cuda') else 'cpu'
-def quiet(d): return {'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(d)}
+def quiet(d): return budget_trainer_config(accel(d), check_val_every_n_epoch=1)
 
 MODELS = {
     # name: (stage config class, lightning class, model section)
@@ -130,10 +130,9 @@ def train_and_eval(name, out, train_vols, test, head, patch, budget, device):
                   trainer=quiet(device), **extra)
     torch.manual_seed(0)
     m = mod_cls(cfg.model_dump())
-    tr = make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_time={'seconds': budget}, num_sanity_val_steps=0)
-    tr.callbacks.append(TimeCosineDecay(budget))
     t = time.time()
-    tr.fit(m, train_dataloaders=DataLoader(Patches(train_vols, patch), batch_size=4))
+    fit_stage(m, cfg, train=DataLoader(Patches(train_vols, patch), batch_size=4), monitor='val_l1', budget_s=budget,
+              enable_model_summary=False, num_sanity_val_steps=0)
     train_s = time.time() - t
     ae = m.autoencoder.eval().to(device)
     sw = AutoencoderInferenceWrapper(ae, SlidingWindowConfig(roi_size=[patch * 2] * 3, overlap=0.25, sw_batch_size=1, mode='gaussian'))

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np, torch
 import lightning as L
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakMemory, TimeCosineDecay, default_device, machine_info, markdown_table, gib, sync
+from common import PeakMemory, default_device, machine_info, markdown_table, gib, sync
 
 from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning
-from prod9.training.engine import make_trainer
+from prod9.training.engine import fit_stage, budget_trainer_config
 from prod9.data import PhantomDataModule
 from prod9.phantoms import make_phantom
 from prod9.config import SlidingWindowConfig, MODALITIES
@@ -33,13 +33,12 @@ def train(size:int, budget_s:float, channels, levels, batch_size:int, num_cases:
     cfg = AutoencoderStageConfig(output_dir=str(out), seed=0,
         data={'source': 'phantoms', 'num_cases': num_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': batch_size, 'val_fraction': 0.1},
         model={'channels': channels, 'levels': levels, 'norm_num_groups': 8}, training={'lr': 1e-3},
-        trainer={'max_epochs': 10_000, 'enable_progress_bar': False, 'log_every_n_steps': 10, 'loggers': ['csv'],
-                 'accelerator': 'gpu' if device.startswith('cuda') else 'cpu', 'check_val_every_n_epoch': 10_000})
+        trainer=budget_trainer_config('gpu' if device.startswith('cuda') else 'cpu', log_every_n_steps=10))
     torch.manual_seed(0)
     module, timer = AutoencoderFSQLightning(cfg), StepTimer()
-    trainer = make_trainer(cfg, out, enable_model_summary=False, max_time={'seconds': budget_s})
-    trainer.callbacks += [timer, TimeCosineDecay(budget_s)]        # lr 1e-3 → 0 along a cosine over the budget
-    with PeakMemory(device) as mem: trainer.fit(module, datamodule=PhantomDataModule(cfg.data))
+    with PeakMemory(device) as mem:           # lr 1e-3 → 0 along a cosine over the budget (fit_stage's TimeCosineDecay)
+        fit_stage(module, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', budget_s=budget_s, callbacks=[timer],
+                  enable_model_summary=False, output_dir=out)
     return module.autoencoder.eval().to(device), timer.times, mem, cfg      # Lightning hands the model back on the CPU
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
 from prod9.data import PhantomDataModule
 from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder
-from prod9.training.engine import make_trainer
+from prod9.training.engine import fit_stage, budget_trainer_config
 from prod9.training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from prod9.training.transformer import TransformerStageConfig, MaskGiTLightning
 from prod9.metrics import histogram_w1
@@ -39,19 +39,20 @@ from monai.metrics import PSNRMetric, SSIMMetric
 from torch.utils.data import DataLoader
 
 def accel(device): return 'gpu' if str(device).startswith('cuda') else 'cpu'
+def quiet(device): return budget_trainer_config(accel(device))
 
 def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_warmup=0, channels=(16, 32, 32)):
     cfg = AutoencoderStageConfig(output_dir=str(out / 'ae'), seed=0,
         loss={'adversarial': {'weight': adv_weight, 'warmup_steps': adv_warmup}},
         data={'source': 'phantoms', 'num_cases': n_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25},
         model={'channels': list(channels), 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
-        trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
+        trainer=quiet(device))
     torch.manual_seed(0)
     m = AutoencoderFSQLightning(cfg)
     t0 = time.perf_counter()
     # `steps` counts batches; Lightning's max_steps counts optimiser steps, two per batch once the discriminator trains
     max_steps = steps + max(0, steps - adv_warmup) if adv_weight > 0 else steps
-    make_trainer(cfg, cfg.output_dir, enable_model_summary=False, max_steps=max_steps).fit(m, datamodule=PhantomDataModule(cfg.data))
+    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False, max_steps=max_steps)
     assert int(m.batch_step) == steps, f"autoencoder trained {int(m.batch_step)} batches, asked for {steps}"
     return export_autoencoder(m.autoencoder, cfg.model, out / 'ae.safetensors'), cfg, time.perf_counter() - t0
 
@@ -60,15 +61,15 @@ def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers)
         data=ae_cfg.data.model_dump(), model={'transformer_type': kind, 'hidden_dim': hidden, 'num_layers': layers, 'num_heads': 4, 'max_context_length': 3},
         training={'lr': 1e-3, 'warmup_steps': 20},
         in_context={'source_modalities': ['T1'], 'target_modalities': ['T2']} if kind == 'single_stream' else {}, sliding_window={'roi_size': list(ae_cfg.data.roi_size), 'overlap': 0.25},
-        trainer={'max_epochs': 100_000, 'enable_progress_bar': False, 'loggers': ['csv'], 'accelerator': accel(device), 'check_val_every_n_epoch': 100_000})
+        trainer=quiet(device))
     paths = pre_encode(ae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None)
     info = load_tokens(paths['train'])
     torch.manual_seed(0)
     m = MaskGiTLightning.from_cache(cfg, info)
-    tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_steps=steps)
     ic = kind == 'single_stream'      # the in-context model is trained for the measured direction, T1 → T2
     t0 = time.perf_counter()
-    tr.fit(m, datamodule=TokenDataModule(paths, 8, 'in_context' if ic else 'label', [0] if ic else None, [2] if ic else None))
+    tr = fit_stage(m, cfg, datamodule=TokenDataModule(paths, 8, 'in_context' if ic else 'label', [0] if ic else None, [2] if ic else None),
+                   monitor='val_ce', enable_model_summary=False, max_steps=steps)
     wall = time.perf_counter() - t0
     from prod9.training.autoencoder_fsq import load_autoencoder
     return m.eval().to(device).attach_autoencoder(load_autoencoder(ae_path).to(device)), paths, tr.global_step, wall
@@ -80,9 +81,9 @@ def train_controlnet(out, lab, paths, steps, device, layers):
                                          'controlnet': {'num_layers': layers}, 'training': {'lr': 1e-3, 'warmup_steps': 20}})
     torch.manual_seed(0)
     m = MaskGiTControlNetLightning.from_cache(cfg, info).init_from_base(lab.transformer.state_dict())
-    tr = make_trainer(cfg, cfg.output_dir, monitor='val_ce', enable_model_summary=False, max_steps=steps)
     t0 = time.perf_counter()
-    tr.fit(m, DataLoader(ControlTokenDataset(paths['train'], cfg.controlnet.mask_classes), batch_size=8, shuffle=True))
+    tr = fit_stage(m, cfg, train=DataLoader(ControlTokenDataset(paths['train'], cfg.controlnet.mask_classes), batch_size=8, shuffle=True),
+                   monitor='val_ce', enable_model_summary=False, max_steps=steps)
     wall = time.perf_counter() - t0
     ce = tr.validate(m, DataLoader(ControlTokenDataset(paths['val'], cfg.controlnet.mask_classes), batch_size=8), verbose=False)[0]
     return m.eval().to(device).attach_autoencoder(lab.autoencoder), tr.global_step, wall, ce

@@ -14,7 +14,6 @@ if (_ROOT / 'prod9' / '__init__.py').exists() and str(_ROOT) not in sys.path: sy
 import torch
 import lightning as L
 from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores, paired_gain, histogram_w1
-from prod9.training.engine import TimeCosineDecay
 
 def rss_bytes() -> int:
     "Resident set size of this process (Linux /proc; falls back to ru_maxrss elsewhere)."

@@ -59,7 +59,8 @@ def demo_sizes(quick:bool=False) -> dict:
             'unet': {'num_channels': [32, 64], 'num_res_blocks': 1, 'attention_levels': [False, True], 'num_head_channels': 16, 'norm_num_groups': 8}}
 
 def _trainer_cfg(progress:bool) -> dict:
-    return {'max_epochs': 100_000, 'enable_progress_bar': progress, 'loggers': ['csv'], 'log_every_n_steps': 5, 'check_val_every_n_epoch': 100_000}
+    from prod9.training.engine import budget_trainer_config
+    return budget_trainer_config(progress=progress, log_every_n_steps=5)
 
 
 def _timed(fn):

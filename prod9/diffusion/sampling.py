@@ -10,9 +10,10 @@ import math
 from typing import Sequence
 import torch
 from .scheduler import NoiseSchedulerConfig, make_noise_scheduler
+from monai.inferers import Inferer
 
 # %% auto #0
-__all__ = ['sample_latents']
+__all__ = ['sample_latents', 'SamplingInferer']
 
 # %% ../../nbs/32_diffusion_sampling.ipynb #b052b7d6
 @torch.no_grad()
@@ -42,3 +43,15 @@ def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_infe
         out = unet(x, tb, class_labels=class_labels, **extra)
         x = sch.step(out, t, x, tn)[0] if cfg.strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
     return x
+
+# %% ../../nbs/32_diffusion_sampling.ipynb #d209f7b1
+class SamplingInferer(Inferer):
+    "`sample_latents` as a MONAI `Inferer`: `SamplingInferer(cfg)(template, unet, class_labels=...)` generates latents shaped like `template`."
+    def __init__(self, cfg:NoiseSchedulerConfig, num_inference_steps:int|None=None, seed:int=0, spatial_dims:int=3):
+        super().__init__()
+        self.cfg, self.num_inference_steps, self.seed, self.spatial_dims = cfg, num_inference_steps, seed, spatial_dims
+
+    def __call__(self, inputs:torch.Tensor, network, class_labels=None, controlnet=None, control=None, conditioning_scale:float=1.0,
+                 controlnet_labels=None) -> torch.Tensor:
+        return sample_latents(network, self.cfg, tuple(inputs.shape), self.num_inference_steps, class_labels, self.seed, inputs.device,
+                              controlnet, control, conditioning_scale, self.spatial_dims, controlnet_labels)

@@ -17,7 +17,7 @@ from ..config import StageConfig, LRScheduleConfig, lr_multiplier
 
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
-           'lr_schedule_entry', 'TimeCosineDecay', 'make_trainer', 'fit_stage', 'StageModule']
+           'lr_schedule_entry', 'TimeCosineDecay', 'make_trainer', 'fit_stage', 'budget_trainer_config', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -118,11 +118,12 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
 
 # %% ../../nbs/40_engine.ipynb #f4d42f94
 def fit_stage(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, train=None, val=None, monitor:str='val_loss',
-              ckpt_path=None, budget_s:float|None=None, quiet:bool=False, output_dir=None, **trainer_overrides) -> L.Trainer:
+              ckpt_path=None, budget_s:float|None=None, quiet:bool=False, output_dir=None, callbacks=(), **trainer_overrides) -> L.Trainer:
     """Train `module` as its stage's command does, with best/last checkpoints in `output_dir` (default `cfg.output_dir`).
-    `budget_s`: stop after that many seconds, the rate annealed to 0 over them; `quiet`: no progress bar or model summary."""
+    `budget_s`: stop after that many seconds, the rate annealed to 0 over them; `quiet`: no progress bar or model summary;
+    `callbacks`: more Lightning callbacks (timers, say)."""
     kw = {'enable_progress_bar': False, 'enable_model_summary': False, **trainer_overrides} if quiet else dict(trainer_overrides)
-    callbacks = []
+    callbacks = list(callbacks)
     if budget_s is not None:
         kw.setdefault('max_time', {'seconds': max(float(budget_s), 1.0)}); callbacks.append(TimeCosineDecay(budget_s))
     trainer = make_trainer(cfg, output_dir or cfg.output_dir, monitor=monitor, callbacks=callbacks, **kw)
@@ -134,6 +135,11 @@ def fit_stage(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, tra
         fit_kw.update(ckpt_path=str(ckpt_path), weights_only=True)
     trainer.fit(module, **fit_kw)
     return trainer
+
+def budget_trainer_config(accelerator:str='auto', progress:bool=False, **more) -> dict:
+    "A `trainer:` section for a run bounded by a step or time budget, not epochs: no epoch limit, validation only when asked, CSV logs."
+    return {'max_epochs': 100_000, 'enable_progress_bar': progress, 'loggers': ['csv'], 'accelerator': accelerator,
+            'check_val_every_n_epoch': 100_000, **more}
 
 # %% ../../nbs/40_engine.ipynb #32685f11
 class StageModule(L.LightningModule):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
+from fastcore.basics import patch
 import torch.nn.functional as F
 from pydantic import Field
 from torch.utils.data import Dataset
@@ -62,6 +63,7 @@ class ControlTokenDataset(Dataset):
 class MaskGiTControlNetLightning(MaskGiTLightning):
     "Trains a `MaskGiTControlNet` against the frozen stage-2 transformer with the stage-2 masked-token loss."
     config_class = MaskGiTControlNetStageConfig
+
     def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None,
                  control_downsample_factor:int=4):
         super().__init__(config, vocab_size, latent_shape, class_names, affine, control_downsample_factor=int(control_downsample_factor))
@@ -84,40 +86,47 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
         self.transformer.controlnet.blocks.load_state_dict(self.transformer.base.blocks[:n].state_dict())
         return self
 
-    def configure_optimizers(self):
-        t = self.cfg.training
-        opt = torch.optim.AdamW(self.transformer.controlnet.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
-        return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
+# %% ../../nbs/47_train_maskgit_controlnet.ipynb #f5bf4ace
+@patch
+def configure_optimizers(self:MaskGiTControlNetLightning):
+    t = self.cfg.training
+    opt = torch.optim.AdamW(self.transformer.controlnet.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
 
-    def _context(self, batch): return {'control': batch['control']}
+@patch
+def _context(self:MaskGiTControlNetLightning, batch): return {'control': batch['control']}
 
-    def _eval_step(self, batch, batch_idx, prefix):
-        masked, mask = super()._eval_step(batch, batch_idx, prefix)
-        tokens, labels, bs = batch['tokens'], batch['label'], batch['tokens'].shape[0]
-        ce = lambda logits: F.cross_entropy(logits[mask].float(), tokens[mask])
-        self.log_dict({f'{prefix}_ce_without_control': ce(self.transformer.base(masked, labels)),
-                       f'{prefix}_ce_mirrored_mask': ce(self.transformer(masked, labels, control=batch['control'].flip(-1)))}, batch_size=bs)
+# %% ../../nbs/47_train_maskgit_controlnet.ipynb #08db86ba
+@patch
+def _eval_step(self:MaskGiTControlNetLightning, batch, batch_idx, prefix):
+    masked, mask = super(MaskGiTControlNetLightning, self)._eval_step(batch, batch_idx, prefix)
+    tokens, labels, bs = batch['tokens'], batch['label'], batch['tokens'].shape[0]
+    ce = lambda logits: F.cross_entropy(logits[mask].float(), tokens[mask])
+    self.log_dict({f'{prefix}_ce_without_control': ce(self.transformer.base(masked, labels)),
+                   f'{prefix}_ce_mirrored_mask': ce(self.transformer(masked, labels, control=batch['control'].flip(-1)))}, batch_size=bs)
 
-    def on_validation_epoch_end(self):
-        n, ds = self.cfg.validation.num_samples, self.reference
-        if n == 0 or self.autoencoder is None or ds is None or len(ds) == 0 or self.trainer.sanity_checking: return
-        items = [ds[i] for i in range(min(n, len(ds)))]
-        labels, control = torch.stack([it['label'] for it in items]), torch.stack([it['control'] for it in items])
-        real, seg = self.decode(torch.stack([it['tokens'] for it in items]).to(self.device)), torch.stack([it['seg'] for it in items]).to(self.device) > 0
-        if not seg.any(): return
-        for name, ctrl in (('val_lesion_w1', control), ('val_lesion_w1_without_control', None)):
-            toks = self.generate_tokens(labels, seed=self.cfg.validation.seed, control=ctrl) if ctrl is not None else \
-                   self.sampler().sample(self.transformer.base, labels.to(self.device), seed=self.cfg.validation.seed)
-            self.log(name, histogram_w1(self.decode(toks)[seg], real[seg]))
+@patch
+def on_validation_epoch_end(self:MaskGiTControlNetLightning):
+    n, ds = self.cfg.validation.num_samples, self.reference
+    if n == 0 or self.autoencoder is None or ds is None or len(ds) == 0 or self.trainer.sanity_checking: return
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    labels, control = torch.stack([it['label'] for it in items]), torch.stack([it['control'] for it in items])
+    real, seg = self.decode(torch.stack([it['tokens'] for it in items]).to(self.device)), torch.stack([it['seg'] for it in items]).to(self.device) > 0
+    if not seg.any(): return
+    for name, ctrl in (('val_lesion_w1', control), ('val_lesion_w1_without_control', None)):
+        toks = self.generate_tokens(labels, seed=self.cfg.validation.seed, control=ctrl) if ctrl is not None else \
+               self.sampler().sample(self.transformer.base, labels.to(self.device), seed=self.cfg.validation.seed)
+        self.log(name, histogram_w1(self.decode(toks)[seg], real[seg]))
 
-    @torch.no_grad()
-    def generate_tokens(self, labels:torch.Tensor, seed:int=0, control:torch.Tensor|None=None, conditioning_scale:float|None=None,
-                        **sampler_overrides) -> torch.Tensor:
-        "Token grids for `labels` (B,) with the lesion of `control` (B, len(mask_classes), *image), reproducible from `seed`."
-        if control is None: raise ValueError("a ControlNet generates from a mask: pass control=mask_condition(seg, cfg.controlnet.mask_classes)")
-        scale = self.cfg.controlnet.conditioning_scale if conditioning_scale is None else conditioning_scale
-        return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, control=control.to(self.device),
-                                                        conditioning_scale=scale)
+@patch
+@torch.no_grad()
+def generate_tokens(self:MaskGiTControlNetLightning, labels:torch.Tensor, seed:int=0, control:torch.Tensor|None=None, conditioning_scale:float|None=None,
+                    **sampler_overrides) -> torch.Tensor:
+    "Token grids for `labels` (B,) with the lesion of `control` (B, len(mask_classes), *image), reproducible from `seed`."
+    if control is None: raise ValueError("a ControlNet generates from a mask: pass control=mask_condition(seg, cfg.controlnet.mask_classes)")
+    scale = self.cfg.controlnet.conditioning_scale if conditioning_scale is None else conditioning_scale
+    return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, control=control.to(self.device),
+                                                    conditioning_scale=scale)
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #7dfad9e9
 def load_maskgit_controlnet_checkpoint(path, map_location='cpu') -> MaskGiTControlNetLightning:
