@@ -24,8 +24,9 @@ def volume_files(folder) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and _suffix(p) in NIFTI_SUFFIXES + NRRD_SUFFIXES)
 
 # %% ../nbs/04_preprocess.ipynb #4b814fda
-def check_folder(folder, out=sys.stdout, spacing_tol:float=1e-3) -> bool:
+def check_folder(folder, out=None, spacing_tol:float=1e-3) -> bool:
     "Print shape, spacing and orientation of every volume in `folder`; True when they all agree and all are readable."
+    out = out or sys.stdout          # looked up at call time (redirections apply)
     files = volume_files(folder)
     if not files: raise FileNotFoundError(f"{folder}: no .nii, .nii.gz, .nrrd or .nhdr files found")
     rows, bad = [], []
@@ -62,8 +63,9 @@ def resample_volume(path, target_spacing=None, target_shape=None, label:bool=Fal
     if label: arr = np.rint(arr).astype(v.data.dtype if v.data.dtype.kind in 'iub' else np.int16)
     return arr, np.asarray(x.affine, dtype=np.float64)
 
-def resample_folder(in_dir, out_dir, target_spacing=None, target_shape=None, label_pattern:str='*seg*', out=sys.stdout) -> list[Path]:
+def resample_folder(in_dir, out_dir, target_spacing=None, target_shape=None, label_pattern:str='*seg*', out=None) -> list[Path]:
     "Resample every volume of `in_dir` into `out_dir` as `.nii.gz` (labels matched by `label_pattern` use nearest neighbour)."
+    out = out or sys.stdout          # looked up at call time (redirections apply)
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if in_dir.resolve() == out_dir.resolve(): raise ValueError(f"OUT_DIR must differ from IN_DIR ({in_dir}); prod9 never overwrites the originals")
     files = volume_files(in_dir)
