@@ -14,7 +14,6 @@ from fastcore.basics import patch
 from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
-from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet
 from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target
 from ..diffusion.sampling import sample_latents
@@ -165,8 +164,7 @@ def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels
 def decode(self:MAISIDiffusionLightning, latents:torch.Tensor, sw:SlidingWindowConfig|None=None) -> torch.Tensor:
     "Scaled latents → volumes `(B, C, *S)` in [0, 1] with the attached VAE (sliding window)."
     if self.vae is None: raise RuntimeError("no VAE attached; call attach_vae(load_vae(path)) first")
-    vae = self.vae.to(self.device)
-    return AutoencoderInferenceWrapper(vae, sw or self.cfg.sliding_window).decode(latents / self.scale_factor).clamp(0, 1)
+    return self.decode_with(self.vae, latents / self.scale_factor, sw)
 
 # %% ../../nbs/48_train_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):

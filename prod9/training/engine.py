@@ -163,6 +163,13 @@ class StageModule(L.LightningModule):
         "Stop with a message when the loss is NaN or infinite."
         if not torch.isfinite(loss): raise FloatingPointError(f"training loss became {loss.item()} at {where}; {hint}")
 
+    @torch.no_grad()
+    def decode_with(self, autoencoder, z:torch.Tensor, sw=None) -> torch.Tensor:
+        "Codes or latents `z` → volumes in [0, 1] through the frozen stage-1 `autoencoder`, with the sliding window of `sw` (default: the config's)."
+        from prod9.autoencoder.inference import AutoencoderInferenceWrapper
+        ae = autoencoder.to(self.device)
+        return AutoencoderInferenceWrapper(ae, sw or self.cfg.sliding_window).decode(z.to(self.device)).clamp(0, 1)
+
     def log_train(self, loss:torch.Tensor, batch_size:int, **parts):
         "`train/loss` and `train/{part}` to the loggers, `loss` on the progress bar."
         self.log_dict({'train/loss': loss, **{f'train/{k}': v for k, v in parts.items()}}, batch_size=batch_size)

@@ -16,7 +16,6 @@ from pydantic import Field
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..generator.transformer import TransformerDecoder, TransformerDecoderSingleStream
 from ..generator.maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule
-from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..metrics import histogram_w1
 from .engine import StageModule, lr_schedule_entry
 from ..loader import load
@@ -187,9 +186,8 @@ def generate_tokens(self:MaskGiTLightning, labels:torch.Tensor, seed:int=0, cont
 def decode(self:MaskGiTLightning, tokens:torch.Tensor, sw:SlidingWindowConfig|None=None) -> torch.Tensor:
     "Token grids (B, *grid) → volumes (B, C, *grid·f) in [0, 1] with the attached autoencoder (sliding window)."
     if self.autoencoder is None: raise RuntimeError("no autoencoder attached; call attach_autoencoder(load_autoencoder(path)) first")
-    ae = self.autoencoder.to(self.device)
-    codes = ae.indices_to_codes(tokens.to(self.device)).to(next(ae.parameters()).dtype)
-    return AutoencoderInferenceWrapper(ae, sw or self.cfg.sliding_window).decode(codes).clamp(0, 1)
+    codes = self.autoencoder.indices_to_codes(tokens.to(next(self.autoencoder.parameters()).device))
+    return self.decode_with(self.autoencoder, codes.to(next(self.autoencoder.parameters()).dtype), sw)
 
 # %% ../../nbs/46_train_transformer.ipynb #d3f85e2b
 def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
