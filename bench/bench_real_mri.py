@@ -131,8 +131,8 @@ def train_and_eval(name, out, train_vols, test, head, patch, budget, device):
     torch.manual_seed(0)
     m = mod_cls(cfg.model_dump())
     t = time.time()
-    fit_stage(m, cfg, train=DataLoader(Patches(train_vols, patch), batch_size=4), monitor='val_l1', budget_s=budget,
-              enable_model_summary=False, num_sanity_val_steps=0)
+    tr = fit_stage(m, cfg, train=DataLoader(Patches(train_vols, patch), batch_size=4), monitor='val_l1', budget_s=budget,
+                   enable_model_summary=False, num_sanity_val_steps=0)
     train_s = time.time() - t
     ae = m.autoencoder.eval().to(device)
     sw = AutoencoderInferenceWrapper(ae, SlidingWindowConfig(roi_size=[patch * 2] * 3, overlap=0.25, sw_batch_size=1, mode='gaussian'))

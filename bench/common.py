@@ -3,7 +3,7 @@
 Benchmarks report; they are not tests. Timings are medians of repeated runs, and comparisons are ratios
 measured in the same process, because these machines are noisy."""
 from __future__ import annotations
-import math, os, platform, statistics, sys, threading, time, datetime
+import os, platform, statistics, sys, threading, time, datetime
 from pathlib import Path
 
 # Run from a checkout, the benchmarks measure that checkout's prod9, even where an older editable install
@@ -12,8 +12,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if (_ROOT / 'prod9' / '__init__.py').exists() and str(_ROOT) not in sys.path: sys.path.insert(1, str(_ROOT))
 
 import torch
-import lightning as L
-from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores, paired_gain, histogram_w1
+from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores, paired_gain   # paired_gain: re-exported for the benches
 
 def rss_bytes() -> int:
     "Resident set size of this process (Linux /proc; falls back to ru_maxrss elsewhere)."

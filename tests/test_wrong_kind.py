@@ -1,6 +1,6 @@
 """Every command that takes a file refuses one of the wrong kind: exit 1 and one line on stderr that names the file, what it is and
 what was expected (issue: a stage-2 or VAE file given to the autoencoder used to keep random weights and exit 0)."""
-import pytest, torch
+import pytest
 from prod9.autoencoder.autoencoder_fsq import FSQModelConfig, build_autoencoder
 from prod9.autoencoder.autoencoder_maisi import MAISIVAEModelConfig, MAISIVAE
 from prod9.training.autoencoder_fsq import export_autoencoder

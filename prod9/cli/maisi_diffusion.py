@@ -7,7 +7,6 @@ Docs: https://prod9.github.io/prod9/cli_maisi_diffusion.html.md"""
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #1351870e
 from __future__ import annotations
 from pathlib import Path
-import torch
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from ..io import write_samples
@@ -15,7 +14,7 @@ from .shared import stage_parser, begin, run_cli, require_kind, device_from_conf
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
-from ..training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor, load_diffusion_checkpoint
+from ..training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint
 
 # %% auto #0
 __all__ = ['main']

@@ -92,7 +92,7 @@ EXPECTED_ERRORS = (ConfigError, VolumeError, ValueError, FloatingPointError, OSE
 
 def error_line(e:BaseException) -> str:
     "One line for an expected failure; OS errors name the file and say what the system said (disk full, permission, read-only)."
-    if isinstance(e, OSError) and e.errno is not None and not str(e).startswith(str(e.filename or '\0')):
+    if isinstance(e, OSError) and e.strerror:          # raised by the system (prod9's own raise a message instead)
         hint = {errno.ENOSPC: ' (disk full: free space or choose another --output-dir)', errno.EACCES: ' (no permission)',
                 errno.EROFS: ' (read-only file system: choose another --output-dir)'}.get(e.errno, '')
         return f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror}{hint}"

@@ -8,7 +8,6 @@ Docs: https://prod9.github.io/prod9/controlnet_model.html.md"""
 from __future__ import annotations
 import math
 from typing import Literal
-from pydantic import Field
 from ..config import StrictModel
 from ..diffusion.diffusion_model import DiffusionUNetConfig
 

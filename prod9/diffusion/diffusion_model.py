@@ -6,7 +6,6 @@ Docs: https://prod9.github.io/prod9/diffusion_model.html.md"""
 
 # %% ../../nbs/31_diffusion_model.ipynb #2438cba4
 from __future__ import annotations
-from pydantic import Field
 from ..config import StrictModel
 
 # %% auto #0

@@ -6,7 +6,6 @@ Docs: https://prod9.github.io/prod9/modules.html.md"""
 
 # %% ../../nbs/20_modules.ipynb #9930d31f
 from __future__ import annotations
-import math
 from typing import Sequence
 import torch
 from torch import nn

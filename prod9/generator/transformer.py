@@ -10,7 +10,6 @@ import math
 from typing import Sequence
 import torch
 from torch import nn
-import torch.nn.functional as F
 from .modules import sincos_pos_embed, modulate, AdaLNZeroBlock
 
 # %% auto #0

@@ -8,12 +8,11 @@ Docs: https://prod9.github.io/prod9/train_diffusion.html.md"""
 from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Sequence
-import numpy as np
 import torch
 from fastcore.basics import patch
 from pydantic import Field
 from torch.utils.data import Dataset
-from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
+from ..config import StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet
 from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target
 from ..diffusion.sampling import sample_latents

@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/engine.html.md"""
 
 # %% ../../nbs/40_engine.ipynb #9ccd01f4
 from __future__ import annotations
-import json, math, os, tempfile, time
+import json, os, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch

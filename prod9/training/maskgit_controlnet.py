@@ -8,7 +8,6 @@ Docs: https://prod9.github.io/prod9/train_maskgit_controlnet.html.md"""
 from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
-import numpy as np
 import torch
 from fastcore.basics import patch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from torch.utils.data import Dataset
 from ..config import StrictModel
 from ..generator.controlnet import MaskGiTControlNet, ControlledTransformer
 from .cache import load_tokens
-from ..data import mask_condition, resolve_classes
+from ..data import mask_condition
 from .transformer import TransformerStageConfig, MaskGiTLightning
 from ..metrics import histogram_w1
 from .engine import lr_schedule_entry

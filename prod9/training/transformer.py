@@ -6,7 +6,6 @@ Docs: https://prod9.github.io/prod9/train_transformer.html.md"""
 
 # %% ../../nbs/46_train_transformer.ipynb #0f21bbef
 from __future__ import annotations
-import math
 from pathlib import Path
 from typing import Literal, Sequence
 import numpy as np
