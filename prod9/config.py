@@ -13,10 +13,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator
 
 # %% auto #0
-__all__ = ['MODALITIES', 'Modality', 'DataConfig', 'CONFIG_DIR', 'ConfigError', 'interpolate', 'StrictModel',
-           'format_validation_error', 'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier',
-           'PhantomDataConfig', 'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'StageConfig',
-           'read_yaml', 'load_config', 'config_path', 'list_configs']
+__all__ = ['Size', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'CONFIG_DIR', 'ConfigError', 'interpolate',
+           'StrictModel', 'format_validation_error', 'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig',
+           'lr_multiplier', 'PhantomDataConfig', 'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig',
+           'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'config_path',
+           'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -120,10 +121,12 @@ class TrainerConfig(StrictModel):
         return {k: v for k, v in d.items() if v is not None}
 
 # %% ../nbs/00_config.ipynb #d0cafacf
+Size = Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1, max_length=3)]   # voxels per axis, each >= 1
+
 class SlidingWindowConfig(StrictModel):
     "Sliding-window inference settings (MONAI `SlidingWindowInferer`)."
     enabled: bool = True
-    roi_size: tuple[int, ...] = (64, 64, 64)
+    roi_size: Size = (64, 64, 64)
     overlap: float = Field(0.5, ge=0, lt=1)
     sw_batch_size: int = Field(1, ge=1)
     mode: Literal['gaussian', 'constant'] = 'gaussian'
@@ -156,7 +159,7 @@ Modality = Literal['T1', 'T1ce', 'T2', 'FLAIR']
 
 class _DataCommon(StrictModel):
     spatial_dims: Literal[2, 3] = 3
-    roi_size: tuple[int, ...] = (32, 32, 32)
+    roi_size: Size = (32, 32, 32)
     batch_size: int = Field(2, ge=1)
     num_workers: int = Field(0, ge=0)
     val_fraction: float = Field(0.2, ge=0, lt=1)
@@ -177,7 +180,7 @@ class PhantomDataConfig(_DataCommon):
     "Built-in procedural BraTS-like phantoms (no download)."
     source: Literal['phantoms'] = 'phantoms'
     num_cases: int = Field(16, ge=2)
-    shape: tuple[int, int, int] = (32, 32, 32)
+    shape: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] = (32, 32, 32)
     modalities: list[Modality] = list(MODALITIES)
     stack_modalities: bool = False   # True: one sample has every modality as a channel
     seed: int = 0
@@ -237,26 +240,81 @@ class StageConfig(StrictModel):
                               "train and export the earlier stage first or fix the path", self._source, key)
         return p
 
+# %% ../nbs/00_config.ipynb #0c5bba68
+MAX_YAML_VALUES = 100_000     # values a config may expand to through aliases; real configs have a few hundred
+
+class SafeYAMLLoader(yaml.SafeLoader):
+    "`yaml.SafeLoader` that refuses duplicate keys, recursive anchors and alias expansions past `MAX_YAML_VALUES` values."
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None: self._count(node, {}, set())
+        return node
+
+    def _count(self, node, memo:dict, open_:set) -> int:
+        "Values `node` stands for once every alias is expanded (memoised per node, so a bomb costs what its text costs)."
+        if id(node) in memo: return memo[id(node)]
+        if id(node) in open_:
+            raise yaml.composer.ComposerError(None, None, "an anchor is used inside itself (a recursive alias); write the value out", node.start_mark)
+        open_.add(id(node))
+        kids = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else []
+        n = 1
+        for k in kids:
+            n += self._count(k, memo, open_)
+            if n > MAX_YAML_VALUES:
+                raise yaml.composer.ComposerError(None, None, f"its aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb?); "
+                                                  "write the values out instead of nesting aliases", node.start_mark)
+        open_.discard(id(node)); memo[id(node)] = n
+        return n
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for k, _ in node.value:
+                if k.tag == 'tag:yaml.org,2002:merge': continue
+                key = self.construct_object(k, deep=True)
+                if isinstance(key, (list, dict)): continue          # unhashable: the base class reports it
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (first set on line {seen[key] + 1}); "
+                                                            "keep one of them", k.start_mark)
+                seen[key] = k.start_mark.line
+        return super().construct_mapping(node, deep)
+
+def parse_yaml(text:str):
+    "Parse YAML `text` with `SafeYAMLLoader`; a config nested too deeply for the parser is a `yaml.YAMLError` too."
+    try: return yaml.load(text, Loader=SafeYAMLLoader)
+    except RecursionError: raise yaml.YAMLError("nested too deeply to parse") from None
+
 # %% ../nbs/00_config.ipynb #f0190404
+def yaml_error_text(e:yaml.YAMLError) -> str:
+    "A PyYAML error as one line: what is wrong and where (line, column)."
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        what = '; '.join(p for p in (e.context, e.problem) if p) or 'syntax error'
+        return f"{what} (line {mark.line + 1}, column {mark.column + 1})" if mark else what
+    return ' '.join(str(e).split())
+
 def read_yaml(path) -> dict:
     "Read a YAML mapping, with errors that name the file (and line for syntax errors)."
     path = Path(path)
     if not path.is_file(): raise ConfigError("config file not found; check the --config path", path)
-    try: data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ConfigError(f"invalid YAML: {e}", path) from None
+    try: data = parse_yaml(path.read_text())
+    except yaml.YAMLError as e: raise ConfigError(f"invalid YAML: {yaml_error_text(e)}", path) from None
     if data is None: raise ConfigError("config file is empty; expected a mapping of sections (data, trainer, ...)", path)
     if not isinstance(data, dict): raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", path)
     return data
 
-def _set_dotted(d:dict, key:str, value):
-    parts = key.split('.')
-    for p in parts[:-1]: d = d.setdefault(p, {})
-    d[parts[-1]] = value
+def _set_dotted(d:dict, key:str, value, file=None):
+    parts, node = key.split('.'), d
+    for i, p in enumerate(parts[:-1]):
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[:i + 1])} is {node!r}, not a section", file, key)
+    node[parts[-1]] = value
 
 def load_config(path, schema:type[StageConfig]=StageConfig, env:Mapping|None=None, overrides:Mapping|None=None):
     "Load YAML at `path`, interpolate `${VAR}`s from `env`, apply `overrides`, validate with `schema`."
     data = interpolate(read_yaml(path), env, path)
-    for k, v in (overrides or {}).items(): _set_dotted(data, k, yaml.safe_load(v) if isinstance(v, str) else v)
+    for k, v in (overrides or {}).items(): _set_dotted(data, k, parse_yaml(v) if isinstance(v, str) else v, path)
     try: cfg = schema.model_validate(data)
     except ValidationError as e: raise ConfigError(format_validation_error(e, schema)
                                                    .replace('\n', f"\n{path}: "), path) from None

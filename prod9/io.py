@@ -6,15 +6,15 @@ Docs: https://prod9.github.io/prod9/io.html.md"""
 
 # %% ../nbs/01_io.ipynb #bc9a2592
 from __future__ import annotations
-import os, zlib, gzip, tempfile
+import errno, os, shutil, socket, zlib, gzip, tempfile
 from pathlib import Path
 from dataclasses import dataclass, field
 import numpy as np
 import nibabel as nib
 
 # %% auto #0
-__all__ = ['NIFTI_SUFFIXES', 'NRRD_SUFFIXES', 'VolumeError', 'Volume', 'check_array', 'read_nifti', 'atomic_write', 'write_nifti',
-           'read_nrrd', 'read_volume', 'montage_center', 'save_montage', 'write_samples']
+__all__ = ['NIFTI_SUFFIXES', 'NRRD_SUFFIXES', 'VolumeError', 'Volume', 'check_array', 'check_voxel_bytes', 'read_nifti',
+           'atomic_write', 'write_nifti', 'read_nrrd', 'read_volume', 'montage_center', 'save_montage', 'write_samples']
 
 # %% ../nbs/01_io.ipynb #132ad1d2
 class VolumeError(ValueError):
@@ -60,6 +60,33 @@ def check_array(data:np.ndarray, path, ndim:int|None=3, allow_nonfinite:bool=Fal
     return data
 
 # %% ../nbs/01_io.ipynb #cfce113b
+def _size(n:int) -> str:
+    "Bytes for people: 512 B, 1.5 MB, 2.4 GB."
+    for unit, k in (('TB', 1e12), ('GB', 1e9), ('MB', 1e6), ('kB', 1e3)):
+        if n >= k: return f"{n / k:.3g} {unit}"
+    return f"{n} B"
+
+def _voxel_bytes(img) -> int: return int(np.prod([int(s) for s in img.shape], dtype=object)) * img.get_data_dtype().itemsize
+
+def _gunzipped_size(path, limit:int) -> int:
+    "Bytes `path` (gzip) decompresses to, counted in chunks and stopping at `limit`: no memory for a bomb or a lying header."
+    n = 0
+    with gzip.open(path, 'rb') as f:
+        while n < limit and (chunk := f.read(min(1 << 24, limit - n))): n += len(chunk)
+    return n
+
+def check_voxel_bytes(path, img):
+    "Refuse a NIfTI file whose header promises more voxel data than the file holds, before any voxel memory is allocated."
+    path = Path(path)
+    need = int(img.header.get_data_offset()) + _voxel_bytes(img)
+    try: have = _gunzipped_size(path, need) if path.name.lower().endswith('.gz') else path.stat().st_size
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise VolumeError(path, f"the file is truncated or corrupt ({type(e).__name__}: {e}); copy or download it again") from None
+    if have < need:
+        raise VolumeError(path, f"the file is truncated or corrupt: its header says shape {'x'.join(map(str, img.shape))} {img.get_data_dtype()} "
+                                f"({_size(need)} with the header) but the file holds {_size(have)}"
+                                f"{' uncompressed' if path.name.lower().endswith('.gz') else ''}; copy or download it again, or fix the header")
+
 def read_nifti(path, ndim:int|None=3, allow_nonfinite:bool=False) -> Volume:
     "Read a NIfTI-1/2 file (`.nii` or `.nii.gz`) with its affine and header; errors name the file."
     path = Path(path)
@@ -69,7 +96,10 @@ def read_nifti(path, ndim:int|None=3, allow_nonfinite:bool=False) -> Volume:
     try: img = nib.load(str(path))
     except Exception as e:
         raise VolumeError(path, f"is not a readable NIfTI file ({type(e).__name__}: {e}); check that it is .nii/.nii.gz and not damaged") from None
+    check_voxel_bytes(path, img)
     try: data = np.asanyarray(img.dataobj)
+    except MemoryError:
+        raise VolumeError(path, f"its header says shape {img.shape} {img.get_data_dtype()}, {_size(_voxel_bytes(img))}: more memory than this machine has") from None
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as e:
         raise VolumeError(path, f"the file is truncated or corrupt: its header says shape {img.shape} {img.get_data_dtype()} "
                                 f"but the voxel data could not be read ({type(e).__name__}: {e}); copy or download it again") from None
@@ -81,17 +111,55 @@ def _to_numpy(x):
     if hasattr(x, 'detach'): x = x.detach().cpu().numpy()
     return np.asarray(x)
 
-def atomic_write(path, write_fn):
-    "Call `write_fn(tmp_path)` then move the temporary file onto `path` (same folder, so the move is atomic)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=''.join(path.suffixes[-2:]) or '.tmp', dir=path.parent)
+def _umask() -> int:
+    m = os.umask(0o022); os.umask(m); return m
+
+_HOST = socket.gethostname().split('.')[0].replace('@', '_') or 'host'
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OSError): return True
+    return True
+
+def _remove_stale_temps(path:Path):
+    "Delete temporary files for `path` left by killed prod9 processes of this host (never another live process's)."
+    for t in path.parent.glob(f'.{path.name}.prod9-*@{_HOST}.*'):
+        try: pid = int(t.name[len(path.name) + 8:].split('@')[0])
+        except ValueError: continue
+        if pid != os.getpid() and not _alive(pid): t.unlink(missing_ok=True)
+
+def _prepare_target(path:Path):
+    "Create `path`'s folder; a name taken by a folder, or a folder whose name a file holds, is an `OSError` naming it."
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder; choose another output path", str(parent))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir(): raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name (or remove the folder)", str(path))
+
+def atomic_write(path, write_fn, suffix:str|None=None):
+    """Call `write_fn(tmp_path)`, flush it to disk, give it the permissions the umask allows, then move it onto `path` (same
+    folder, so the move is atomic: a failure leaves the previous file). The temporary file is hidden (`.name.prod9-PID@HOST.…`),
+    and temporary files of killed prod9 processes are removed. A write that fails for want of space is an `OSError` (ENOSPC)."""
+    path = Path(path); _prepare_target(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.prod9-{os.getpid()}@{_HOST}.", dir=path.parent,
+                               suffix=suffix if suffix is not None else (''.join(path.suffixes[-2:]) or '.tmp'))
     os.close(fd)
     try:
-        write_fn(tmp)
+        try: write_fn(tmp)
+        except OSError: raise
+        except Exception as e:
+            free = shutil.disk_usage(path.parent).free
+            if free < 64 << 20:         # libraries report a full disk in their own words (torch: "unexpected pos ...")
+                raise OSError(errno.ENOSPC, f"No space left on device ({_size(free)} free; {type(e).__name__}: {str(e)[:120]})", str(path)) from None
+            raise
+        with open(tmp, 'rb') as f: os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
+    _remove_stale_temps(path)
     return path
 
 def write_nifti(data, path, affine=None, header=None, dtype=None) -> Path:

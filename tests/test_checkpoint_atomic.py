@@ -43,7 +43,21 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     assert sorted(x.name for x in tmp_path.iterdir()) == ['best.ckpt']
 
 def test_stale_temporary_files_are_cleaned(tmp_path):
-    "A temp file left by a killed save is removed by the next successful save of the same checkpoint."
-    (tmp_path / '.last.ckpt.abc123.tmp').write_bytes(b'partial')
+    "A temp file left by a killed save (its process is gone) is removed by the next save of the same checkpoint; a live process's is kept."
+    from prod9.io import _HOST
+    gone = subprocess.Popen([sys.executable, '-c', 'pass']); gone.wait()
+    (tmp_path / f'.last.ckpt.prod9-{gone.pid}@{_HOST}.abc123.tmp').write_bytes(b'partial')
+    live = tmp_path / f'.last.ckpt.prod9-{os.getppid()}@{_HOST}.def456.tmp'; live.write_bytes(b'in progress')
     AtomicCheckpointIO().save_checkpoint({'version': 3}, tmp_path / 'last.ckpt')
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted(['last.ckpt', live.name])
+
+def test_concurrent_writers_do_not_delete_each_others_saves(tmp_path):
+    "Two processes saving the same checkpoint (issue: one deleted the other's temporary file mid-save): both finish every save."
+    writer = WRITER.replace('48 * 2**20', '4 * 2**20').replace('range(1, 10_000)', 'range(1, 41)')
+    procs = [subprocess.Popen([sys.executable, '-c', writer, str(tmp_path / 'last.ckpt')], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert all(o[0].split()[-1] == '40' for o in outs)
+    assert torch.load(tmp_path / 'last.ckpt', weights_only=True)['version'] == 40
     assert sorted(x.name for x in tmp_path.iterdir()) == ['last.ckpt']

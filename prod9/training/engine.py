@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/engine.html.md"""
 
 # %% ../../nbs/40_engine.ipynb #9ccd01f4
 from __future__ import annotations
-import json, os, tempfile, time
+import contextlib, importlib.util, json, os, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,22 +14,19 @@ import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import save_file, load_file, safe_open
 from ..config import StageConfig, LRScheduleConfig, lr_multiplier
+from ..io import atomic_write, _alive, _HOST
 
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
-           'lr_schedule_entry', 'TimeCosineDecay', 'make_trainer', 'fit_stage', 'budget_trainer_config', 'StageModule']
+           'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'make_trainer', 'fit_stage',
+           'budget_trainer_config', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
     "Write `model`'s weights + `{prod9_class, prod9_config, **extra}` metadata to one `.safetensors` file, atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {'prod9_class': cls_name, 'prod9_config': config_json, **{k: str(v) for k, v in (extra or {}).items()}}
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent); os.close(fd)
-    try: save_file(sd, tmp, metadata=meta); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    return path
+    return atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta), suffix='.tmp')
 
 def read_model_file(path, cls_name:str, hint:str, map_location='cpu') -> tuple[dict, dict, dict]:
     "`(state_dict, config, metadata)` of a file written by `save_model_file` for `cls_name`; safe (no pickle)."
@@ -41,22 +38,21 @@ def read_model_file(path, cls_name:str, hint:str, map_location='cpu') -> tuple[d
     if meta.get('prod9_class') != cls_name:
         what = f"a prod9 {meta['prod9_class']} export" if meta.get('prod9_class') else "a safetensors file without prod9 metadata"
         raise ValueError(f"{path}: {what}, not a prod9 {cls_name} export; {hint}")
-    return load_file(str(path), device=str(map_location)), json.loads(meta['prod9_config']), meta
+    if 'prod9_config' not in meta: raise ValueError(f"{path}: a prod9 {cls_name} export without its model configuration (no prod9_config metadata); {hint}")
+    try: cfg = json.loads(meta['prod9_config'])
+    except json.JSONDecodeError as e: raise ValueError(f"{path}: its prod9_config metadata is not valid JSON ({e}); {hint}") from None
+    if not isinstance(cfg, dict): raise ValueError(f"{path}: its prod9_config metadata is a {type(cfg).__name__}, expected a mapping of model settings; {hint}")
+    try: sd = load_file(str(path), device=str(map_location))
+    except Exception as e: raise ValueError(f"{path}: the weights cannot be read ({type(e).__name__}: {str(e)[:200]}); {hint}") from None
+    return sd, cfg, meta
 
 
 # %% ../../nbs/40_engine.ipynb #bfe27a56
 class AtomicCheckpointIO(TorchCheckpointIO):
-    "Save checkpoints to a temporary file in the same folder, then rename: never a half-written checkpoint."
+    """Save checkpoints through `prod9.io.atomic_write`: a hidden temporary file in the same folder, flushed, then renamed, so a
+    failed or killed save (a full disk included) never replaces the last good checkpoint; the file gets the umask's permissions."""
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
-        try:
-            torch.save(checkpoint, tmp)
-            with open(tmp, 'rb') as f: os.fsync(f.fileno())       # on disk before it replaces the good one
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp): os.remove(tmp)
-        for stale in path.parent.glob(f'.{path.name}.*.tmp'): stale.unlink(missing_ok=True)   # left by a killed save
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), suffix='.tmp')
 
 # %% ../../nbs/40_engine.ipynb #c61c3d8d
 def read_lightning_checkpoint(path, required:str|None=None, what:str='Lightning', map_location='cpu') -> dict:
@@ -101,6 +97,49 @@ class TimeCosineDecay(L.Callback):
         for opt in trainer.optimizers:
             for g in opt.param_groups: g['lr'] = g.setdefault('initial_lr', g['lr']) * m
 
+# %% ../../nbs/40_engine.ipynb #59ec5b5e
+class RunLockedError(ValueError):
+    "The output folder belongs to another run that is still going."
+
+def _rank_zero() -> bool:
+    "True in a single-process run and in the first process of a distributed one (torchrun, SLURM, Lightning's launcher)."
+    return all(int(os.environ.get(k, '0') or 0) == 0 for k in ('RANK', 'LOCAL_RANK', 'NODE_RANK', 'SLURM_PROCID'))
+
+class RunLock:
+    "Exclusive use of an output folder by one training run (`.prod9.lock`: pid, host, start, command); a dead run's lock is taken over."
+    name = '.prod9.lock'
+    def __init__(self, folder): self.path, self.held = Path(folder) / self.name, False
+
+    def holder(self) -> dict:
+        "What the lock file says about the run holding it (`{}` when unreadable)."
+        try: info = json.loads(self.path.read_text())
+        except (OSError, ValueError): return {}
+        return info if isinstance(info, dict) else {}
+
+    def acquire(self) -> 'RunLock':
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {'pid': os.getpid(), 'host': _HOST, 'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'command': ' '.join(sys.argv)[:300]}
+        for _ in range(2):
+            try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                h = self.holder()
+                if h.get('host') == _HOST and isinstance(h.get('pid'), int) and not _alive(h['pid']):
+                    self.path.unlink(missing_ok=True); continue          # left by a run that was killed
+                who = f"pid {h.get('pid', '?')} on {h.get('host', '?')}, started {h.get('started', '?')}: {h.get('command', '?')}" if h else "unreadable"
+                raise RunLockedError(f"{self.path}: another prod9 run is training into this output_dir ({who}); wait for it to finish or choose "
+                                     f"another --output-dir (if that run is gone, e.g. killed on another machine, delete {self.path})") from None
+            with os.fdopen(fd, 'w') as f: json.dump(me, f)
+            self.held = True
+            return self
+        raise RunLockedError(f"{self.path}: could not take the lock of this output_dir; try again")
+
+    def release(self):
+        if self.held and self.holder().get('pid') == os.getpid(): self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
 # %% ../../nbs/40_engine.ipynb #cd6b8efa
 def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), **overrides) -> L.Trainer:
     "A Lightning `Trainer` from `cfg.trainer`: best/last checkpoints in `output_dir`, CSV/TensorBoard logs, atomic saves."
@@ -110,7 +149,11 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
     loggers = []
     for name in cfg.trainer.loggers:
         if name == 'csv': loggers.append(CSVLogger(out, name='logs'))
-        elif name == 'tensorboard': loggers.append(TensorBoardLogger(out, name='tensorboard'))
+        elif name == 'tensorboard':
+            if any(importlib.util.find_spec(m) for m in ('tensorboard', 'tensorboardX')): loggers.append(TensorBoardLogger(out, name='tensorboard'))
+            else: print("prod9: warning: trainer.loggers names tensorboard, which is not installed: no TensorBoard logs "
+                        "(pip install tensorboard)" + ('' if 'csv' in cfg.trainer.loggers else '; CSV logs only'), file=sys.stderr)
+    if 'tensorboard' in cfg.trainer.loggers and not loggers: loggers.append(CSVLogger(out, name='logs'))
     ckpt = ModelCheckpoint(dirpath=out, filename='best', monitor=monitor, mode=mode, save_last=True, save_top_k=1,
                            enable_version_counter=False)
     kw = {**cfg.trainer.trainer_kwargs(), **overrides}
@@ -119,14 +162,19 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
 # %% ../../nbs/40_engine.ipynb #f4d42f94
 def fit_stage(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, train=None, val=None, monitor:str='val_loss',
               ckpt_path=None, budget_s:float|None=None, quiet:bool=False, output_dir=None, callbacks=(), **trainer_overrides) -> L.Trainer:
-    """Train `module` as its stage's command does, with best/last checkpoints in `output_dir` (default `cfg.output_dir`).
+    """Train `module` as its stage's command does, with best/last checkpoints in `output_dir` (default `cfg.output_dir`, held by `RunLock`).
     `budget_s`: stop after that many seconds, the rate annealed to 0 over them; `quiet`: no progress bar or model summary;
     `callbacks`: more Lightning callbacks (timers, say)."""
     kw = {'enable_progress_bar': False, 'enable_model_summary': False, **trainer_overrides} if quiet else dict(trainer_overrides)
     callbacks = list(callbacks)
     if budget_s is not None:
         kw.setdefault('max_time', {'seconds': max(float(budget_s), 1.0)}); callbacks.append(TimeCosineDecay(budget_s))
-    trainer = make_trainer(cfg, output_dir or cfg.output_dir, monitor=monitor, callbacks=callbacks, **kw)
+    out = output_dir or cfg.output_dir
+    with RunLock(out) if _rank_zero() else contextlib.nullcontext():      # before the trainer: its loggers write into the folder
+        return _fit(module, cfg, out, datamodule, train, val, monitor, ckpt_path, callbacks, kw)
+
+def _fit(module, cfg, out, datamodule, train, val, monitor, ckpt_path, callbacks, kw) -> L.Trainer:
+    trainer = make_trainer(cfg, out, monitor=monitor, callbacks=callbacks, **kw)
     fit_kw = {'datamodule': datamodule} if datamodule is not None else {'train_dataloaders': train, 'val_dataloaders': val}
     if ckpt_path:
         from prod9.loader import what_is, describe     # resuming reads the file the safe way first, and refuses another stage's
