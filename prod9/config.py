@@ -13,11 +13,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator
 
 # %% auto #0
-__all__ = ['Size', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'CONFIG_DIR', 'ConfigError', 'interpolate',
-           'StrictModel', 'format_validation_error', 'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig',
-           'lr_multiplier', 'PhantomDataConfig', 'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig',
-           'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'config_path',
-           'list_configs']
+__all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'CONFIG_DIR',
+           'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error', 'TrainerConfig',
+           'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig', 'BratsDataConfig',
+           'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml',
+           'yaml_error_text', 'read_yaml', 'load_config', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -122,6 +122,8 @@ class TrainerConfig(StrictModel):
 
 # %% ../nbs/00_config.ipynb #d0cafacf
 Size = Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1, max_length=3)]   # voxels per axis, each >= 1
+PositiveInt = Annotated[int, Field(ge=1)]
+Widths = Annotated[list[PositiveInt], Field(min_length=1)]                                   # channels per resolution level
 
 class SlidingWindowConfig(StrictModel):
     "Sliding-window inference settings (MONAI `SlidingWindowInferer`)."

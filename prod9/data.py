@@ -25,7 +25,7 @@ __all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_c
            'volume_transforms', 'split_indices', 'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule',
            'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_file',
            'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config',
-           'resolve_classes', 'mask_condition']
+           'resolve_classes', 'mask_condition', 'read_mask']
 
 # %% ../nbs/03_data.ipynb #f806d449
 class LoadVolumed(MapTransform):
@@ -311,7 +311,7 @@ class NiftiFolderDataModule(VolumeDataModule):
     def cases(self):
         root = Path(self.cfg.data_dir).expanduser()
         if not root.is_dir(): raise FileNotFoundError(f"data_dir {str(root)!r} does not exist")
-        files = sorted(p for p in root.glob(self.cfg.pattern) if p.is_file())
+        files = sorted(p for p in root.glob(self.cfg.pattern) if p.is_file() and not p.name.startswith('.'))   # hidden: temporary files
         if not files: raise FileNotFoundError(f"{root}: no files match {self.cfg.pattern!r}")
         return [{'case_id': re.sub(r'\.(nii(\.gz)?|nrrd|nhdr)$', '', p.name), 'image': str(p), 'label': 0} for p in files]
     def transforms(self, train):
@@ -339,3 +339,22 @@ def resolve_classes(names:Sequence[str]|None, class_names:Sequence[str], key:str
 def mask_condition(seg:torch.Tensor, classes:Sequence[int]) -> torch.Tensor:
     "(B, 1, *S) integer labels → (B, len(classes), *S) float one-hot channels."
     return torch.cat([(seg == c).float() for c in classes], dim=1)
+
+# %% ../nbs/03_data.ipynb #0fec8fff
+def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3)) -> tuple[np.ndarray, np.ndarray]:
+    "`(labels, affine)` of the label map at `path`, as training saw masks: integers, BraTS 2020/2021's 4 read as 3, known labels only, `shape` voxels."
+    v = read_volume(path)
+    if list(v.shape) != list(shape):
+        raise VolumeError(path, f"shape {tuple(v.shape)} does not match the model's image size {tuple(shape)}; resample it first "
+                                f"(prod9-preprocess resample --target-shape {' '.join(map(str, shape))})")
+    if v.data.dtype.kind == 'f' and not np.array_equal(v.data, np.rint(v.data)):
+        raise VolumeError(path, "holds non-integer values: expected a label map (0 = background, 1-3 = tumour labels), not an image or probabilities")
+    seg = np.rint(v.data).astype(np.int64)
+    found = set(np.unique(seg).tolist())
+    if 4 in found:
+        if 3 in found: raise VolumeError(path, "has both label 3 (BraTS 2023 enhancing tumour) and 4 (BraTS 2020/2021's): use one convention")
+        seg[seg == 4] = 3; found = (found - {4}) | {3}
+    allowed = {0, 1, 2, 3} | set(int(c) for c in mask_classes)
+    if extra := sorted(found - allowed):
+        raise VolumeError(path, f"has label(s) {extra} that the model does not know; expected {sorted(allowed)} (BraTS 2020/2021's 4 is read as 3)")
+    return seg, v.affine

@@ -7,6 +7,7 @@ Docs: https://prod9.github.io/prod9/loader.html.md"""
 # %% ../nbs/50_loader.ipynb #d4ca89f5
 from __future__ import annotations
 import importlib
+import torch
 from dataclasses import dataclass
 from pathlib import Path
 from safetensors import safe_open
@@ -75,6 +76,23 @@ def _expected(expect) -> tuple[str, ...]:
     if unknown := [e for e in exp if e not in KINDS]: raise ValueError(f"expect: unknown kind(s) {unknown}; known: {list(KINDS)}")
     return exp
 
+def _rebuild(path, kind:str, build, sd:dict):
+    """`build()` once on the meta device (no memory) to check the stored configuration against the weights' shapes, then for real:
+    a tampered or mixed-up configuration (huge widths, other levels) is refused before it allocates anything."""
+    def fail(what, e): return ValueError(f"{path}: {describe(kind)} whose stored configuration {what} ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
+    try:
+        with torch.device('meta'): probe = build()
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e: raise fail("does not rebuild a model", e) from None
+    except Exception: probe = None                    # a network that cannot be built on the meta device: checked when loading
+    if probe is not None:
+        want = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, 'shape')}
+        if bad := [k for k in want if k in have and want[k] != have[k]]:
+            raise ValueError(f"{path}: {describe(kind)} whose stored configuration does not match its weights ({len(bad)} tensors differ, "
+                             f"e.g. {bad[0]}: the configuration says {want[bad[0]]}, the file holds {have[bad[0]]})")
+    try: return build()
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e: raise fail("does not rebuild a model", e) from None
+
 def load(path, expect:str|tuple|None=None, map_location='cpu'):
     """The model, Lightning module or token cache in `path`, rebuilt from what the file records and loaded strictly (in eval mode).
     `expect`: the kind(s) of `KINDS` the caller can use; another kind is a `ValueError` naming the file, what it is and what was expected."""
@@ -87,15 +105,16 @@ def load(path, expect:str|tuple|None=None, map_location='cpu'):
     k = KINDS[kind]
     builder = getattr(importlib.import_module(k.module), k.attr)
     if kind == 'TokenCache': return builder(path)
-    try:
-        if kind in EXPORTS:
-            sd, cfg, _ = read_model_file(path, kind, f"run `{k.made_by}` first", map_location)
-            model = builder(cfg) if kind == 'AutoencoderFSQ' else builder(**cfg)
-        else:
-            ck = read_lightning_checkpoint(path, map_location=map_location)
-            sd, model = ck['state_dict'], builder(**ck['hyper_parameters'])
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: {describe(kind)} whose stored configuration does not rebuild a model ({type(e).__name__}: {str(e)[:300]})") from None
+    if kind in EXPORTS:
+        sd, cfg, _ = read_model_file(path, kind, f"run `{k.made_by}` first", map_location)
+        build = lambda: builder(cfg) if kind == 'AutoencoderFSQ' else builder(**cfg)
+    else:
+        ck = read_lightning_checkpoint(path, map_location=map_location)
+        hp, sd = ck.get('hyper_parameters'), ck['state_dict']
+        if not isinstance(hp, dict) or not isinstance(sd, dict):
+            raise ValueError(f"{path}: {describe(kind)} without its hyper-parameters or weights; it cannot be rebuilt")
+        build = lambda: builder(**hp)
+    model = _rebuild(path, kind, build, sd)
     try: model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise ValueError(f"{path}: {describe(kind)} whose weights do not fit the model its configuration describes ({str(e)[:300]})") from None

@@ -10,8 +10,9 @@ from typing import Sequence
 import torch
 from torch import nn
 from monai.networks.nets.autoencoderkl import Encoder, Decoder
-from typing import Literal
-from ..config import StrictModel
+from typing import Annotated, Literal
+from pydantic import Field
+from ..config import StrictModel, PositiveInt, Widths
 from .fsq import FiniteScalarQuantizer
 
 # %% auto #0
@@ -94,15 +95,15 @@ class AutoencoderFSQ(nn.Module):
 class FSQModelConfig(StrictModel):
     "Architecture of `AutoencoderFSQ`."
     spatial_dims: Literal[2, 3] = 3
-    in_channels: int = 1
-    out_channels: int = 1
-    channels: list[int] = [32, 64, 128]
-    levels: list[int] = [8, 5, 5, 5]
-    num_res_blocks: int = 1
-    norm_num_groups: int = 8
+    in_channels: PositiveInt = 1
+    out_channels: PositiveInt = 1
+    channels: Widths = [32, 64, 128]
+    levels: Annotated[list[Annotated[int, Field(ge=2)]], Field(min_length=1)] = [8, 5, 5, 5]
+    num_res_blocks: int = Field(1, ge=0)
+    norm_num_groups: PositiveInt = 8
     attention_levels: list[bool] | None = None
     with_nonlocal_attn: bool = False
-    latent_channels: int | None = None     # encoder width before the 1×1 projection to len(levels); None = len(levels)
+    latent_channels: PositiveInt | None = None     # encoder width before the 1×1 projection to len(levels); None = len(levels)
 
 def build_autoencoder(cfg:FSQModelConfig|dict) -> AutoencoderFSQ:
     "An `AutoencoderFSQ` from its model config."

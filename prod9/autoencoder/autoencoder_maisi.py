@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 from pydantic import Field
-from ..config import StrictModel
+from ..config import StrictModel, PositiveInt, Widths
 
 # %% auto #0
 __all__ = ['AutoencoderKlMaisi', 'MAISIVAEModelConfig', 'MAISIVAE']
@@ -19,13 +19,13 @@ __all__ = ['AutoencoderKlMaisi', 'MAISIVAEModelConfig', 'MAISIVAE']
 class MAISIVAEModelConfig(StrictModel):
     "Architecture of the MAISI VAE (MONAI `AutoencoderKlMaisi`; `AutoencoderKL` in 2D)."
     spatial_dims: Literal[2, 3] = 3
-    in_channels: int = 1
-    out_channels: int = 1
-    latent_channels: int = 4
-    num_channels: list[int] = [64, 128, 256]
-    num_res_blocks: int | list[int] = 2            # one per resolution, or one number for all
+    in_channels: PositiveInt = 1
+    out_channels: PositiveInt = 1
+    latent_channels: PositiveInt = 4
+    num_channels: Widths = [64, 128, 256]
+    num_res_blocks: PositiveInt | list[PositiveInt] = 2            # one per resolution, or one number for all
     attention_levels: list[bool] | None = None      # one per resolution; None = no attention
-    norm_num_groups: int = 32
+    norm_num_groups: PositiveInt = 32
     with_encoder_nonlocal_attn: bool = False
     with_decoder_nonlocal_attn: bool = False
     num_splits: int = Field(1, ge=1)        # >1 splits convolutions to save memory (each split must stay larger than the padding)

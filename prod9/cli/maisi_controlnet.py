@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 import torch
-from ..data import resolve_classes, mask_condition
-from ..io import write_nifti, write_samples, read_volume
+from ..data import resolve_classes, mask_condition, read_mask
+from ..io import write_nifti, write_samples
 from .shared import begin, run_cli, require_kind, device_from_config
 from .maisi_diffusion import _parser, _latents, _fit_or_eval
 from ..training.cache import load_tokens
@@ -45,10 +45,8 @@ def _controlnet(argv) -> int:
         seg = None
         if args.mask:
             if 'mask' not in cn.control_type: raise ValueError(f"--mask needs a mask ControlNet (control_type {cn.control_type!r})")
-            v = read_volume(args.mask)
-            if list(v.data.shape) != image_shape:
-                raise ValueError(f"--mask {args.mask}: shape {tuple(v.data.shape)} does not match the model's image size {tuple(image_shape)}")
-            seg = torch.from_numpy(np.rint(v.data).astype(np.int64))[None, None].expand(n, 1, *image_shape)
+            labels, _ = read_mask(args.mask, image_shape, cn.mask_classes)      # BraTS 2020's 4 read as 3, unknown labels refused
+            seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
             control = mask_condition(seg, cn.mask_classes)
         elif cn.control_type == 'label':
             control = None

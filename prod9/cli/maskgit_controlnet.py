@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from ..config import ConfigError
-from ..data import mask_condition, resolve_classes
-from ..io import write_nifti, write_samples, read_volume
+from ..data import mask_condition, resolve_classes, read_mask
+from ..io import write_nifti, write_samples
 from .shared import stage_parser, begin, run_cli, require_kind, device_from_config
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
@@ -72,10 +72,8 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
     if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
     image_shape = [s * module.hparams.control_downsample_factor for s in module.latent_shape]
     if args.mask:
-        v = read_volume(args.mask)
-        if list(v.data.shape) != image_shape:
-            raise ValueError(f"--mask {args.mask}: shape {tuple(v.data.shape)} does not match the model's image size {tuple(image_shape)}")
-        seg = torch.from_numpy(np.rint(v.data).astype(np.int64))[None, None].expand(n, 1, *image_shape)
+        labels, _ = read_mask(args.mask, image_shape, cn.mask_classes)      # BraTS 2020's 4 read as 3, unknown labels refused
+        seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
     else:
         paths, ds, _, _ = _data(cfg, load_transformer_checkpoint(require_kind(cfg, 'transformer_path', 'MaskGiTLightning')))
         split = 'test' if len(ds['test']) else 'val'

@@ -6,12 +6,12 @@ Docs: https://prod9.github.io/prod9/cli_shared.html.md"""
 
 # %% ../../nbs/51_cli_shared.ipynb #fcec574a
 from __future__ import annotations
-import argparse, errno, json, sys
+import argparse, errno, json, math, sys
 from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from ..config import load_config, config_path, ConfigError, SlidingWindowConfig
+from ..config import load_config, config_path, ConfigError, SlidingWindowConfig, parse_yaml, yaml_error_text
 from ..data import datamodule_from_config
 from ..io import read_volume, write_nifti, VolumeError
 from ..autoencoder.inference import AutoencoderInferenceWrapper
@@ -19,8 +19,8 @@ from ..loader import load, what_is, describe, KINDS
 from ..training.engine import make_trainer, fit_stage
 
 # %% auto #0
-__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'begin', 'require_kind',
-           'device_from_config', 'error_line', 'run_cli', 'stage1_module', 'infer', 'stage1_cli']
+__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'check_args', 'begin',
+           'require_kind', 'device_from_config', 'error_line', 'run_cli', 'stage1_module', 'infer', 'stage1_cli']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -43,8 +43,8 @@ def parse_overrides(items) -> dict:
         key, sep, value = it.partition('=')
         if not sep or not key.strip() or ' ' in key.strip():
             raise ConfigError(f"--set expects KEY=VALUE with a dotted key, e.g. --set training.lr=1e-4; got {it!r}")
-        try: yaml.safe_load(value)
-        except yaml.YAMLError as e: raise ConfigError(f"--set {it}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+        try: parse_yaml(value)
+        except yaml.YAMLError as e: raise ConfigError(f"--set {it}: the value is not valid YAML ({yaml_error_text(e)})") from None
         out[key.strip()] = value
     return out
 
@@ -59,8 +59,27 @@ def print_config(cfg):
     "The resolved config as YAML on stdout."
     print(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False), end='')
 
+_FLAG_RULES = {    # attribute: (flag, what it must be, test)
+    'num_samples': ('--num-samples', 'an integer >= 1', lambda v: v >= 1),
+    'num_inference_steps': ('--num-inference-steps', 'an integer >= 1', lambda v: v >= 1),
+    'steps': ('--steps', 'an integer >= 1', lambda v: v >= 1),
+    'sw_batch_size': ('--sw-batch-size', 'an integer >= 1', lambda v: v >= 1),
+    'overlap': ('--overlap', 'a fraction in [0, 1)', lambda v: 0 <= v < 1),
+    'roi_size': ('--roi-size', 'one to three sizes, each >= 1', lambda v: 1 <= len(v) <= 3 and min(v) >= 1),
+    'guidance_scale': ('--guidance-scale', 'a finite number', math.isfinite),
+    'conditioning_scale': ('--conditioning-scale', 'a finite number >= 0', lambda v: math.isfinite(v) and v >= 0),
+}
+
+def check_args(args):
+    "Refuse a flag value no command can use (zero steps, an overlap of 1, a zero-sized window), naming the flag: before any work starts."
+    for attr, (flag, want, ok) in _FLAG_RULES.items():
+        v = getattr(args, attr, None)
+        if v is not None and not ok(v):
+            raise ValueError(f"{flag} must be {want}, got {' '.join(map(str, v)) if isinstance(v, list) else v}")
+
 def begin(args, schema):
-    "The command's config (`load_stage_config`) with torch seeded from it; `None` after printing it when `--print-config` was given."
+    "The command's config (`load_stage_config`) with torch seeded from it, after `check_args`; `None` after printing it when `--print-config` was given."
+    check_args(args)
     cfg = load_stage_config(args, schema)
     if args.print_config: print_config(cfg); return None
     torch.manual_seed(cfg.seed)
@@ -96,7 +115,8 @@ def error_line(e:BaseException) -> str:
         hint = {errno.ENOSPC: ' (disk full: free space or choose another --output-dir)', errno.EACCES: ' (no permission)',
                 errno.EROFS: ' (read-only file system: choose another --output-dir)'}.get(e.errno, '')
         return f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror}{hint}"
-    return ' '.join(str(e).split('\n')) if not isinstance(e, ConfigError) else str(e)
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return '; '.join(lines) if isinstance(e, ConfigError) else ' '.join(lines)      # several config errors: one line, `;` between
 
 def run_cli(main_fn, prog:str, argv=None) -> int:
     "Run `main_fn(argv)`; an expected failure becomes one line `{prog}: error: ...` on stderr and exit status 1."
@@ -120,9 +140,12 @@ def infer(cfg, module, args) -> Path:
     "Sliding-window reconstruction of `--input` into `--output`, keeping the input's shape and affine."
     if not args.input or not args.output: raise ValueError("infer needs --input IN.nii.gz and --output OUT.nii.gz")
     v = read_volume(args.input)
-    sw = cfg.sliding_window.model_copy(update={k: v_ for k, v_ in (('roi_size', tuple(args.roi_size) if args.roi_size else None),
-                                        ('overlap', args.overlap), ('sw_batch_size', args.sw_batch_size)) if v_ is not None})
-    sw = SlidingWindowConfig.model_validate(sw.model_dump())
+    over = {k: v_ for k, v_ in (('roi_size', tuple(args.roi_size) if args.roi_size else None), ('overlap', args.overlap),
+                                ('sw_batch_size', args.sw_batch_size)) if v_ is not None}
+    sw = SlidingWindowConfig.model_validate({**cfg.sliding_window.model_dump(), **over})
+    if len(sw.roi_size) != v.data.ndim:
+        raise ValueError(f"{'--roi-size' if args.roi_size else 'sliding_window.roi_size'} {list(sw.roi_size)} has {len(sw.roi_size)} sizes, "
+                         f"but {args.input} is {v.data.ndim}D; give {v.data.ndim}")
     data = v.data.astype(np.float32)
     lo, hi = np.percentile(data, [0.5, 99.5])
     x = torch.from_numpy(np.clip((data - lo) / max(hi - lo, 1e-8), 0, 1).astype(np.float32))[None, None]

@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/diffusion_model.html.md"""
 
 # %% ../../nbs/31_diffusion_model.ipynb #2438cba4
 from __future__ import annotations
-from ..config import StrictModel
+from ..config import StrictModel, PositiveInt, Widths
 
 # %% auto #0
 __all__ = ['DiffusionUNetConfig', 'build_unet']
@@ -14,11 +14,11 @@ __all__ = ['DiffusionUNetConfig', 'build_unet']
 # %% ../../nbs/31_diffusion_model.ipynb #72042063
 class DiffusionUNetConfig(StrictModel):
     "Architecture of MONAI's `DiffusionModelUNetMaisi` (latent channels come from the VAE)."
-    num_channels: list[int] = [64, 128, 256]
-    num_res_blocks: int | list[int] = 2
+    num_channels: Widths = [64, 128, 256]
+    num_res_blocks: PositiveInt | list[PositiveInt] = 2
     attention_levels: list[bool] = [False, True, True]
-    num_head_channels: int | list[int] = 32
-    norm_num_groups: int = 32
+    num_head_channels: PositiveInt | list[PositiveInt] = 32
+    norm_num_groups: PositiveInt = 32
     resblock_updown: bool = False
     conditional: bool = False             # class (modality) conditioning through the UNet's class embedding
 

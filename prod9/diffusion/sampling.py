@@ -24,7 +24,8 @@ def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_infe
     `controlnet_labels`, since a ControlNet may be label-conditioned when the UNet is not)."""
     device = device or next(unet.parameters()).device
     sch = make_noise_scheduler(cfg, spatial_dims)
-    n = num_inference_steps or cfg.num_inference_steps
+    n = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
+    if n < 1: raise ValueError(f"num_inference_steps must be >= 1, got {n}")
     g = torch.Generator(device=device); g.manual_seed(seed)
     x = torch.randn(tuple(shape), generator=g, device=device)
     B = x.shape[0]

@@ -141,6 +141,7 @@ def training_step(self:AutoencoderLightning, batch, batch_idx):
     if adv_w > 0:
         parts['g_adv'] = self.adv_loss(self.discriminator(recon)[-1], target_is_real=True, for_discriminator=False)
         loss = loss + adv_w * parts['g_adv']
+    self.check_finite(loss, f'batch {step}')                     # before the step: the weights stay finite
     opts[0].zero_grad(); self.manual_backward(loss); opts[0].step()
     if self.discriminator is not None and step >= self.cfg.loss.adversarial.warmup_steps:
         d_loss = 0.5 * (self.adv_loss(self.discriminator(recon.detach())[-1], target_is_real=False, for_discriminator=True)
@@ -152,7 +153,6 @@ def training_step(self:AutoencoderLightning, batch, batch_idx):
     sched = sched if isinstance(sched, list) else [sched] if sched is not None else []
     for o, s in zip(opts, sched):
         if o is opts[0] or 'd_loss' in parts: s.step()             # a scheduler steps only after its optimiser did
-    self.check_finite(loss, f'batch {step}')
     self.log_train(loss, x.shape[0], **parts, **stats)
     return loss
 

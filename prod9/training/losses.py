@@ -93,7 +93,10 @@ def adversarial_weight(step:int, weight:float, warmup_steps:int) -> float:
 @torch.no_grad()
 def codebook_stats(indices:torch.Tensor, codebook_size:int) -> dict:
     "Fraction of codebook entries used in `indices`, and the perplexity exp(H) of their distribution."
-    counts = torch.bincount(indices.flatten().long(), minlength=codebook_size).float()
+    idx = indices.flatten().long()
+    if idx.numel() and (idx.min() < 0 or idx.max() >= codebook_size):     # what NaN or infinite latents quantise to
+        raise FloatingPointError(f"codes outside the codebook (0..{codebook_size - 1}): the encoder's output is not finite; lower training.lr")
+    counts = torch.bincount(idx, minlength=codebook_size).float()
     p = counts / counts.sum().clamp_min(1)
     ent = -(p[p > 0] * p[p > 0].log()).sum()
     return {'codebook_usage': float((counts > 0).float().mean()), 'perplexity': float(ent.exp())}
