@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/preprocess.html.md"""
 
 # %% ../nbs/04_preprocess.ipynb #26be8dcf
 from __future__ import annotations
-import argparse, fnmatch, sys
+import argparse, fnmatch, os, sys
 from collections import Counter
 from pathlib import Path
 import numpy as np
@@ -14,22 +14,37 @@ import torch
 from .io import read_volume, write_nifti, VolumeError, NIFTI_SUFFIXES, NRRD_SUFFIXES, _suffix
 
 # %% auto #0
-__all__ = ['volume_files', 'check_folder', 'resample_volume', 'resample_folder', 'main']
+__all__ = ['scan_folder', 'volume_files', 'check_folder', 'resample_volume', 'resample_folder', 'main']
 
 # %% ../nbs/04_preprocess.ipynb #bbe09c81
-def volume_files(folder) -> list[Path]:
-    "NIfTI and NRRD files directly inside `folder`, sorted."
+def scan_folder(folder) -> tuple[list[Path], list[str]]:
+    """`(files, problems)`: the NIfTI and NRRD files directly inside `folder`, sorted, and one line for each entry with a volume's name
+    that is not a readable file (a dangling or looping symbolic link, a folder, a device). Hidden names (temporary files) are skipped."""
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"{folder}: not a directory")
-    return sorted(p for p in folder.iterdir() if p.is_file() and _suffix(p) in NIFTI_SUFFIXES + NRRD_SUFFIXES)
+    files, problems = [], []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith('.') or _suffix(p) not in NIFTI_SUFFIXES + NRRD_SUFFIXES: continue
+        if p.is_file(): files.append(p)
+        elif p.is_symlink() and not p.exists(): problems.append(f"{p}: a symbolic link to {os.readlink(p)}, which does not exist or loops")
+        elif p.is_dir(): problems.append(f"{p}: a folder, not a volume file")
+        else: problems.append(f"{p}: not a regular file")
+    return files, problems
+
+def volume_files(folder) -> list[Path]:
+    "NIfTI and NRRD files directly inside `folder`, sorted; an entry with a volume's name that is not a readable file is a `VolumeError`."
+    files, problems = scan_folder(folder)
+    if problems: raise VolumeError(folder, f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} with a volume's name cannot be read "
+                                           f"(first: {problems[0]}); fix or remove them, `prod9-preprocess check` lists them all")
+    return files
 
 # %% ../nbs/04_preprocess.ipynb #4b814fda
 def check_folder(folder, out=None, spacing_tol:float=1e-3) -> bool:
     "Print shape, spacing and orientation of every volume in `folder`; True when they all agree and all are readable."
     out = out or sys.stdout          # looked up at call time (redirections apply)
-    files = volume_files(folder)
-    if not files: raise FileNotFoundError(f"{folder}: no .nii, .nii.gz, .nrrd or .nhdr files found")
-    rows, bad = [], []
+    files, bad = scan_folder(folder)
+    if not files and not bad: raise FileNotFoundError(f"{folder}: no .nii, .nii.gz, .nrrd or .nhdr files found")
+    rows, n_entries = [], len(files) + len(bad)
     for f in files:
         try: v = read_volume(f)
         except (VolumeError, FileNotFoundError) as e: bad.append(str(e)); continue
@@ -45,7 +60,7 @@ def check_folder(folder, out=None, spacing_tol:float=1e-3) -> bool:
         if len(c) > 1:
             ok = False
             print(f"INCONSISTENT {what}: " + '; '.join(f"{k} in {n} file(s)" for k, n in c.most_common()), file=out)
-    print(f"{len(files)} file(s): " + ("consistent" if ok else "NOT consistent; run `prod9-preprocess resample` "
+    print(f"{n_entries} file(s): " + ("consistent" if ok else "NOT consistent; run `prod9-preprocess resample` "
                                        "(and fix unreadable files) before training"), file=out)
     return ok
 
