@@ -21,7 +21,7 @@ class VolumeError(ValueError):
     "A volume file that cannot be used; the message starts with the file path."
     def __init__(self, path, msg):
         self.path = str(path)
-        super().__init__(f"{path}: {msg}")
+        super().__init__(f"{path}: {' '.join(str(msg).split())}")      # one line, whatever the library's message looked like
 
 # %% ../nbs/01_io.ipynb #e7a94074
 @dataclass

@@ -50,7 +50,7 @@ def cli(): return run_cli
 def browser_missing(*modules) -> list:
     "What the headless-Chromium checks lack here: Python `modules` and Debian's chromium (or PROD9_CHROMIUM)."
     missing = [n for n in modules if importlib.util.find_spec(n) is None]
-    if not (shutil.which('chromium') or os.environ.get('PROD9_CHROMIUM')): missing.append('chromium (apt-get install chromium)')
+    if not (shutil.which('chromium') or os.environ.get('PROD9_CHROMIUM')): missing.append('chromium')
     return missing
 
 def needs_browser(*modules):
@@ -58,4 +58,13 @@ def needs_browser(*modules):
     on what is missing. Returns (pytest mark, list of what is missing)."""
     missing = browser_missing(*modules)
     required = os.environ.get('PROD9_BROWSER_TESTS') == '1'
-    return pytest.mark.skipif(bool(missing) and not required, reason=f"needs {', '.join(missing)}; `pip install -e '.[browser]'` and `apt-get install chromium`"), missing
+    reason = f"browser test: needs {', '.join(missing)}; `bash tools/install_chromium.sh` and `pip install -e '.[browser]'`"
+    return pytest.mark.skipif(bool(missing) and not required, reason=reason), missing
+
+def pytest_terminal_summary(terminalreporter):
+    "Name every skipped browser test at the end of the run, so a run without Chromium cannot pass for a full one."
+    skipped = [r.nodeid for r in terminalreporter.stats.get('skipped', []) if 'browser test: needs' in str(getattr(r, 'longrepr', ''))]
+    if skipped:
+        terminalreporter.write_sep('=', f"{len(skipped)} browser test(s) SKIPPED", yellow=True)
+        for n in skipped: terminalreporter.write_line(f"SKIPPED {n}")
+        terminalreporter.write_line("install them with `bash tools/install_chromium.sh` (Debian/Ubuntu; sudo when not root) and `pip install -e '.[browser]'`")

@@ -71,6 +71,15 @@ def test_vae_diffusion_controlnet_chain(cli, tmp_path):
     ok(cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c2',
            '--num-samples', 1, '--modality', 'T1ce', '--mask', tmp_path / 'mask.nii.gz', '--num-inference-steps', 4))
     np.testing.assert_array_equal(nib.load(tmp_path / 'c2' / 'sample_0001_mask.nii.gz').get_fdata(), seg)
+    # a BraTS 2020 mask (enhancing tumour = 4) is read as training reads it (4 -> 3), and the written mask says so
+    write_nifti(np.where(seg == 3, 4, seg).astype(np.int16), tmp_path / 'brats2020.nii.gz', make_phantom((16,) * 3, 11)['affine'])
+    ok(cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c4',
+           '--num-samples', 1, '--modality', 'T1ce', '--mask', tmp_path / 'brats2020.nii.gz', '--num-inference-steps', 2))
+    np.testing.assert_array_equal(nib.load(tmp_path / 'c4' / 'sample_0001_mask.nii.gz').get_fdata(), seg)
+    write_nifti(np.full((16,) * 3, 7, np.int16), tmp_path / 'sevens.nii.gz')
+    r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c5', '--modality', 'T1', '--mask', tmp_path / 'sevens.nii.gz')
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'sevens.nii.gz: has label(s) [7] that the model does not know' in r.stderr
+    assert not (tmp_path / 'c5').exists()
     big = tmp_path / 'big.nii.gz'; write_nifti(np.zeros((20, 16, 16), np.int16), big)
     r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c3', '--modality', 'T1', '--mask', big)
     assert r.returncode == 1 and 'does not match the model' in r.stderr

@@ -66,6 +66,15 @@ def test_round_trip(cli, runs):
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list((tmp / 'mine').glob('sample_0001_*.nii.gz'))) == 5            # T1, T1ce, T2, FLAIR and the mask
     np.testing.assert_array_equal(nib.load(tmp / 'mine' / 'sample_0001_mask.nii.gz').get_fdata(), ph['seg'])
+    # BraTS 2020 labels (4 = enhancing tumour) are read as training reads them; unknown labels are refused
+    write_nifti(np.where(ph['seg'] == 3, 4, ph['seg']).astype(np.int16), tmp / 'brats2020.nii.gz', ph['affine'])
+    r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp / 'b20',
+            '--num-samples', 1, '--mask', tmp / 'brats2020.nii.gz', '--modality', 'T1', '--steps', 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    np.testing.assert_array_equal(nib.load(tmp / 'b20' / 'sample_0001_mask.nii.gz').get_fdata(), ph['seg'])
+    write_nifti(np.full((16, 16, 16), 7, np.int16), tmp / 'sevens.nii.gz')
+    r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp / 'sev', '--mask', tmp / 'sevens.nii.gz')
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'has label(s) [7] that the model does not know' in r.stderr
     # resume: one more epoch continues the step count
     s1 = ck['global_step']
     r = cli('prod9-train-maskgit-controlnet', 'train', '--config', runs['cfg']('s3b', STAGE3, epochs=2), '--checkpoint', run / 'last.ckpt')
