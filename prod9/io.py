@@ -245,7 +245,7 @@ def save_montage(volumes, path, seg=None, title:str|None=None, center=None, spac
 # %% ../nbs/01_io.ipynb #a057b5ce
 def write_samples(vols, out_dir, names:list, affine=None, title:str='samples', seg=None, max_panels:int=4) -> tuple[list, Path]:
     "Write volumes `(B, C, *S)` (first channel) as NIfTI files `names` in `out_dir` and a montage `{title}.png` of the first `max_panels`."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir); _prepare_target(out_dir / names[0])
     files = [write_nifti(_to_numpy(v[0]).astype(np.float32), out_dir / n, affine) for v, n in zip(vols, names)]
     panels = {Path(n).name.replace('.nii.gz', ''): v[0] for v, n in list(zip(vols, names))[:max_panels]}
     return files, save_montage(panels, out_dir / f'{title}.png', seg=seg, title=title)

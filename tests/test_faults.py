@@ -128,6 +128,8 @@ def test_os_errors_are_one_line(cli, trained, tmp_path, capsys):
     (tmp_path / 'file').write_text('x')
     r = cli('prod9-train-autoencoder', 'infer', '--config', trained['cfg'], '--checkpoint', trained['export'], '--input', trained['input'], '--output', tmp_path / 'file' / 'o.nii.gz')
     one_line_error(r, tmp_path / 'file', 'is a file, not a folder')
+    r = cli('prod9-train-autoencoder', 'train', '--config', trained['cfg'], '--output-dir', tmp_path / 'file')
+    one_line_error(r, tmp_path / 'file', 'is a file, not a folder')
     # what the system says, in one line with the file: no permission, a read-only file system, a full disk (torch: "unexpected pos")
     args = ['infer', '--config', str(trained['cfg']), '--checkpoint', str(trained['export']), '--input', str(trained['input']), '--output', str(tmp_path / 'o.nii.gz')]
     for exc, want in ((PermissionError(errno.EACCES, 'Permission denied', str(tmp_path / 'o.nii.gz')), 'Permission denied (no permission)'),

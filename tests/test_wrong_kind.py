@@ -8,6 +8,7 @@ from prod9.training.maisi_vae import export_vae
 from prod9.training.engine import AtomicCheckpointIO
 from prod9.training.transformer import MaskGiTLightning, TransformerStageConfig
 from prod9.training.diffusion import MAISIDiffusionLightning, DiffusionStageConfig
+from prod9.training.controlnet import ControlNetLightning, ControlNetStageConfig
 from prod9.cli import autoencoder, maisi_vae, transformer, maskgit_controlnet, maisi_diffusion, maisi_controlnet
 
 def _ckpt(module, path):
@@ -23,16 +24,18 @@ def files(tmp_path_factory):
                           125, [4, 4, 4], ['T1', 'T1ce', 'T2', 'FLAIR'])
     df = MAISIDiffusionLightning(DiffusionStageConfig(vae_path='x', model={'num_channels': [8, 8], 'num_res_blocks': 1, 'attention_levels': [False, False],
                                                       'num_head_channels': 8, 'norm_num_groups': 8}).model_dump(), [4, 4, 4], 4, ['T1'], 1.0)
-    return {'fsq': export_autoencoder(build_autoencoder(f), f, d / 'ae.safetensors'), 'vae': export_vae(MAISIVAE(**v.model_dump()), v, d / 'vae.safetensors'),
+    unet = {'num_channels': [8, 8], 'num_res_blocks': 1, 'attention_levels': [False, False], 'num_head_channels': 8, 'norm_num_groups': 8}
+    cn = ControlNetLightning.from_base(ControlNetStageConfig(vae_path='x', diffusion_path='y', model=unet).model_dump(), df, 4)
+    return {'cn': _ckpt(cn, d / 'cn.ckpt'), 'fsq': export_autoencoder(build_autoencoder(f), f, d / 'ae.safetensors'), 'vae': export_vae(MAISIVAE(**v.model_dump()), v, d / 'vae.safetensors'),
             'tf': _ckpt(tf, d / 'tf.ckpt'), 'diff': _ckpt(df, d / 'diff.ckpt'), 'out': d}
 
 # "command config subcommand file-given expected": the message must say the file is not what the command expected
 CASES = {
-    'autoencoder': ('maskgit/phantoms/stage1/base.yaml', 'not a prod9-train-autoencoder checkpoint or an FSQ autoencoder export', 'validate vae', 'test tf', 'infer diff'),
-    'maisi_vae': ('maisi/phantoms/vae.yaml', 'not a prod9-train-maisi-vae checkpoint or a MAISI VAE export', 'infer fsq', 'validate tf'),
+    'autoencoder': ('maskgit/phantoms/stage1/base.yaml', 'not a prod9-train-autoencoder checkpoint or an FSQ autoencoder export', 'validate vae', 'test tf', 'infer diff', 'train tf'),
+    'maisi_vae': ('maisi/phantoms/vae.yaml', 'not a prod9-train-maisi-vae checkpoint or a MAISI VAE export', 'infer fsq', 'validate tf', 'train diff'),
     'transformer': ('maskgit/phantoms/stage2/base.yaml', 'not a prod9-train-transformer checkpoint', 'generate diff', 'validate fsq'),
     'maskgit_controlnet': ('maskgit/phantoms/stage3/controlnet.yaml', 'not a prod9-train-maskgit-controlnet checkpoint', 'generate tf', 'test diff'),
-    'maisi_diffusion': ('maisi/phantoms/diffusion.yaml', 'not a prod9-train-maisi-diffusion checkpoint', 'generate tf', 'validate vae'),
+    'maisi_diffusion': ('maisi/phantoms/diffusion.yaml', 'not a prod9-train-maisi-diffusion checkpoint', 'generate tf', 'validate vae', 'generate cn'),
     'maisi_controlnet': ('maisi/phantoms/controlnet.yaml', 'not a prod9-train-maisi-controlnet checkpoint', 'generate diff', 'validate tf'),
 }
 MAINS = {'autoencoder': autoencoder.main, 'maisi_vae': maisi_vae.main, 'transformer': transformer.main, 'maskgit_controlnet': maskgit_controlnet.main,

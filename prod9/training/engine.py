@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import save_file, load_file, safe_open
 from ..config import StageConfig, LRScheduleConfig, lr_multiplier
-from ..io import atomic_write, _alive, _HOST
+from ..io import atomic_write, _alive, _HOST, _prepare_target
 
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
@@ -117,7 +117,7 @@ class RunLock:
         return info if isinstance(info, dict) else {}
 
     def acquire(self) -> 'RunLock':
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _prepare_target(self.path)                 # the folder, or a one-line error when a file has its name
         me = {'pid': os.getpid(), 'host': _HOST, 'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'command': ' '.join(sys.argv)[:300]}
         for _ in range(2):
             try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
