@@ -238,11 +238,12 @@ KEYS = ['model.channels', 'model.levels', 'model.num_res_blocks', 'model.norm_nu
         'loss.focal_frequency', 'sliding_window.roi_size', 'sliding_window.overlap', 'sliding_window.mode', 'trainer.max_steps',
         'trainer.precision', 'trainer.log_every_n_steps', 'seed', 'output_dir', 'data']
 
-@settings(max_examples=int(os.environ.get('PROD9_HYPOTHESIS_EXAMPLES', 30)), deadline=None, derandomize=True,
+@settings(max_examples=int(os.environ.get('PROD9_HYPOTHESIS_EXAMPLES', 30)), deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(key=st.sampled_from(KEYS), value=VALUES)
-def test_property_bad_config_values(tmp_path, capsys, key, value):
+def test_property_bad_config_values(tmp_path, capsys, monkeypatch, key, value):
     "Any value at any of these keys: the run trains (two steps) or fails with one line and exit 1."
+    monkeypatch.chdir(tmp_path)                 # a relative output_dir (`--set output_dir=NaN`) lands here
     out = Path(tempfile.mkdtemp(dir=tmp_path)) / 'run'
     text = TINY.format(out=out).replace('max_epochs: 1,', 'max_epochs: 1, max_steps: 2, limit_val_batches: 1,')
     (tmp_path / 'cfg.yaml').write_text(text)
@@ -260,7 +261,7 @@ def _nifti_bytes(shape, dtype_code, vox_offset, pixdim, scl, cut):
     data = bytes(h.binaryblock) + bytes(raw[348:])
     return data[:cut] if cut is not None else data
 
-@settings(max_examples=int(os.environ.get('PROD9_HYPOTHESIS_EXAMPLES', 60)), deadline=None, derandomize=True,
+@settings(max_examples=int(os.environ.get('PROD9_HYPOTHESIS_EXAMPLES', 60)), deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=st.lists(st.integers(0, 32767), min_size=1, max_size=5), dtype_code=st.sampled_from([2, 4, 8, 16, 64, 256, 512, 768, 32, 128, 1, 0, 999]),
        vox_offset=st.sampled_from([0, 352, 353, 10**6, -5]), pixdim=st.tuples(*[st.sampled_from([1.0, 0.0, -2.0, float('nan'), 1e30])] * 3),
