@@ -281,3 +281,14 @@ def test_property_bad_nifti_headers(tmp_path, capsys, shape, dtype_code, vox_off
     try: read_volume(f)
     except VolumeError as e: assert str(e).startswith(str(f)) and '\n' not in str(e)
     except FileNotFoundError: pass
+
+def test_skipped_browser_tests_are_named(tmp_path):
+    "Without Chromium (and without PROD9_BROWSER_TESTS=1) the browser tests are skipped, and the end of the run names each one."
+    py = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if k not in ('PROD9_BROWSER_TESTS', 'PROD9_CHROMIUM')}
+    env['PATH'] = str(py)                                       # python, and no chromium
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_jupyterlab.py'], cwd=Path(__file__).parent.parent,
+                       env=env, capture_output=True, text=True, timeout=300)
+    if shutil.which('chromium', path=str(py)): pytest.skip('chromium sits beside python here')
+    assert r.returncode == 0 and '1 browser test(s) SKIPPED' in r.stdout and 'SKIPPED tests/test_jupyterlab.py::test_viewers_in_jupyterlab' in r.stdout, r.stdout[-2000:]
+    assert 'bash tools/install_chromium.sh' in r.stdout

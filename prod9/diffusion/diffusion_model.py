@@ -6,6 +6,8 @@ Docs: https://prod9.github.io/prod9/diffusion_model.html.md"""
 
 # %% ../../nbs/31_diffusion_model.ipynb #2438cba4
 from __future__ import annotations
+from typing import Annotated
+from pydantic import Field
 from ..config import StrictModel, PositiveInt, Widths
 
 # %% auto #0
@@ -17,7 +19,7 @@ class DiffusionUNetConfig(StrictModel):
     num_channels: Widths = [64, 128, 256]
     num_res_blocks: PositiveInt | list[PositiveInt] = 2
     attention_levels: list[bool] = [False, True, True]
-    num_head_channels: PositiveInt | list[PositiveInt] = 32
+    num_head_channels: Annotated[int, Field(ge=0)] | list[Annotated[int, Field(ge=0)]] = 32     # 0 at levels without attention
     norm_num_groups: PositiveInt = 32
     resblock_updown: bool = False
     conditional: bool = False             # class (modality) conditioning through the UNet's class embedding
