@@ -8,16 +8,18 @@ Docs: https://prod9.github.io/prod9/config.html.md"""
 from __future__ import annotations
 import math, os, re
 from pathlib import Path
-from typing import Any, Annotated, Literal, Union, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Annotated, Callable, Literal, Union, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator
 
 # %% auto #0
-__all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'CONFIG_DIR',
-           'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error', 'TrainerConfig',
-           'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig', 'BratsDataConfig',
-           'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml',
-           'yaml_error_text', 'read_yaml', 'load_config', 'config_path', 'list_configs']
+__all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'KEY_ALIASES', 'NOT_YET',
+           'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error',
+           'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
+           'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'StageConfig', 'SafeYAMLLoader',
+           'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path',
+           'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -113,6 +115,8 @@ class TrainerConfig(StrictModel):
     accumulate_grad_batches: int = Field(1, ge=1)
     deterministic: bool = False
     enable_progress_bar: bool = True
+    profiler: Literal['simple', 'advanced', 'pytorch'] | None = None     # Lightning's profilers: a timing report after fit
+    detect_anomaly: bool = False                                       # torch.autograd anomaly detection (slow; for NaN hunts)
     loggers: list[Literal['csv', 'tensorboard']] = ['csv']
 
     def trainer_kwargs(self) -> dict:
@@ -314,23 +318,101 @@ def _set_dotted(d:dict, key:str, value, file=None):
     node[parts[-1]] = value
 
 def load_config(path, schema:type[StageConfig]=StageConfig, env:Mapping|None=None, overrides:Mapping|None=None):
-    "Load YAML at `path`, interpolate `${VAR}`s from `env`, apply `overrides`, validate with `schema`."
+    "Load YAML at `path`, interpolate `${VAR}`s from `env`, apply `overrides`, read the seeds' key names (`KEY_ALIASES`), validate with `schema`."
     data = interpolate(read_yaml(path), env, path)
     for k, v in (overrides or {}).items(): _set_dotted(data, k, parse_yaml(v) if isinstance(v, str) else v, path)
+    data = apply_key_aliases(data, path)                 # the seeds' key names, in the file and in overrides
     try: cfg = schema.model_validate(data)
     except ValidationError as e: raise ConfigError(format_validation_error(e, schema)
                                                    .replace('\n', f"\n{path}: "), path) from None
     cfg._source = str(path)
     return cfg
 
+# %% ../nbs/00_config.ipynb #57e109e7
+@dataclass(frozen=True)
+class KeyAlias:
+    "A config key as the seeds write it (`seed`), read as prod9's key `prod9`; `convert` maps the seed's value where its meaning differs."
+    seed: str
+    prod9: str
+    note: str = ''
+    convert: Callable | None = None
+
+def _as_names(v): return [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+
+KEY_ALIASES = [
+    KeyAlias('sampler.num_steps', 'sampler.steps', 'MaskGiT decoding steps'),
+    KeyAlias('sampler.scheduler_type', 'sampler.schedule', 'mask schedule: cosine, linear, sqrt, square or log2'),
+    KeyAlias('vae_export_path', 'export_path', 'where prod9-train-maisi-vae writes the VAE export'),
+    *[KeyAlias(f'trainer.logging.{k}', f'trainer.{k}', "Lightning's own key, one level up") for k in
+      ('limit_train_batches', 'limit_val_batches', 'limit_test_batches', 'log_every_n_steps')],
+    KeyAlias('sliding_window.mode', 'sliding_window.mode', "`mean` is MONAI's equal-weight blending, `constant`",
+             lambda v: 'constant' if v == 'mean' else v),
+    KeyAlias('training.source_modalities', 'in_context.source_modalities', 'context classes; indices (0 = T1, ...) or names', _as_names),
+    KeyAlias('training.target_modality', 'in_context.target_modalities', 'the class generated; an index or a name', _as_names),
+]
+
+NOT_YET = {     # seed keys whose feature prod9 lacks: refused with the reason, never silently ignored
+    'modality_processor': "token patching (patch_size) is not implemented yet (issue 19); the context length is model.max_context_length",
+    'callbacks': "checkpointing is built in (best.ckpt by the validation metric, last.ckpt); early stopping is not configurable yet",
+    'data.cache_dir': "the stage-2 caches are token_cache_dir (MaskGiT) and latent_cache_dir (MAISI); stage 1 caches in memory (data.cache_rate)",
+}
+
+def _pop_dotted(d:dict, key:str):
+    "`(True, value)` after removing dotted `key` from `d` (and sections it leaves empty), else `(False, None)`."
+    parts, trail = key.split('.'), [d]
+    for p in parts[:-1]:
+        if not isinstance(trail[-1].get(p), dict): return False, None
+        trail.append(trail[-1][p])
+    if parts[-1] not in trail[-1]: return False, None
+    v = trail[-1].pop(parts[-1])
+    for sec, p in zip(reversed(trail[:-1]), reversed(parts[:-1])):
+        if sec[p] == {}: sec.pop(p)
+    return True, v
+
+def _get_dotted(d:dict, key:str):
+    for p in key.split('.'):
+        if not isinstance(d, dict) or p not in d: return False, None
+        d = d[p]
+    return True, d
+
+def apply_key_aliases(data:dict, file=None) -> dict:
+    "Rewrite the seeds' key names in `data` (a parsed config) as prod9's, per `KEY_ALIASES`; `loss.loss_type` as the seeds use it."
+    for a in KEY_ALIASES:
+        found, v = _pop_dotted(data, a.seed)
+        if not found: continue
+        v = a.convert(v) if a.convert else v
+        exists, cur = _get_dotted(data, a.prod9)
+        if exists and cur != v:
+            raise ConfigError(f"set twice: as {a.seed} (the seeds' name) = {v!r} and as {a.prod9} = {cur!r}; keep one", file, a.prod9)
+        _set_dotted(data, a.prod9, v, file)
+    for key, why in NOT_YET.items():
+        if _get_dotted(data, key)[0]: raise ConfigError(f"a seed key prod9 does not read yet: {why}", file, key)
+    found, kind = _pop_dotted(data, 'loss.loss_type')           # seed 003: which extra reconstruction loss
+    if found:
+        loss = data.setdefault('loss', {})
+        if kind == 'ffl': loss.setdefault('focal_frequency', {}).setdefault('weight', 1.0)
+        elif kind in ('lpips', 'perceptual'): loss.setdefault('perceptual', {}).setdefault('weight', 0.1)
+        else: raise ConfigError(f"unknown loss_type {kind!r}; expected ffl (focal frequency loss) or lpips (perceptual)", file, 'loss.loss_type')
+    return data
+
 # %% ../nbs/00_config.ipynb #662e8687
 CONFIG_DIR = Path(__file__).parent / 'configs' if '__file__' in globals() else Path('../prod9/configs').resolve()
 
+CONFIG_ALIASES = {      # the seeds' names for packaged configs → the files prod9 ships
+    'maskgit/brats/stage2_label/base.yaml': 'maskgit/brats/stage2/base.yaml',
+    'maskgit/brats/stage2_in_context/base.yaml': 'maskgit/brats/stage2/in_context.yaml',
+    'maskgit/brats/stage3/base.yaml': 'maskgit/brats/stage3/controlnet.yaml',
+}
+_CONFIG_PREFIXES = ('src/prod9/configs/', 'prod9/configs/', 'configs/')    # how the seeds spell the packaged folder
+
 def config_path(name) -> Path:
-    "Resolve `name`: an existing file path, else a config shipped in `prod9/configs/`."
+    """Resolve `name`: an existing file path, else a config shipped in `prod9/configs/`, spelled as a packaged name
+    (`maskgit/brats/stage1/base.yaml`), as the seeds spell it (`configs/...`, `src/prod9/configs/...`) or by a seed's name for it (`CONFIG_ALIASES`)."""
     p = Path(name).expanduser()
     if p.is_file(): return p
-    q = CONFIG_DIR / name
+    rel = str(name).replace('\\', '/')
+    rel = next((rel[len(pre):] for pre in _CONFIG_PREFIXES if rel.startswith(pre)), rel)
+    q = CONFIG_DIR / CONFIG_ALIASES.get(rel, rel)
     if q.is_file(): return q
     shipped = sorted(str(f.relative_to(CONFIG_DIR)) for f in CONFIG_DIR.rglob('*.yaml')) if CONFIG_DIR.is_dir() else []
     raise ConfigError(f"config file not found (neither a path nor a packaged config); packaged configs: {', '.join(shipped) or 'none'}", name)

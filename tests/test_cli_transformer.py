@@ -49,6 +49,16 @@ def test_label_conditional_round_trip(cli, tmp_path, ae_path):
     np.testing.assert_allclose(aff, make_phantom((16, 16, 16), 0)['affine'], atol=1e-5)   # the training volumes' geometry
     r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp_path / 'all', '--num-samples', 1)
     assert r.returncode == 0 and len(list((tmp_path / 'all').glob('*.nii.gz'))) == 4            # every modality by default
+    # generate --roi-size / --overlap (seed 001): the decoder's sliding window is the one the flags give
+    from unittest import mock
+    from prod9.autoencoder import inference
+    from prod9.cli.transformer import main
+    seen, init = [], inference.AutoencoderInferenceWrapper.__init__
+    def spy(self, ae, sw=None): seen.append(sw); init(self, ae, sw)
+    with mock.patch.object(inference.AutoencoderInferenceWrapper, '__init__', spy):
+        assert main(['generate', '--config', str(c), '--checkpoint', str(run / 'best.ckpt'), '--output', str(tmp_path / 'roi'), '--num-samples', '1',
+                     '--modality', 'T2', '--roi-size', '8', '8', '8', '--overlap', '0.5']) == 0
+    assert seen and all(tuple(sw.roi_size) == (8, 8, 8) and sw.overlap == 0.5 for sw in seen)
 
 def test_in_context_round_trip(cli, tmp_path, ae_path):
     c = write_cfg(tmp_path, ae_path, 'single_stream', nval=0)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes, mask_condition, read_mask
 from ..io import write_nifti, write_samples
-from .shared import begin, run_cli, require_kind, device_from_config
+from .shared import begin, run_cli, require_kind, device_from_config, use_window_flags
 from .maisi_diffusion import _parser, _latents, _fit_or_eval
 from ..training.cache import load_tokens
 from ..training.maisi_vae import load_vae
@@ -37,7 +37,7 @@ def _controlnet(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
         m = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
-        m = m.to(device_from_config(cfg))
+        m = use_window_flags(m, args).to(device_from_config(cfg))
         names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
         image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]
         label = resolve_classes([args.modality], names, '--modality')[0] if args.modality else None

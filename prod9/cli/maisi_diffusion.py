@@ -10,7 +10,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from ..io import write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
@@ -26,7 +26,7 @@ def _parser(prog, description, extra=()):
     p.add_argument('--num-samples', type=int, default=4); p.add_argument('--num-inference-steps', type=int)
     p.add_argument('--modality', help="class to generate (conditional models), e.g. T1")
     for a, kw in extra: p.add_argument(a, **kw)
-    return p
+    return add_window_flags(p, 'generate')
 
 def _latents(cfg, store_images=False):
     "Encode (or reuse) the latent cache of `cfg.data` with the VAE export."
@@ -57,7 +57,7 @@ def _diffusion(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
         m = load_diffusion_checkpoint(args.checkpoint).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
-        m = m.to(device_from_config(cfg))
+        m = use_window_flags(m, args).to(device_from_config(cfg))
         n, names = args.num_samples, m.class_names
         if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
         if m.cfg.model.conditional:

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
 from ..io import write_nifti, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -35,7 +35,7 @@ def _parser():
     p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
     p.add_argument('--conditioning-scale', type=float, help="override controlnet.conditioning_scale")
-    return p
+    return add_window_flags(p, 'generate')
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #acf8db12
 def stage3_config(cfg:MaskGiTControlNetStageConfig):
@@ -100,7 +100,7 @@ def _main(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
         module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
-        files = generate(cfg, module.to(device_from_config(cfg)), args)
+        files = generate(cfg, use_window_flags(module, args).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     module = load_maskgit_controlnet_checkpoint(args.checkpoint) if args.command != 'train' else None

@@ -20,7 +20,8 @@ from ..training.engine import make_trainer, fit_stage
 
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'check_args', 'begin',
-           'require_kind', 'device_from_config', 'error_line', 'run_cli', 'stage1_module', 'infer', 'stage1_cli']
+           'require_kind', 'device_from_config', 'error_line', 'run_cli', 'stage1_module', 'add_window_flags',
+           'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -136,13 +137,29 @@ def stage1_module(cfg, checkpoint, module_cls, export_kind:str):
             raise ValueError(f"--checkpoint {checkpoint}: its model does not match the config's model section ({str(e)[:200]})") from None
     return m
 
+def add_window_flags(p:argparse.ArgumentParser, what:str='generate') -> argparse.ArgumentParser:
+    "`--roi-size`, `--overlap`, `--sw-batch-size`: the sliding window `what` decodes or reconstructs with (default: the config's `sliding_window`)."
+    p.add_argument('--roi-size', type=int, nargs='+', help=f"{what}: sliding-window size in voxels (default: sliding_window.roi_size)")
+    p.add_argument('--overlap', type=float, help=f"{what}: overlap of neighbouring windows, in [0, 1) (default: sliding_window.overlap)")
+    p.add_argument('--sw-batch-size', type=int, help=f"{what}: windows run at once (default: sliding_window.sw_batch_size)")
+    return p
+
+def window_from_flags(sw:SlidingWindowConfig, args) -> SlidingWindowConfig:
+    "`sw` with the values `--roi-size`, `--overlap`, `--sw-batch-size` give (`check_args` has checked them)."
+    over = {k: v for k, v in (('roi_size', tuple(args.roi_size) if getattr(args, 'roi_size', None) else None), ('overlap', getattr(args, 'overlap', None)),
+                              ('sw_batch_size', getattr(args, 'sw_batch_size', None))) if v is not None}
+    return SlidingWindowConfig.model_validate({**sw.model_dump(), **over})
+
+def use_window_flags(module, args):
+    "A generating module that decodes with the window the flags give (its `cfg.sliding_window`, which `decode` reads)."
+    module.cfg.sliding_window = window_from_flags(module.cfg.sliding_window, args)
+    return module
+
 def infer(cfg, module, args) -> Path:
     "Sliding-window reconstruction of `--input` into `--output`, keeping the input's shape and affine."
     if not args.input or not args.output: raise ValueError("infer needs --input IN.nii.gz and --output OUT.nii.gz")
     v = read_volume(args.input)
-    over = {k: v_ for k, v_ in (('roi_size', tuple(args.roi_size) if args.roi_size else None), ('overlap', args.overlap),
-                                ('sw_batch_size', args.sw_batch_size)) if v_ is not None}
-    sw = SlidingWindowConfig.model_validate({**cfg.sliding_window.model_dump(), **over})
+    sw = window_from_flags(cfg.sliding_window, args)
     if len(sw.roi_size) != v.data.ndim:
         raise ValueError(f"{'--roi-size' if args.roi_size else 'sliding_window.roi_size'} {list(sw.roi_size)} has {len(sw.roi_size)} sizes, "
                          f"but {args.input} is {v.data.ndim}D; give {v.data.ndim}")
@@ -164,7 +181,7 @@ def stage1_cli(prog:str, description:str, config_cls, module_cls, export_fn, exp
 def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_kind) -> int:
     p = stage_parser(prog, description, ['train', 'validate', 'test', 'infer'], "this stage's .ckpt (resume/evaluate) or its exported .safetensors")
     p.add_argument('--input', help="infer: the volume to reconstruct"); p.add_argument('--output', help="infer: where to write the reconstruction")
-    p.add_argument('--roi-size', type=int, nargs='+'); p.add_argument('--overlap', type=float); p.add_argument('--sw-batch-size', type=int)
+    add_window_flags(p, 'infer')
     args = p.parse_args(argv)
     if (cfg := begin(args, config_cls)) is None: return 0
     out = Path(cfg.output_dir)
@@ -178,7 +195,9 @@ def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_k
         trainer = fit_stage(module, cfg, datamodule=dm, monitor='val_l1', ckpt_path=resume)
         best = trainer.checkpoint_callback.best_model_path or str(out / 'last.ckpt')
         final = stage1_module(cfg, best, module_cls, export_kind) if Path(best).is_file() else module
-        print(f"exported {export_fn(final.autoencoder, cfg.model, cfg.export_file)} (from {best})")
+        path = export_fn(final.autoencoder, cfg.model, cfg.export_file)
+        note = '' if path.suffix == '.safetensors' else '; a safetensors file under the name given: prod9.load reads it, torch.load does not'
+        print(f"exported {path} (from {best}{note})")
         return 0
     module = stage1_module(cfg, args.checkpoint, module_cls, export_kind)
     trainer = make_trainer(cfg, out)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes
 from ..io import write_nifti, save_montage, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -30,7 +30,7 @@ def _parser():
     p.add_argument('--target-modality', help="generate (in-context): modality to generate")
     p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
-    return p
+    return add_window_flags(p, 'generate')
 
 def _data(cfg, log=print):
     "Pre-encode (or reuse) the token cache; a DataModule in the mode the model needs."
@@ -103,7 +103,7 @@ def _main(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
         module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
-        files = generate(cfg, module.to(device_from_config(cfg)), args)
+        files = generate(cfg, use_window_flags(module, args).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     module = load_transformer_checkpoint(args.checkpoint) if args.command != 'train' else None    # a wrong file fails before encoding

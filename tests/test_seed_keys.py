@@ -1,0 +1,69 @@
+"""The seeds' config spellings and key names (issue 23): each is accepted, and its value reaches the code that uses it."""
+import textwrap
+import pytest
+from prod9.config import load_config, config_path, CONFIG_DIR, KEY_ALIASES
+from prod9.training.engine import make_trainer
+from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning
+from prod9.training.maisi_vae import MAISIVAEStageConfig
+from prod9.training.transformer import TransformerStageConfig, MaskGiTLightning
+from prod9.autoencoder.inference import AutoencoderInferenceWrapper
+from prod9.autoencoder.autoencoder_fsq import build_autoencoder, FSQModelConfig
+
+def cfg(tmp_path, text, schema):
+    p = tmp_path / 'seed.yaml'; p.write_text(textwrap.dedent(text)); return load_config(p, schema, env={})
+
+@pytest.mark.parametrize('cmd,name', [
+    ('prod9-train-autoencoder', 'src/prod9/configs/maskgit/brats/stage1/base.yaml'),        # seed 000
+    ('prod9-train-autoencoder', 'configs/maskgit/brats/stage1/base.yaml'),                  # seed 001
+    ('prod9-train-transformer', 'configs/maskgit/brats/stage2_label/base.yaml'),            # seed 001's name for stage2/base.yaml
+    ('prod9-train-maskgit-controlnet', 'configs/maskgit/brats/stage3/base.yaml'),           # seed 001's name for stage3/controlnet.yaml
+    ('prod9-train-maisi-vae', 'configs/maisi/autoencoder/brats_vae.yaml'),
+    ('prod9-train-transformer', 'src/prod9/configs/maskgit/medmnist3d/stage2/ffl.yaml'),    # seed 003
+])
+def test_seed_config_spellings(cli, tmp_path, cmd, name):
+    r = cli(cmd, 'train', '--config', name, '--print-config', env={'BRATS_DATA_DIR': str(tmp_path), 'MEDMNIST_DATA_DIR': str(tmp_path)})
+    assert r.returncode == 0 and 'output_dir:' in r.stdout, r.stderr[-2000:]
+
+def test_sampler_keys_reach_the_sampler(tmp_path):
+    c = cfg(tmp_path, "autoencoder_path: x\nsampler: {num_steps: 5, scheduler_type: log2}\n", TransformerStageConfig)
+    m = MaskGiTLightning(c.model_dump(), 125, [2, 2, 2], ['T1', 'T2'])
+    s = m.sampler()
+    assert (s.steps, s.schedule) == (5, 'log2')
+
+def test_vae_export_path_is_where_the_export_goes(tmp_path):
+    c = cfg(tmp_path, f"vae_export_path: {tmp_path / 'maisi_vae_final.safetensors'}\n", MAISIVAEStageConfig)
+    assert c.export_file == tmp_path / 'maisi_vae_final.safetensors'
+
+def test_trainer_keys_reach_lightning(tmp_path):
+    from lightning.pytorch.profilers import SimpleProfiler
+    c = cfg(tmp_path, """
+        trainer:
+          max_epochs: 3
+          logging: {limit_train_batches: 10, limit_val_batches: 2}
+          profiler: simple
+          detect_anomaly: true
+        """, AutoencoderStageConfig)
+    t = make_trainer(c, tmp_path / 'run')
+    assert (t.limit_train_batches, t.limit_val_batches) == (10, 2)
+    assert isinstance(t.profiler, SimpleProfiler) and t._detect_anomaly
+
+def test_sliding_window_mean_is_equal_weight_blending(tmp_path):
+    c = cfg(tmp_path, "sliding_window: {roi_size: [16, 16, 16], mode: mean}\n", AutoencoderStageConfig)
+    w = AutoencoderInferenceWrapper(build_autoencoder(FSQModelConfig(channels=[8, 8], levels=[5, 5, 5])), c.sliding_window)
+    assert w._inferer(w.roi).mode == 'constant'
+
+def test_source_and_target_modality_indices(tmp_path):
+    "seed 001's training.source_modalities: [0, 1, 2] / target_modality: 3 are the in-context classes T1, T1ce, T2 -> FLAIR."
+    from prod9.data import resolve_classes
+    c = cfg(tmp_path, "autoencoder_path: x\ntraining: {source_modalities: [0, 1, 2], target_modality: 3, lr: 0.001}\n", TransformerStageConfig)
+    names = ['T1', 'T1ce', 'T2', 'FLAIR']
+    assert resolve_classes(c.in_context.source_modalities, names, 'k') == [0, 1, 2]
+    assert resolve_classes(c.in_context.target_modalities, names, 'k') == [3] and c.training.lr == 0.001
+
+def test_loss_type_ffl_turns_on_the_focal_frequency_loss(tmp_path):
+    c = cfg(tmp_path, "model: {channels: [8, 8], levels: [5, 5, 5]}\nloss: {loss_type: ffl, focal_frequency: {alpha: 1.0}}\n", AutoencoderStageConfig)
+    assert c.loss.focal_frequency.weight == 1.0
+    assert AutoencoderFSQLightning(c.model_dump()).ffl is not None
+
+def test_every_alias_is_documented():
+    assert all(a.note for a in KEY_ALIASES)
