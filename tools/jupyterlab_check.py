@@ -88,6 +88,15 @@ def wait_changed(page, index, before, timeout_s=60):
         page.wait_for_timeout(250)
     raise AssertionError(f"widget image {index} did not change within {timeout_s} s")
 
+def accept_kernel_dialog(page) -> bool:
+    """Accept JupyterLab's "Select Kernel" dialog (its default: the notebook's own kernel) when it is open. Under load the kernel
+    list can arrive after the notebook, and JupyterLab then asks; the dialog would intercept every click (seen in CI)."""
+    dialog = page.locator('.jp-Dialog')
+    if dialog.count() and dialog.first.is_visible():
+        accept = dialog.first.locator('.jp-mod-accept')
+        if accept.count(): accept.first.click(); page.wait_for_timeout(500); return True
+    return False
+
 def run_all_cells(page, tries: int = 4, wait_s: float = 30):
     """Run > Run All Cells, until the first code cell has started (its prompt shows `[*]` or a count).
 
@@ -95,11 +104,13 @@ def run_all_cells(page, tries: int = 4, wait_s: float = 30):
     at `[ ]` and nothing ever runs (seen in CI), so the click is repeated."""
     prompt = page.locator('.jp-CodeCell .jp-InputPrompt').first
     for i in range(tries):
+        accept_kernel_dialog(page)
         page.locator('#jp-MainMenu').get_by_text('Run', exact=True).click()
         page.get_by_text('Run All Cells', exact=True).click()
         t0 = time.time()
         while time.time() - t0 < wait_s:
             if prompt.inner_text().strip() not in ('[ ]:', ''): return i + 1
+            accept_kernel_dialog(page)
             page.wait_for_timeout(250)
     raise AssertionError(f"Run All Cells clicked {tries} times, {wait_s:.0f} s apart, and the first cell never started: the kernel did not run it")
 
