@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/cli_shared.html.md"""
 
 # %% ../../nbs/51_cli_shared.ipynb #fcec574a
 from __future__ import annotations
-import argparse, errno, json, math, sys
+import argparse, errno, json, math, os, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -19,9 +19,9 @@ from ..loader import load, what_is, describe, KINDS
 from ..training.engine import make_trainer, fit_stage
 
 # %% auto #0
-__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'load_stage_config', 'print_config', 'check_args', 'begin',
-           'require_kind', 'device_from_config', 'error_line', 'run_cli', 'stage1_module', 'add_window_flags',
-           'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli']
+__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config',
+           'check_args', 'begin', 'require_kind', 'device_from_config', 'error_line', 'run_cli', 'stage1_module',
+           'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -49,9 +49,15 @@ def parse_overrides(items) -> dict:
         out[key.strip()] = value
     return out
 
+def env_overrides(env=None) -> list[str]:
+    "`KEY=VALUE` overrides from the environment variable `PROD9_SET` (separated by `;`), applied before the command line's `--set`."
+    text = (os.environ if env is None else env).get('PROD9_SET', '')
+    return [s.strip() for s in text.split(';') if s.strip()]
+
 def load_stage_config(args, schema):
-    "The command's config: `--config`, then `--set` overrides, `--output-dir` (always a string) and `--seed`, validated by `schema`."
-    over = parse_overrides(args.set)
+    """The command's config: `--config`, then the overrides of `PROD9_SET` and `--set`, `--output-dir` (always a string) and `--seed`,
+    validated by `schema`. `PROD9_SET` shrinks or moves every command of a script or a job without editing the commands."""
+    over = parse_overrides(env_overrides() + list(args.set or []))
     if args.output_dir is not None: over['output_dir'] = json.dumps(str(args.output_dir))     # quoted: `--output-dir 2024` stays a folder name
     if getattr(args, 'seed', None) is not None: over['seed'] = str(args.seed)
     return load_config(config_path(args.config), schema, overrides=over)
