@@ -291,7 +291,9 @@ class MedMNIST3DVolumes(Dataset):
         img, target = self.sets[j][i - self.offsets[j]]
         d = {'image': torch.as_tensor(img, dtype=torch.float32), 'label': int(np.asarray(target).ravel()[0]),
              'case_id': f"{self.flags[j]}_{i - self.offsets[j]:05d}", 'dataset': j}
-        if self.pad is not None: d['image'] = torch.as_tensor(self.pad(d)['image'])
+        if self.pad is not None:
+            x = self.pad(d)['image']
+            d['image'] = x.as_tensor() if hasattr(x, 'as_tensor') else torch.as_tensor(x)   # a plain tensor: a MetaTensor in a logged metric made checkpoints unloadable with weights_only
         return d
 
 # %% ../nbs/03_data.ipynb #b70e57a7

@@ -10,7 +10,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from ..io import write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
@@ -39,8 +39,7 @@ def _fit_or_eval(args, cfg, module, datasets:dict):
     train_dl, val_dl = _loader(datasets['train'], cfg, True), _loader(datasets['val'], cfg)
     if args.command == 'train':
         trainer = fit_stage(module, cfg, train=train_dl, val=val_dl, monitor='val_loss', ckpt_path=args.checkpoint)
-        print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or Path(trainer.default_root_dir) / 'last.ckpt'}")
-        return
+        report_best(cfg, trainer); return
     trainer = make_trainer(cfg, cfg.output_dir, monitor='val_loss')
     if args.command == 'validate': trainer.validate(module, val_dl)
     else: trainer.test(module, _loader(datasets['test'] if len(datasets['test']) else datasets['val'], cfg))

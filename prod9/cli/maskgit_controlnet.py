@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
 from ..io import write_nifti, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -111,7 +111,7 @@ def _main(argv) -> int:
         module = MaskGiTControlNetLightning.from_cache(cfg, info).init_from_base(base.transformer.state_dict())
         module.attach_autoencoder(load_autoencoder(ae), ds['val'])
         trainer = fit_stage(module, cfg, train=_loader(ds['train'], cfg, 'train', True), val=val_dl, monitor='val_ce', ckpt_path=args.checkpoint)
-        print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or Path(cfg.output_dir) / 'last.ckpt'}"); return 0
+        report_best(cfg, trainer); return 0
     trainer = make_trainer(cfg, cfg.output_dir, monitor='val_ce')
     if args.command == 'validate': trainer.validate(module, val_dl)
     else: trainer.test(module, _loader(ds['test'] if len(ds['test']) else ds['val'], cfg, 'test'))

@@ -6,22 +6,22 @@ Docs: https://prod9.github.io/prod9/cli_shared.html.md"""
 
 # %% ../../nbs/51_cli_shared.ipynb #fcec574a
 from __future__ import annotations
-import argparse, errno, json, math, os, sys
+import argparse, errno, json, math, os, shutil, sys
 from pathlib import Path
 import numpy as np
 import torch
 import yaml
 from ..config import load_config, config_path, ConfigError, SlidingWindowConfig, parse_yaml, yaml_error_text
 from ..data import datamodule_from_config
-from ..io import read_volume, write_nifti, VolumeError
+from ..io import read_volume, write_nifti, VolumeError, atomic_write
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..loader import load, what_is, describe, KINDS
 from ..training.engine import make_trainer, fit_stage
 
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config',
-           'check_args', 'begin', 'require_kind', 'device_from_config', 'error_line', 'run_cli', 'stage1_module',
-           'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli']
+           'check_args', 'begin', 'require_kind', 'device_from_config', 'error_line', 'run_cli', 'report_best',
+           'stage1_module', 'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -132,6 +132,15 @@ def run_cli(main_fn, prog:str, argv=None) -> int:
     except EXPECTED_ERRORS as e: print(f"{prog}: error: {error_line(e)}", file=sys.stderr); return 1
 
 # %% ../../nbs/51_cli_shared.ipynb #9f32eeff
+def report_best(cfg, trainer) -> Path:
+    "Print the run's best checkpoint (else `last.ckpt`) and copy it to the config's `export_path` when there is one (stage 2 and 3)."
+    best = Path(trainer.checkpoint_callback.best_model_path or Path(cfg.output_dir) / 'last.ckpt')
+    print(f"best checkpoint: {best}")
+    if getattr(cfg, 'export_path', None) and best.is_file():
+        out = atomic_write(cfg.export_path, lambda tmp: shutil.copyfile(best, tmp), suffix='.tmp')
+        print(f"exported {out} (a copy of {best.name}; the next stage's config reads it)")
+    return best
+
 def stage1_module(cfg, checkpoint, module_cls, export_kind:str):
     "A stage-1 module for `cfg`, with the weights of `checkpoint` (this stage's .ckpt, or its export) when given."
     m = module_cls(cfg.model_dump())

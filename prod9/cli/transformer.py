@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes
 from ..io import write_nifti, save_montage, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -110,7 +110,7 @@ def _main(argv) -> int:
     paths, dm, ae = _data(cfg)
     if args.command == 'train':
         trainer = fit_stage(_new_module(cfg, paths, ae), cfg, datamodule=dm, monitor='val_ce', ckpt_path=args.checkpoint)
-        print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path or out / 'last.ckpt'}"); return 0
+        report_best(cfg, trainer); return 0
     trainer = make_trainer(cfg, out, monitor='val_ce')
     (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
     return 0

@@ -7,7 +7,7 @@ Docs: https://prod9.github.io/prod9/diffusion_model.html.md"""
 # %% ../../nbs/31_diffusion_model.ipynb #2438cba4
 from __future__ import annotations
 from typing import Annotated
-from pydantic import Field
+from pydantic import Field, model_validator
 from ..config import StrictModel, PositiveInt, Widths
 
 # %% auto #0
@@ -23,6 +23,23 @@ class DiffusionUNetConfig(StrictModel):
     norm_num_groups: PositiveInt = 32
     resblock_updown: bool = False
     conditional: bool = False             # class (modality) conditioning through the UNet's class embedding
+
+    @model_validator(mode='after')
+    def _check(self):
+        n = len(self.num_channels)
+        for name in ('num_res_blocks', 'num_head_channels'):
+            v = getattr(self, name)
+            if isinstance(v, list) and len(v) != n: raise ValueError(f"{name} {v} needs one entry per num_channels {self.num_channels}")
+        if len(self.attention_levels) != n: raise ValueError(f"attention_levels {self.attention_levels} needs one entry per num_channels {self.num_channels}")
+        heads = self.num_head_channels if isinstance(self.num_head_channels, list) else [self.num_head_channels] * n
+        # attention at the marked levels, and always in the middle block (at the last level's width)
+        for i, (c, h, att) in enumerate(zip(self.num_channels, heads, self.attention_levels[:-1] + [True])):
+            if att and (h < 1 or c % h):
+                raise ValueError(f"num_head_channels[{i}] = {h} must divide num_channels[{i}] = {c} at a level with attention "
+                                 f"({'the middle block always has one' if i == n - 1 else 'attention_levels is true there'})")
+        for c in self.num_channels:
+            if c % self.norm_num_groups: raise ValueError(f"num_channels {self.num_channels} must be multiples of norm_num_groups = {self.norm_num_groups}")
+        return self
 
 def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, num_classes:int):
     "MONAI `DiffusionModelUNetMaisi` for latents with `latent_channels` channels."

@@ -35,6 +35,7 @@ class DiffusionStageConfig(StageConfig):
     "Config of `prod9-train-maisi-diffusion`."
     vae_path: str
     latent_cache_dir: str | None = None      # default: {output_dir}/latents
+    export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
     encode_batch_size: int = Field(2, ge=1)
     model: DiffusionUNetConfig = Field(default_factory=DiffusionUNetConfig)
     scheduler: NoiseSchedulerConfig = Field(default_factory=NoiseSchedulerConfig)

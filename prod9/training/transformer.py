@@ -68,6 +68,7 @@ class TransformerStageConfig(StageConfig):
     "Config of `prod9-train-transformer`."
     autoencoder_path: str
     token_cache_dir: str | None = None       # default: {output_dir}/tokens
+    export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
     encode_batch_size: int = Field(4, ge=1)
     model: TransformerModelConfig = Field(default_factory=TransformerModelConfig)
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
