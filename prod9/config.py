@@ -338,6 +338,7 @@ class KeyAlias:
     convert: Callable | None = None
 
 def _as_names(v): return [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+def _control_type(v): return 'mask+label' if v == 'both' else v
 
 KEY_ALIASES = [
     KeyAlias('sampler.num_steps', 'sampler.steps', 'MaskGiT decoding steps'),
@@ -349,6 +350,8 @@ KEY_ALIASES = [
              lambda v: 'constant' if v == 'mean' else v),
     KeyAlias('training.source_modalities', 'in_context.source_modalities', 'context classes; indices (0 = T1, ...) or names', _as_names),
     KeyAlias('training.target_modality', 'in_context.target_modalities', 'the class generated; an index or a name', _as_names),
+    KeyAlias('condition', 'controlnet.control_type', "the MAISI ControlNet's condition; `both` is mask and label", _control_type),
+    KeyAlias('controlnet.control_type', 'controlnet.control_type', '`both` is `mask+label`', _control_type),
 ]
 
 NOT_YET = {     # seed keys whose feature prod9 lacks: refused with the reason, never silently ignored

@@ -1,4 +1,5 @@
 """Every config shipped in prod9/configs validates; errors name file and key."""
+from pathlib import Path
 import pytest
 from prod9.config import list_configs, config_path, load_config, StageConfig, ConfigError, CONFIG_DIR
 
@@ -81,11 +82,18 @@ def test_stage_configs_validate_and_build(name):
     if schema.__name__ == 'MaskGiTControlNetStageConfig':    # reads stage 2's checkpoint and token cache, with stage 2's data
         s2name = name.replace('/stage3/controlnet', '/stage2/base')
         s2 = load_config(config_path(s2name), schema_for(s2name), env=ENV)
-        assert cfg.transformer_path.startswith(s2.output_dir) and cfg.transformer_path.endswith('.ckpt'), (cfg.transformer_path, s2.output_dir)
-        assert str(cfg.cache_dir) == str(s2.cache_dir) and cfg.data == s2.data and cfg.autoencoder_path == s2.autoencoder_path
+        if s2.export_path:      # stage 2's fixed copy of its best checkpoint, whatever --output-dir it was trained with
+            assert cfg.transformer_path == s2.export_path, (cfg.transformer_path, s2.export_path)
+        else:
+            assert cfg.transformer_path.startswith(s2.output_dir) and str(cfg.cache_dir) == str(s2.cache_dir), (cfg.transformer_path, s2.output_dir)
+        assert cfg.transformer_path.endswith('.ckpt') and cfg.data == s2.data and cfg.autoencoder_path == s2.autoencoder_path
         assert cfg.controlnet.num_layers <= s2.model.num_layers
     if schema.__name__ == 'ControlNetStageConfig':
         assert cfg.diffusion_path.endswith('.ckpt') and cfg.vae_path.endswith('.safetensors')
+        diff_cfgs = [n for n in STAGE_CONFIGS if n.startswith('maisi/') and schema_for(n).__name__ == 'DiffusionStageConfig']
+        written = {str(load_config(config_path(n), schema_for(n), env=ENV).export_path) for n in diff_cfgs}
+        written |= {str(Path(load_config(config_path(n), schema_for(n), env=ENV).output_dir) / 'best.ckpt') for n in diff_cfgs}
+        assert cfg.diffusion_path in written, (cfg.diffusion_path, written)     # a file a diffusion config writes
     if name.startswith('maisi/') and schema.__name__ != 'MAISIVAEStageConfig':   # reads the export its VAE config writes
         vae_cfgs = [n for n in STAGE_CONFIGS if n.startswith('maisi/') and schema_for(n).__name__ == 'MAISIVAEStageConfig']
         exports = {str(load_config(config_path(n), schema_for(n), env=ENV).export_file) for n in vae_cfgs}

@@ -67,3 +67,11 @@ def test_loss_type_ffl_turns_on_the_focal_frequency_loss(tmp_path):
 
 def test_every_alias_is_documented():
     assert all(a.note for a in KEY_ALIASES)
+
+def test_condition_both_is_mask_and_label(tmp_path):
+    "seed 000's MAISI ControlNet key `condition: both` is control_type mask+label, which sizes the ControlNet's condition input."
+    from prod9.training.controlnet import ControlNetStageConfig
+    from prod9.controlnet.controlnet_model import condition_channels
+    c = cfg(tmp_path, "vae_path: x\ndiffusion_path: y\ncondition: both\n", ControlNetStageConfig)
+    assert c.controlnet.control_type == 'mask+label'
+    assert condition_channels(c.controlnet) == len(c.controlnet.mask_classes)
