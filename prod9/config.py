@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr,
 __all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'KEY_ALIASES', 'NOT_YET',
            'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error',
            'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
-           'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'StageConfig', 'SafeYAMLLoader',
-           'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path',
-           'list_configs']
+           'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
+           'CheckpointConfig', 'CallbacksConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text',
+           'read_yaml', 'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -224,12 +224,29 @@ DataConfig = Annotated[Union[PhantomDataConfig, BratsDataConfig, MedMNIST3DDataC
                        Field(discriminator='source')]
 
 # %% ../nbs/00_config.ipynb #198d2bcb
+class EarlyStoppingConfig(StrictModel):
+    "Stop when the monitored validation metric has not improved by `min_delta` for `patience` validations (Lightning's `EarlyStopping`)."
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    monitor: str | None = None           # default: the metric the stage selects best.ckpt by (val_l1, val_ce, val_loss)
+
+class CheckpointConfig(StrictModel):
+    "Which checkpoints a run keeps: `best.ckpt` by the monitored metric (`save_top_k` > 1 keeps that many, as best-epoch=N.ckpt) and `last.ckpt`."
+    save_top_k: int = Field(1, ge=1)
+    monitor: str | None = None           # default: the stage's validation metric
+
+class CallbacksConfig(StrictModel):
+    "The `callbacks:` section of the seeds: checkpointing and early stopping."
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    early_stopping: EarlyStoppingConfig | None = None       # None: train for trainer.max_epochs / max_steps
+
 class StageConfig(StrictModel):
     "Sections every training stage has. Stage notebooks subclass this."
     seed: int = 42
     output_dir: str = 'outputs/run'
     data: DataConfig = Field(default_factory=PhantomDataConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
     _source: str | None = PrivateAttr(default=None)
 
     @property
@@ -356,7 +373,6 @@ KEY_ALIASES = [
 
 NOT_YET = {     # seed keys whose feature prod9 lacks: refused with the reason, never silently ignored
     'modality_processor': "token patching (patch_size) is not implemented yet (issue 19); the context length is model.max_context_length",
-    'callbacks': "checkpointing is built in (best.ckpt by the validation metric, last.ckpt); early stopping is not configurable yet",
     'data.cache_dir': "the stage-2 caches are token_cache_dir (MaskGiT) and latent_cache_dir (MAISI); stage 1 caches in memory (data.cache_rate)",
 }
 

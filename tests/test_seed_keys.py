@@ -75,3 +75,11 @@ def test_condition_both_is_mask_and_label(tmp_path):
     c = cfg(tmp_path, "vae_path: x\ndiffusion_path: y\ncondition: both\n", ControlNetStageConfig)
     assert c.controlnet.control_type == 'mask+label'
     assert condition_channels(c.controlnet) == len(c.controlnet.mask_classes)
+
+def test_callbacks_section_reaches_the_trainer(tmp_path):
+    "seed 000's `callbacks:` (checkpointing, early stopping) become Lightning's ModelCheckpoint and EarlyStopping."
+    c = cfg(tmp_path, "callbacks: {checkpoint: {save_top_k: 3}, early_stopping: {patience: 4, min_delta: 0.01}}\n", AutoencoderStageConfig)
+    t = make_trainer(c, tmp_path / 'run', monitor='val_l1')
+    assert t.checkpoint_callback.save_top_k == 3 and t.checkpoint_callback.monitor == 'val_l1'
+    es = t.early_stopping_callback
+    assert es is not None and (es.patience, es.monitor, abs(es.min_delta)) == (4, 'val_l1', 0.01)

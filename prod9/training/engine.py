@@ -142,7 +142,7 @@ class RunLock:
 
 # %% ../../nbs/40_engine.ipynb #cd6b8efa
 def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), **overrides) -> L.Trainer:
-    "A Lightning `Trainer` from `cfg.trainer`: best/last checkpoints in `output_dir`, CSV/TensorBoard logs, atomic saves."
+    "A Lightning `Trainer` from `cfg.trainer` and `cfg.callbacks`: best/last checkpoints in `output_dir`, optional early stopping, CSV/TensorBoard logs, atomic saves."
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     out = Path(output_dir)
@@ -154,10 +154,16 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
             else: print("prod9: warning: trainer.loggers names tensorboard, which is not installed: no TensorBoard logs "
                         "(pip install tensorboard)" + ('' if 'csv' in cfg.trainer.loggers else '; CSV logs only'), file=sys.stderr)
     if 'tensorboard' in cfg.trainer.loggers and not loggers: loggers.append(CSVLogger(out, name='logs'))
-    ckpt = ModelCheckpoint(dirpath=out, filename='best', monitor=monitor, mode=mode, save_last=True, save_top_k=1,
-                           enable_version_counter=False)
+    cb = cfg.callbacks
+    k = cb.checkpoint.save_top_k
+    ckpt = ModelCheckpoint(dirpath=out, filename='best' if k == 1 else 'best-{epoch:03d}', monitor=cb.checkpoint.monitor or monitor, mode=mode,
+                           save_last=True, save_top_k=k, enable_version_counter=False)
+    extra = [ckpt]
+    if (es := cb.early_stopping) is not None:
+        from lightning.pytorch.callbacks import EarlyStopping
+        extra.append(EarlyStopping(monitor=es.monitor or monitor, mode=mode, patience=es.patience, min_delta=es.min_delta))
     kw = {**cfg.trainer.trainer_kwargs(), **overrides}
-    return L.Trainer(default_root_dir=out, logger=loggers or False, callbacks=[ckpt, *callbacks], plugins=[AtomicCheckpointIO()], **kw)
+    return L.Trainer(default_root_dir=out, logger=loggers or False, callbacks=[*extra, *callbacks], plugins=[AtomicCheckpointIO()], **kw)
 
 # %% ../../nbs/40_engine.ipynb #f4d42f94
 def fit_stage(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, train=None, val=None, monitor:str='val_loss',
