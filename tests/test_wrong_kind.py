@@ -33,10 +33,10 @@ def files(tmp_path_factory):
 CASES = {
     'autoencoder': ('maskgit/phantoms/stage1/base.yaml', 'not a prod9-train-autoencoder checkpoint or an FSQ autoencoder export', 'validate vae', 'test tf', 'infer diff', 'train tf'),
     'maisi_vae': ('maisi/phantoms/vae.yaml', 'not a prod9-train-maisi-vae checkpoint or a MAISI VAE export', 'infer fsq', 'validate tf', 'train diff'),
-    'transformer': ('maskgit/phantoms/stage2/base.yaml', 'not a prod9-train-transformer checkpoint', 'generate diff', 'validate fsq'),
-    'maskgit_controlnet': ('maskgit/phantoms/stage3/controlnet.yaml', 'not a prod9-train-maskgit-controlnet checkpoint', 'generate tf', 'test diff'),
-    'maisi_diffusion': ('maisi/phantoms/diffusion.yaml', 'not a prod9-train-maisi-diffusion checkpoint', 'generate tf', 'validate vae', 'generate cn'),
-    'maisi_controlnet': ('maisi/phantoms/controlnet.yaml', 'not a prod9-train-maisi-controlnet checkpoint', 'generate diff', 'validate tf'),
+    'transformer': ('maskgit/phantoms/stage2/base.yaml', 'not a prod9-train-transformer checkpoint', 'generate diff', 'validate fsq', 'train diff'),
+    'maskgit_controlnet': ('maskgit/phantoms/stage3/controlnet.yaml', 'not a prod9-train-maskgit-controlnet checkpoint', 'generate tf', 'test diff', 'train tf'),
+    'maisi_diffusion': ('maisi/phantoms/diffusion.yaml', 'not a prod9-train-maisi-diffusion checkpoint', 'generate tf', 'validate vae', 'generate cn', 'train vae'),
+    'maisi_controlnet': ('maisi/phantoms/controlnet.yaml', 'not a prod9-train-maisi-controlnet checkpoint', 'generate diff', 'validate tf', 'train diff'),
 }
 MAINS = {'autoencoder': autoencoder.main, 'maisi_vae': maisi_vae.main, 'transformer': transformer.main, 'maskgit_controlnet': maskgit_controlnet.main,
          'maisi_diffusion': maisi_diffusion.main, 'maisi_controlnet': maisi_controlnet.main}

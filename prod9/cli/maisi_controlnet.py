@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes, mask_condition, read_mask
 from ..io import write_nifti, write_samples
-from .shared import begin, run_cli, require_kind, device_from_config, use_window_flags
+from .shared import begin, run_cli, require_kind, device_from_config, use_window_flags, check_resume
 from .maisi_diffusion import _parser, _latents, _fit_or_eval
 from ..training.cache import load_tokens
 from ..training.maisi_vae import load_vae
@@ -69,6 +69,7 @@ def _controlnet(argv) -> int:
             elif cn.control_type == 'image': write_nifti(control[i, 0].float().numpy(), out / f'sample_{i + 1:04d}_source.nii.gz', m.affine)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    check_resume(args, 'ControlNetLightning')                 # a wrong resume file fails before any encoding
     module = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning) if args.command != 'train' else None
     cfg, base = _controlnet_config(cfg)
     paths, _ = _latents(cfg, store_images=cn.control_type == 'image')

@@ -10,7 +10,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from ..io import write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best, check_resume
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
@@ -72,6 +72,7 @@ def _diffusion(argv) -> int:
             files += write_samples(vols, args.output, [f'sample_{i + 1:04d}{tag}.nii.gz' for i in range(n)], m.affine, f'samples{tag or "_unconditional"}')[0]
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    check_resume(args, 'MAISIDiffusionLightning')                 # a wrong resume file fails before any encoding
     module = load_diffusion_checkpoint(args.checkpoint) if args.command != 'train' else None     # a wrong file fails before encoding
     paths, _ = _latents(cfg)
     info = load_tokens(paths['train'])

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
 from ..io import write_nifti, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best, check_resume
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -103,6 +103,7 @@ def _main(argv) -> int:
         files = generate(cfg, use_window_flags(module, args).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    check_resume(args, 'MaskGiTControlNetLightning')                 # a wrong resume file fails before any encoding
     module = load_maskgit_controlnet_checkpoint(args.checkpoint) if args.command != 'train' else None
     cfg, base = stage3_config(cfg)
     paths, ds, info, ae = _data(cfg, base)

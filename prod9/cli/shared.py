@@ -20,8 +20,9 @@ from ..training.engine import make_trainer, fit_stage
 
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config',
-           'check_args', 'begin', 'require_kind', 'device_from_config', 'error_line', 'run_cli', 'report_best',
-           'stage1_module', 'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli']
+           'check_args', 'begin', 'require_kind', 'check_resume', 'device_from_config', 'error_line', 'run_cli',
+           'report_best', 'stage1_module', 'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer',
+           'stage1_cli']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -100,6 +101,11 @@ def require_kind(cfg, key:str, kind:str) -> Path:
     return path
 
 # %% ../../nbs/51_cli_shared.ipynb #8ada57e1
+def check_resume(args, kind:str):
+    "`train --checkpoint FILE` resumes this stage's run: FILE must be a `kind` checkpoint, checked before any encoding or training starts."
+    if args.command == 'train' and args.checkpoint and (got := what_is(args.checkpoint)) != kind:
+        raise ValueError(f"{args.checkpoint}: {describe(got)}, not {describe(kind)}; train --checkpoint resumes a run of this stage")
+
 def device_from_config(cfg) -> torch.device:
     "The device `trainer.accelerator`/`trainer.devices` name, for the work a command does outside the Trainer (encoding, inference, generation)."
     t = cfg.trainer

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ..data import resolve_classes
 from ..io import write_nifti, save_montage, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best
+from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best, check_resume
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -106,6 +106,7 @@ def _main(argv) -> int:
         files = generate(cfg, use_window_flags(module, args).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    check_resume(args, 'MaskGiTLightning')                 # a wrong resume file fails before any encoding
     module = load_transformer_checkpoint(args.checkpoint) if args.command != 'train' else None    # a wrong file fails before encoding
     paths, dm, ae = _data(cfg)
     if args.command == 'train':
