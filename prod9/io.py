@@ -124,8 +124,9 @@ def _alive(pid:int) -> bool:
 
 def _remove_stale_temps(path:Path):
     "Delete temporary files for `path` left by killed prod9 processes of this host (never another live process's)."
-    for t in path.parent.glob(f'.{path.name}.prod9-*@{_HOST}.*'):
-        try: pid = int(t.name[len(path.name) + 8:].split('@')[0])
+    prefix = f'.{path.name}.prod9-'
+    for t in path.parent.glob(f'{prefix}*@{_HOST}.*'):
+        try: pid = int(t.name[len(prefix):].split('@')[0])
         except ValueError: continue
         if pid != os.getpid() and not _alive(pid): t.unlink(missing_ok=True)
 

@@ -8,11 +8,10 @@ import numpy as np, nibabel as nib, torch
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from safetensors.torch import save_file, load_file
-from safetensors import safe_open
 from prod9.io import write_nifti, _HOST
 from prod9.phantoms import make_phantom
 from prod9.training.engine import RunLock
-from prod9.cli import autoencoder, maisi_diffusion, transformer
+from prod9.cli import autoencoder
 from prod9 import preprocess
 
 TINY = """

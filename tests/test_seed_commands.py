@@ -4,7 +4,6 @@ The only changes are where the data is and how big everything is: BRATS_DATA_DIR
 folder of phantoms and MedMNIST-format files this test writes, and PROD9_SET shrinks epochs, widths and volumes; the command lines
 are the seeds' own, in the seeds' order, each seed in its own working folder. Each must exit 0 and write what the seed says."""
 import shlex
-from pathlib import Path
 import numpy as np, nibabel as nib
 import pytest
 from seed_commands import seed_commands, seed_file, SEEDS

@@ -1,7 +1,7 @@
 """The seeds' config spellings and key names (issue 23): each is accepted, and its value reaches the code that uses it."""
 import textwrap
 import pytest
-from prod9.config import load_config, config_path, CONFIG_DIR, KEY_ALIASES
+from prod9.config import load_config, KEY_ALIASES
 from prod9.training.engine import make_trainer
 from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning
 from prod9.training.maisi_vae import MAISIVAEStageConfig

@@ -6,7 +6,6 @@ Docs: https://prod9.github.io/prod9/cli_maisi_diffusion.html.md"""
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #1351870e
 from __future__ import annotations
-from pathlib import Path
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from ..io import write_samples

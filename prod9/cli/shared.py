@@ -16,7 +16,7 @@ from ..data import datamodule_from_config
 from ..io import read_volume, write_nifti, VolumeError, atomic_write
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..loader import load, what_is, describe, KINDS
-from ..training.engine import make_trainer, fit_stage
+from ..training.engine import make_trainer, fit_stage, require_resumable
 
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config',
@@ -103,8 +103,7 @@ def require_kind(cfg, key:str, kind:str) -> Path:
 # %% ../../nbs/51_cli_shared.ipynb #8ada57e1
 def check_resume(args, kind:str):
     "`train --checkpoint FILE` resumes this stage's run: FILE must be a `kind` checkpoint, checked before any encoding or training starts."
-    if args.command == 'train' and args.checkpoint and (got := what_is(args.checkpoint)) != kind:
-        raise ValueError(f"{args.checkpoint}: {describe(got)}, not {describe(kind)}; train --checkpoint resumes a run of this stage")
+    if args.command == 'train' and args.checkpoint: require_resumable(args.checkpoint, kind)
 
 def device_from_config(cfg) -> torch.device:
     "The device `trainer.accelerator`/`trainer.devices` name, for the work a command does outside the Trainer (encoding, inference, generation)."

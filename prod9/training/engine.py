@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/engine.html.md"""
 
 # %% ../../nbs/40_engine.ipynb #9ccd01f4
 from __future__ import annotations
-import contextlib, importlib.util, json, os, sys, tempfile, time
+import contextlib, importlib.util, json, os, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from ..io import atomic_write, _alive, _HOST, _prepare_target
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
            'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'make_trainer', 'fit_stage',
-           'budget_trainer_config', 'StageModule']
+           'require_resumable', 'budget_trainer_config', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -183,12 +183,16 @@ def _fit(module, cfg, out, datamodule, train, val, monitor, ckpt_path, callbacks
     trainer = make_trainer(cfg, out, monitor=monitor, callbacks=callbacks, **kw)
     fit_kw = {'datamodule': datamodule} if datamodule is not None else {'train_dataloaders': train, 'val_dataloaders': val}
     if ckpt_path:
-        from prod9.loader import what_is, describe     # resuming reads the file the safe way first, and refuses another stage's
-        if (kind := what_is(ckpt_path)) != type(module).__name__:
-            raise ValueError(f"{ckpt_path}: {describe(kind)}, not {describe(type(module).__name__)}; cannot resume from it")
+        require_resumable(ckpt_path, type(module).__name__)
         fit_kw.update(ckpt_path=str(ckpt_path), weights_only=True)
     trainer.fit(module, **fit_kw)
     return trainer
+
+def require_resumable(ckpt_path, kind:str):
+    "Resuming reads the file the safe way first (`prod9.loader.what_is`) and refuses a checkpoint that is not a `kind` run's."
+    from prod9.loader import what_is, describe
+    if (got := what_is(ckpt_path)) != kind:
+        raise ValueError(f"{ckpt_path}: {describe(got)}, not {describe(kind)}; cannot resume from it")
 
 def budget_trainer_config(accelerator:str='auto', progress:bool=False, **more) -> dict:
     "A `trainer:` section for a run bounded by a step or time budget, not epochs: no epoch limit, validation only when asked, CSV logs."
