@@ -1,22 +1,25 @@
 """Training-step speed against the machine's limit: FLOP/s achieved by the autoencoders and the transformer.
 
 For each network, one training step (forward + backward + Adam update) on a fixed batch: median step time, the FLOPs of
-forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` (convolutions, matmuls, attention), the
+forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` (convolutions, matmuls, attention: `common.flop_counter`
+adds the CPU flash-attention kernels torch's table misses), the
 achieved FLOP/s, and that as a fraction of the fp32 matmul peak measured on the same machine in the same run
 (`common.matmul_peak_flops`). A short kernel timing on a shared machine can come out low, which would inflate the
 utilisation, so the references (matmuls of 1024², 2048², 4096² and a Conv3d) are measured before, between and after the
 networks and the *highest* rate is the peak. Target (issue 7): autoencoder and transformer steps reach at least 50% of the matmul peak.
-Also our FSQ autoencoder against MONAI's `AutoencoderKlMaisi` of similar size (step time, peak memory).
+Also our FSQ autoencoder against MONAI's `AutoencoderKlMaisi` of similar size (step time, peak memory), and token patching
+(issue 19): the MaskGiT transformer's FLOPs, step time and peak memory per training step against the token grid, unpatched and
+with 2×2×2 tokens per sequence element, with the ratios measured in the same run.
 
-    python bench/bench_speed.py                   # ~2 min on 2 CPU cores
+    python bench/bench_speed.py                   # ~3 min on 2 CPU cores
+    python bench/bench_speed.py --patch-grids 24x24x18 48x48x36 --patch-batch 4 --device cuda   # BraTS's 48×48×36 (packaged config)
 """
 from __future__ import annotations
 import argparse, json, sys
 from pathlib import Path
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time, matmul_peak_flops, PeakMemory, gib
+from common import default_device, machine_info, markdown_table, median_time, matmul_peak_flops, PeakMemory, gib, flop_counter
 
 from prod9.autoencoder.autoencoder_fsq import AutoencoderFSQ
 from prod9.autoencoder.autoencoder_maisi import MAISIVAE
@@ -38,17 +41,37 @@ def measure(name, model, step, device, repeats):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     def full():
         opt.zero_grad(set_to_none=True); step(); opt.step()
-    with FlopCounterMode(display=False) as fc: step()
+    with flop_counter() as fc: step()
     flops = fc.get_total_flops()
     with PeakMemory(device) as pm: full()
     t = median_time(full, repeats=repeats, warmup=1, device=device)
     return {'network': name, 'params (M)': sum(p.numel() for p in model.parameters()) / 1e6, 'GFLOP / step (fwd+bwd)': flops / 1e9,
             'step s (median)': t, 'GFLOP/s': flops / t / 1e9, 'peak memory': gib(pm.peak), '_flops_per_s': flops / t}
 
+def patching_rows(grids, batch, device, repeats, hidden=256, layers=4, heads=4, vocab=1000) -> list[dict]:
+    "One transformer training step per token grid, with patch_size 1 and 2: FLOPs, median step time, peak memory, and the ratios."
+    rows = []
+    for grid in grids:
+        r = {'token grid': '×'.join(map(str, grid)), 'tokens': int(torch.tensor(grid).prod())}
+        for p in (1, 2):
+            torch.manual_seed(0)
+            tf = TransformerDecoder(vocab_size=vocab, latent_shape=grid, hidden_dim=hidden, num_layers=layers, num_heads=heads, patch_size=p).to(device)
+            toks = torch.randint(0, vocab, (batch, *grid), device=device); labels = torch.randint(0, 4, (batch,), device=device)
+            m = measure('', tf, tf_step(tf, toks, labels, vocab), device, repeats)
+            r[f'p={p}: sequence'] = r['tokens'] // p ** 3
+            r[f'p={p}: GFLOP / step'] = m['GFLOP / step (fwd+bwd)']; r[f'p={p}: step s'] = m['step s (median)']; r[f'p={p}: peak'] = m['peak memory']
+            del tf
+        r['FLOPs ratio p1/p2'] = r['p=1: GFLOP / step'] / r['p=2: GFLOP / step']
+        r['time ratio p1/p2'] = r['p=1: step s'] / r['p=2: step s']
+        rows.append(r)
+    return rows
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=32); p.add_argument('--batch', type=int, default=4)
     p.add_argument('--repeats', type=int, default=5); p.add_argument('--device', default=default_device())
+    p.add_argument('--patch-grids', nargs='+', default=['8x8x8', '12x12x12', '16x16x16'], help="token grids for the patching table (AxBxC)")
+    p.add_argument('--patch-batch', type=int, default=2)
     p.add_argument('--markdown'); p.add_argument('--json')
     a = p.parse_args(argv)
     dev = torch.device(a.device); torch.manual_seed(0)
@@ -90,9 +113,15 @@ def main(argv=None):
             f"this machine's limit. "
             f"Batch {a.batch} of {a.size}³; step = forward + backward + Adam; FLOPs counted by `FlopCounterMode`.\n\n"
             + markdown_table(rows) + f"\n\nFSQ autoencoder step time / AutoencoderKlMaisi step time at the same channel widths: {ratio:.2f}.")
+    grids = [tuple(int(v) for v in g.lower().split('x')) for g in a.patch_grids]
+    prow = patching_rows(grids, a.patch_batch, dev, max(1, a.repeats - 2))
+    text += ("\n\n### Token patching: transformer cost against sequence length\n\nOne training step (forward + backward + Adam) of the "
+             f"MaskGiT transformer (256 wide, 4 blocks, batch {a.patch_batch}) on token grids of growing size, with every token a sequence "
+             "element (p=1) and with 2×2×2 tokens per element (p=2, `model.patch_size: 2`, as the packaged BraTS configs). Attention grows "
+             "with the square of the sequence, so the saving grows with the grid: the ratios are measured in this run.\n\n" + markdown_table(prow))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
-    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'peak_flops': peak, 'conv_flops': conv_rate, 'references': refs, 'rows': rows}, indent=1))
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'peak_flops': peak, 'conv_flops': conv_rate, 'references': refs, 'rows': rows, 'patching': prow}, indent=1))
     return rows
 
 if __name__ == '__main__': main()

@@ -128,3 +128,16 @@ def dice(seg_net, vols, masks):
     "Dice of the lesion `seg_net` finds in `vols` against `masks`, one value per volume."
     return dice_scores(seg_net(vols).argmax(1, keepdim=True), masks)
 
+
+
+def flop_counter():
+    """`FlopCounterMode` that also counts PyTorch's CPU flash attention (`_scaled_dot_product_flash_attention_for_cpu` and its
+    backward), which torch's own table leaves out: without it a transformer's attention FLOPs on CPU count as zero."""
+    import torch.utils.flop_counter as fcm
+    from torch.utils.flop_counter import FlopCounterMode
+    aten = torch.ops.aten
+    def fwd(q, k, v, *a, out_shape=None, **kw): return fcm.sdpa_flop_count(q, k, v)
+    def bwd(g, q, k, v, *a, out_shape=None, **kw): return fcm.sdpa_backward_flop_count(g, q, k, v)
+    extra = {getattr(aten, n): f for n, f in (('_scaled_dot_product_flash_attention_for_cpu', fwd),
+                                              ('_scaled_dot_product_flash_attention_for_cpu_backward', bwd)) if hasattr(aten, n)}
+    return FlopCounterMode(display=False, custom_mapping=extra)

@@ -369,10 +369,14 @@ KEY_ALIASES = [
     KeyAlias('training.target_modality', 'in_context.target_modalities', 'the class generated; an index or a name', _as_names),
     KeyAlias('condition', 'controlnet.control_type', "the MAISI ControlNet's condition; `both` is mask and label", _control_type),
     KeyAlias('controlnet.control_type', 'controlnet.control_type', '`both` is `mask+label`', _control_type),
+    KeyAlias('modality_processor.patch_size', 'model.patch_size', 'tokens per sequence element along each axis (token patching)'),
+    KeyAlias('modality_processor.max_context_length', 'model.max_context_length', 'context volumes an in-context sequence holds'),
+    KeyAlias('modality_processor.hidden_dim', 'model.hidden_dim', "the transformer's width (one width in prod9)"),
+    KeyAlias('modality_processor.num_classes', 'model.num_classes', "the data's class count (T1, T1ce, T2, FLAIR: 4), checked"),
+    KeyAlias('modality_processor.latent_dim', 'model.latent_dim', "the autoencoder's FSQ dimensions (len(levels)), checked"),
 ]
 
 NOT_YET = {     # seed keys whose feature prod9 lacks: refused with the reason, never silently ignored
-    'modality_processor': "token patching (patch_size) is not implemented yet (issue 19); the context length is model.max_context_length",
     'data.cache_dir': "the stage-2 caches are token_cache_dir (MaskGiT) and latent_cache_dir (MAISI); stage 1 caches in memory (data.cache_rate)",
 }
 

@@ -83,3 +83,23 @@ def test_callbacks_section_reaches_the_trainer(tmp_path):
     assert t.checkpoint_callback.save_top_k == 3 and t.checkpoint_callback.monitor == 'val_l1'
     es = t.early_stopping_callback
     assert es is not None and (es.patience, es.monitor, abs(es.min_delta)) == (4, 'val_l1', 0.01)
+
+def test_modality_processor_section_builds_a_patched_in_context_transformer(tmp_path):
+    "seed 001's modality_processor: patch_size 2 and max_context_length 8 reach the network; num_classes and latent_dim are checked."
+    from prod9.config import ConfigError
+    text = """
+        autoencoder_path: x
+        model: {transformer_type: single_stream, hidden_dim: 32, num_layers: 1, num_heads: 2}
+        modality_processor: {latent_dim: 5, hidden_dim: 32, num_classes: 4, patch_size: 2, max_context_length: 8}
+        """
+    c = cfg(tmp_path, text, TransformerStageConfig)
+    info = {'vocab_size': 15360, 'grid': [4, 4, 4], 'class_names': ['T1', 'T1ce', 'T2', 'FLAIR'], 'affine': None, 'levels': [8, 8, 8, 6, 5]}
+    net = MaskGiTLightning.from_cache(c, info).transformer
+    assert net.processor.patch_size == 2 and net.processor.max_context_length == 8 and net.processor.patcher is not None
+    import torch
+    x, _, start = net.processor(torch.zeros(1, 4, 4, 4, dtype=torch.long), torch.tensor([3]))
+    assert x.shape[1] == 1 + 8                                     # label token + 2x2x2 patches of the 4x4x4 grid
+    with pytest.raises(ConfigError, match='model.num_classes: 4 classes configured, but the data has 2'):
+        MaskGiTLightning.from_cache(c, {**info, 'class_names': ['T1', 'T2']})
+    with pytest.raises(ConfigError, match=r'model.latent_dim: latent_dim 5 configured, but the autoencoder quantises 3 dimensions'):
+        MaskGiTLightning.from_cache(c, {**info, 'levels': [8, 8, 8]})

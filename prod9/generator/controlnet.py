@@ -45,7 +45,8 @@ class MaskGiTControlNet(nn.Module):
         if n > len(base.blocks): raise ValueError(f"controlnet.num_layers={n}, but the stage-2 transformer has {len(base.blocks)} blocks")
         D = base.tok_emb.embedding_dim
         self.control_channels, self.downsample_factor, self.latent_shape = control_channels, downsample_factor, base.latent_shape
-        self.embed = ConditionEmbedding(control_channels, D, downsample_factor, len(base.latent_shape), embed_channels)
+        # one vector per sequence element: per token, or per group of p³ tokens when the base is patched (p·f voxels a side)
+        self.embed = ConditionEmbedding(control_channels, D, downsample_factor * getattr(base, 'patch_size', 1), len(base.latent_shape), embed_channels)
         self.blocks = copy.deepcopy(base.blocks[:n])                  # initialised from the trained stage-2 blocks
         self.zero_out = nn.ModuleList([nn.Linear(D, D) for _ in range(n)])
         for z in self.zero_out: nn.init.zeros_(z.weight); nn.init.zeros_(z.bias)

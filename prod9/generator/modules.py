@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['sincos_pos_embed', 'modulate', 'AdaLNZeroBlock']
+__all__ = ['sincos_pos_embed', 'modulate', 'AdaLNZeroBlock', 'TokenPatcher']
 
 # %% ../../nbs/20_modules.ipynb #0b552055
 def sincos_pos_embed(grid_shape:Sequence[int], dim:int, temperature:float=10000.) -> torch.Tensor:
@@ -59,3 +59,41 @@ class AdaLNZeroBlock(nn.Module):
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(c)[:, None].chunk(6, dim=-1)
         x = x + g1 * self.attention(modulate(self.norm1(x), sh1, sc1), key_mask)
         return x + g2 * self.mlp(modulate(self.norm2(x), sh2, sc2))
+
+# %% ../../nbs/20_modules.ipynb #d99c48dd
+class TokenPatcher(nn.Module):
+    "Groups of p³ (3D) or p² (2D) neighbouring tokens as one sequence element: `embed` (B, *grid, D) → (B, N/pⁿ, D), `unembed` back to (B, *grid, D)."
+    def __init__(self, hidden_dim:int, patch_size:int, spatial_dims:int):
+        super().__init__()
+        if patch_size < 1: raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+        self.p, self.nd, k = patch_size, spatial_dims, patch_size ** spatial_dims
+        self.inp, self.out = nn.Linear(k * hidden_dim, hidden_dim), nn.Linear(hidden_dim, k * hidden_dim)
+
+    def grid(self, grid:Sequence[int]) -> tuple[int, ...]:
+        "The patched grid of a token grid; a clear error when an axis is not a multiple of p."
+        if len(grid) != self.nd or any(s % self.p for s in grid):
+            raise ValueError(f"token grid {tuple(grid)} is not divisible by patch_size={self.p} on every axis; choose a volume "
+                             f"size (roi_size) whose token grid is a multiple of {self.p}, or model.patch_size 1")
+        return tuple(s // self.p for s in grid)
+
+    def _split(self, x):       # (B, *grid, D) → (B, *pgrid, p, ..., p, D) → (B, Np, pⁿ·D)
+        B, grid, D, p = x.shape[0], x.shape[1:-1], x.shape[-1], self.p
+        x = x.reshape(B, *[v for s in grid for v in (s // p, p)], D)
+        nd = len(grid)
+        x = x.permute(0, *range(1, 2 * nd, 2), *range(2, 2 * nd + 1, 2), 2 * nd + 1)
+        return x.reshape(B, -1, p ** nd * D)
+
+    def embed(self, x:torch.Tensor) -> torch.Tensor:
+        "Token embeddings (B, *grid, D) → patch embeddings (B, Np, D), row-major over the patched grid."
+        self.grid(x.shape[1:-1])
+        return self.inp(self._split(x))
+
+    def _merge(self, y, grid):  # (B, Np, pⁿ·D) → (B, *grid, D), the inverse of `_split`
+        B, p, nd, pg = y.shape[0], self.p, self.nd, self.grid(grid)
+        y = y.reshape(B, *pg, *([p] * nd), -1)
+        y = y.permute(0, *[v for i in range(nd) for v in (1 + i, 1 + nd + i)], 2 * nd + 1)
+        return y.reshape(B, *grid, -1)
+
+    def unembed(self, x:torch.Tensor, grid:Sequence[int]) -> torch.Tensor:
+        "Patch outputs (B, Np, D) → per-token vectors (B, *grid, D): one linear layer, then each of the pⁿ slices to its token."
+        return self._merge(self.out(x), grid)

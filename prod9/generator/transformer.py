@@ -10,7 +10,7 @@ import math
 from typing import Sequence
 import torch
 from torch import nn
-from .modules import sincos_pos_embed, modulate, AdaLNZeroBlock
+from .modules import sincos_pos_embed, modulate, AdaLNZeroBlock, TokenPatcher
 
 # %% auto #0
 __all__ = ['TransformerDecoder', 'ModalityProcessor', 'TransformerDecoderSingleStream']
@@ -21,13 +21,15 @@ class TransformerDecoder(nn.Module):
     def __init__(self, vocab_size:int,                 # codebook size of the stage-1 autoencoder
                  latent_shape:Sequence[int],            # token grid, e.g. (8, 8, 8)
                  num_modalities:int=4,                  # condition labels 0..num_modalities-1; num_modalities = unconditional
-                 hidden_dim:int=512, num_layers:int=12, num_heads:int=8, ffn_dim:int|None=None, dropout:float=0.0):
+                 hidden_dim:int=512, num_layers:int=12, num_heads:int=8, ffn_dim:int|None=None, dropout:float=0.0,
+                 patch_size:int=1):                     # p > 1: p³ (p² in 2D) tokens per sequence element (`TokenPatcher`)
         super().__init__()
         self.vocab_size, self.latent_shape, self.num_modalities = vocab_size, tuple(latent_shape), num_modalities
-        self.mask_token_id, self.null_label = vocab_size, num_modalities
+        self.mask_token_id, self.null_label, self.patch_size = vocab_size, num_modalities, patch_size
         self.tok_emb = nn.Embedding(vocab_size + 1, hidden_dim)
         self.cond_emb = nn.Embedding(num_modalities + 1, hidden_dim)
-        self.register_buffer('pos_emb', sincos_pos_embed(self.latent_shape, hidden_dim), persistent=False)
+        self.patcher = TokenPatcher(hidden_dim, patch_size, len(self.latent_shape)) if patch_size > 1 else None
+        self.register_buffer('pos_emb', sincos_pos_embed(self.seq_grid(self.latent_shape), hidden_dim), persistent=False)
         self.blocks = nn.ModuleList([AdaLNZeroBlock(hidden_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers)])
         self.norm_out = nn.LayerNorm(hidden_dim, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden_dim, 2 * hidden_dim))
@@ -35,8 +37,24 @@ class TransformerDecoder(nn.Module):
         nn.init.normal_(self.tok_emb.weight, std=0.02); nn.init.normal_(self.cond_emb.weight, std=0.02)
         nn.init.zeros_(self.ada_out[1].weight); nn.init.zeros_(self.ada_out[1].bias)
 
+    def seq_grid(self, grid) -> tuple[int, ...]:
+        "The grid of sequence elements for a token grid: the token grid itself, or the patched grid."
+        return self.patcher.grid(grid) if self.patcher is not None else tuple(grid)
+
     def pos(self, grid) -> torch.Tensor:
-        return self.pos_emb if tuple(grid) == self.latent_shape else sincos_pos_embed(grid, self.pos_emb.shape[1]).to(self.pos_emb)
+        "Position embeddings of a token grid's sequence elements."
+        g = self.seq_grid(grid)
+        return self.pos_emb if tuple(grid) == self.latent_shape else sincos_pos_embed(g, self.pos_emb.shape[1]).to(self.pos_emb)
+
+    def tokens_in(self, tokens:torch.Tensor) -> torch.Tensor:
+        "Token embeddings as a sequence (B, N, D): one element per token, or per group of pⁿ tokens."
+        e = self.tok_emb(tokens.long())
+        return self.patcher.embed(e) if self.patcher is not None else e.flatten(1, -2)
+
+    def logits_out(self, x:torch.Tensor, grid) -> torch.Tensor:
+        "Sequence outputs (B, N, D) → logits (B, *grid, vocab_size), through the per-position unpatching when patched."
+        if self.patcher is not None: return self.head(self.patcher.unembed(x, grid))
+        return self.head(x).view(x.shape[0], *grid, self.vocab_size)
 
     def _check(self, tokens):
         if tokens.dtype not in (torch.int64, torch.int32) or tokens.ndim != len(self.latent_shape) + 1:
@@ -54,7 +72,7 @@ class TransformerDecoder(nn.Module):
         B, grid = tokens.shape[0], tokens.shape[1:]
         if labels is None: labels = torch.full((B,), self.null_label, device=tokens.device, dtype=torch.long)
         c = self.cond_emb(labels.long())
-        return self.tok_emb(tokens.flatten(1).long()) + self.pos(grid) + c[:, None], c     # the condition also enters every token directly
+        return self.tokens_in(tokens) + self.pos(grid) + c[:, None], c     # the condition also enters every token directly
 
     def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, block_residuals:Sequence[torch.Tensor]|None=None) -> torch.Tensor:
         """`tokens` (B, *grid) with `mask_token_id` at masked positions, `labels` (B,) → logits (B, *grid, vocab_size).
@@ -67,24 +85,27 @@ class TransformerDecoder(nn.Module):
             x = blk(x, c)
             if i < len(res): x = x + res[i]
         sh, sc = self.ada_out(c)[:, None].chunk(2, dim=-1)
-        return self.head(modulate(self.norm_out(x), sh, sc)).view(B, *grid, self.vocab_size)
+        return self.logits_out(modulate(self.norm_out(x), sh, sc), grid)
 
 # %% ../../nbs/21_transformer.ipynb #03c7b02e
 class ModalityProcessor(nn.Module):
     "Embeds (label, token grid) context pairs and the target grid into one sequence, with a key mask for absent contexts."
-    def __init__(self, vocab_size:int, hidden_dim:int, num_classes:int, latent_shape:Sequence[int], max_context_length:int=4):
+    def __init__(self, vocab_size:int, hidden_dim:int, num_classes:int, latent_shape:Sequence[int], max_context_length:int=4, patch_size:int=1):
         super().__init__()
         self.vocab_size, self.num_classes, self.latent_shape, self.max_context_length = vocab_size, num_classes, tuple(latent_shape), max_context_length
+        self.patch_size = patch_size
         self.tok_emb = nn.Embedding(vocab_size + 1, hidden_dim)
         self.label_emb = nn.Embedding(num_classes + 1, hidden_dim)
         self.segment_emb = nn.Embedding(2, hidden_dim)          # 0 = context, 1 = target
-        self.register_buffer('pos_emb', sincos_pos_embed(self.latent_shape, hidden_dim), persistent=False)
+        self.patcher = TokenPatcher(hidden_dim, patch_size, len(self.latent_shape)) if patch_size > 1 else None
+        self.register_buffer('pos_emb', sincos_pos_embed(self.seq_grid(self.latent_shape), hidden_dim), persistent=False)
         for e in (self.tok_emb, self.label_emb, self.segment_emb): nn.init.normal_(e.weight, std=0.02)
 
+    seq_grid, pos, tokens_in = TransformerDecoder.seq_grid, TransformerDecoder.pos, TransformerDecoder.tokens_in    # the same patching
+
     def segment(self, tokens, labels, kind:int):
-        "(B, *grid) tokens + (B,) labels → (B, 1 + N, D): the label token, then the grid."
-        pos = self.pos_emb if tuple(tokens.shape[1:]) == self.latent_shape else sincos_pos_embed(tokens.shape[1:], self.pos_emb.shape[1]).to(self.pos_emb)
-        x = self.tok_emb(tokens.flatten(1).long()) + pos
+        "(B, *grid) tokens + (B,) labels → (B, 1 + N, D): the label token, then the grid (N sequence elements: tokens or patches)."
+        x = self.tokens_in(tokens) + self.pos(tokens.shape[1:])
         x = torch.cat([self.label_emb(labels.long())[:, None], x], dim=1)
         return x + self.segment_emb.weight[kind]
 
@@ -99,7 +120,7 @@ class ModalityProcessor(nn.Module):
             if context_labels is None or context_labels.shape != (B, M):
                 raise ValueError(f"context_labels must be (B, M) = ({B}, {M}), got {None if context_labels is None else tuple(context_labels.shape)}")
             cm = torch.ones(B, M, dtype=torch.bool, device=target_tokens.device) if context_mask is None else context_mask.bool()
-            n = 1 + math.prod(context_tokens.shape[2:])
+            n = 1 + math.prod(self.seq_grid(context_tokens.shape[2:]))
             for j in range(M):
                 segs.append(self.segment(context_tokens[:, j], context_labels[:, j], 0))
                 keys.append(cm[:, j:j + 1].expand(B, n))
@@ -112,11 +133,11 @@ class ModalityProcessor(nn.Module):
 class TransformerDecoderSingleStream(nn.Module):
     "In-context masked-token transformer: context (label, tokens) pairs and the masked target in one sequence; logits for the target."
     def __init__(self, vocab_size:int, latent_shape:Sequence[int], num_modalities:int=4, hidden_dim:int=512, num_layers:int=12,
-                 num_heads:int=8, ffn_dim:int|None=None, dropout:float=0.0, max_context_length:int=4):
+                 num_heads:int=8, ffn_dim:int|None=None, dropout:float=0.0, max_context_length:int=4, patch_size:int=1):
         super().__init__()
         self.vocab_size, self.latent_shape, self.num_modalities = vocab_size, tuple(latent_shape), num_modalities
-        self.mask_token_id, self.null_label = vocab_size, num_modalities
-        self.processor = ModalityProcessor(vocab_size, hidden_dim, num_modalities, latent_shape, max_context_length)
+        self.mask_token_id, self.null_label, self.patch_size = vocab_size, num_modalities, patch_size
+        self.processor = ModalityProcessor(vocab_size, hidden_dim, num_modalities, latent_shape, max_context_length, patch_size)
         self.cond_emb = nn.Embedding(num_modalities + 1, hidden_dim)
         self.blocks = nn.ModuleList([AdaLNZeroBlock(hidden_dim, num_heads, ffn_dim, dropout) for _ in range(num_layers)])
         self.norm_out = nn.LayerNorm(hidden_dim, elementwise_affine=False, eps=1e-6)
@@ -141,4 +162,5 @@ class TransformerDecoderSingleStream(nn.Module):
         for blk in self.blocks: x = blk(x, c, km)
         sh, sc = self.ada_out(c)[:, None].chunk(2, dim=-1)
         x = modulate(self.norm_out(x[:, start + 1:]), sh, sc)
+        if self.processor.patcher is not None: x = self.processor.patcher.unembed(x, grid)
         return self.head(x).view(B, *grid, self.vocab_size)

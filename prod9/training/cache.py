@@ -141,7 +141,7 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
     wrapper = AutoencoderInferenceWrapper(ae, sw_cfg)
     meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg),
             'downsample_factor': ae.downsample_factor, 'source': data_cfg.source,
-            **({'latent_channels': ae.latent_channels} if latents else {'vocab_size': ae.codebook_size})}
+            **({'latent_channels': ae.latent_channels} if latents else {'vocab_size': ae.codebook_size, 'levels': list(ae.levels)})}
     datasets = split_datasets(dm)
     for s in names:
         ds = datasets.get(s)

@@ -35,6 +35,9 @@ class TransformerModelConfig(StrictModel):
     ffn_dim: int | None = None
     dropout: float = Field(0.0, ge=0, lt=1)
     max_context_length: int = Field(4, ge=1)
+    patch_size: int = Field(1, ge=1)        # p > 1: p³ tokens (p² in 2D) per sequence element; the token grid must be divisible by p
+    num_classes: int | None = Field(None, ge=1)    # seed 001's modality_processor.num_classes: the data's class count, checked when given
+    latent_dim: int | None = Field(None, ge=1)     # seed 001's modality_processor.latent_dim: the autoencoder's FSQ dimensions, checked when given
 
 class MaskingConfig(StrictModel):
     schedule: Schedule = 'cosine'
@@ -85,11 +88,23 @@ class TransformerStageConfig(StageConfig):
 def build_transformer(cfg:TransformerModelConfig, vocab_size:int, latent_shape, num_classes:int):
     "The stage-2 network for `cfg.transformer_type`."
     kw = dict(vocab_size=vocab_size, latent_shape=tuple(latent_shape), num_modalities=num_classes, hidden_dim=cfg.hidden_dim,
-              num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim, dropout=cfg.dropout)
+              num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim, dropout=cfg.dropout, patch_size=cfg.patch_size)
     if cfg.transformer_type == 'label': return TransformerDecoder(**kw)
     return TransformerDecoderSingleStream(**kw, max_context_length=cfg.max_context_length)
 
 CONTEXT_KEYS = ('context_tokens', 'context_labels', 'context_mask')
+
+def _check_fits(m:TransformerModelConfig, info:dict, file=None):
+    "The seed's `modality_processor` facts (`num_classes`, `latent_dim`), when given, must match the data and the autoencoder."
+    from prod9.config import ConfigError
+    n = len(info.get('class_names') or []) or 1
+    if m.num_classes is not None and m.num_classes != n:
+        raise ConfigError(f"{m.num_classes} classes configured, but the data has {n} ({', '.join(info.get('class_names') or ['image'])}); "
+                          f"set it to {n} or remove it", file, 'model.num_classes')
+    levels = info.get('levels')
+    if m.latent_dim is not None and levels is not None and m.latent_dim != len(levels):
+        raise ConfigError(f"latent_dim {m.latent_dim} configured, but the autoencoder quantises {len(levels)} dimensions (levels {list(levels)}); "
+                          f"set it to {len(levels)} or remove it", file, 'model.latent_dim')
 
 class MaskGiTLightning(StageModule):
     "Trains a masked-token transformer on cached tokens; validation CE/accuracy and optional sample statistics."
@@ -109,6 +124,8 @@ class MaskGiTLightning(StageModule):
     def from_cache(cls, cfg, cache, **kw):
         "The module for stage config `cfg`, sized by a token cache (a path, or what `load_tokens` read): vocabulary, grid, classes, affine."
         info = cache if isinstance(cache, dict) else load_tokens(cache)
+        _check_fits(cfg.model if hasattr(cfg, 'model') else TransformerModelConfig.model_validate(cfg.get('model', {})), info,
+                    getattr(cfg, 'source_file', None))
         return cls(cfg, info['vocab_size'], info['grid'], info['class_names'], info['affine'], **kw)
 
     @property
