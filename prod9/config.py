@@ -18,8 +18,9 @@ __all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfi
            'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error',
            'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
            'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
-           'CheckpointConfig', 'CallbacksConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text',
-           'read_yaml', 'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path', 'list_configs']
+           'CheckpointConfig', 'CallbacksConfig', 'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader',
+           'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path',
+           'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -240,6 +241,19 @@ class CallbacksConfig(StrictModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig | None = None       # None: train for trainer.max_epochs / max_steps
 
+class EMAConfig(StrictModel):
+    "An exponential moving average of the weights (Lightning's `WeightAveraging`): validated, saved in checkpoints and exports, used for generation."
+    enabled: bool = False
+    decay: float = Field(0.999, ge=0, lt=1)      # ema ← decay · ema + (1 − decay) · weights, after every optimiser step
+    start_step: int = Field(0, ge=0)             # optimiser steps before the average starts following the weights
+
+class CompileConfig(StrictModel):
+    "`torch.compile` of the stage's Lightning module for training (Lightning unwraps it for checkpoints)."
+    enabled: bool = False
+    mode: Literal['default', 'reduce-overhead', 'max-autotune'] | None = None
+    backend: str = 'inductor'                    # 'inductor' needs a C++ compiler on CPU (and Triton on CUDA); 'aot_eager' needs neither
+    dynamic: bool | None = None
+
 class StageConfig(StrictModel):
     "Sections every training stage has. Stage notebooks subclass this."
     seed: int = 42
@@ -247,6 +261,8 @@ class StageConfig(StrictModel):
     data: DataConfig = Field(default_factory=PhantomDataConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    compile: CompileConfig = Field(default_factory=CompileConfig)
     _source: str | None = PrivateAttr(default=None)
 
     @property

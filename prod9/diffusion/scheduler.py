@@ -13,7 +13,7 @@ from monai.networks.schedulers import RFlowScheduler, DDPMScheduler
 from ..config import StrictModel
 
 # %% auto #0
-__all__ = ['NoiseSchedulerConfig', 'make_noise_scheduler', 'training_target', 'RectifiedFlowSchedulerRF']
+__all__ = ['NoiseSchedulerConfig', 'make_noise_scheduler', 'training_target', 'min_snr_weight', 'RectifiedFlowSchedulerRF']
 
 # %% ../../nbs/30_diffusion_scheduler.ipynb #bdbdd5e5
 class NoiseSchedulerConfig(StrictModel):
@@ -44,6 +44,19 @@ def training_target(cfg:NoiseSchedulerConfig, scheduler, x0, noise, t):
     if cfg.prediction_type == 'epsilon': return noise
     if cfg.prediction_type == 'v_prediction': return scheduler.get_velocity(x0, noise, t)
     return x0
+
+# %% ../../nbs/30_diffusion_scheduler.ipynb #ba6aded7
+def min_snr_weight(cfg:NoiseSchedulerConfig, scheduler, t:torch.Tensor, gamma:float) -> torch.Tensor:
+    "Per-sample loss weights (B,) of Min-SNR-γ for timesteps `t` (B,), for the strategy and prediction type of `cfg`."
+    if cfg.strategy == 'rflow':
+        s = (t.float() / scheduler.num_train_timesteps).clamp(1e-6, 1.0)
+        return torch.minimum((1 - s) ** 2, gamma * s ** 2)
+    ac = scheduler.alphas_cumprod.to(t.device)[t.long()]
+    snr = ac / (1 - ac).clamp_min(1e-12)
+    clipped = snr.clamp(max=gamma)
+    if cfg.prediction_type == 'epsilon': return clipped / snr
+    if cfg.prediction_type == 'v_prediction': return clipped / (snr + 1)
+    return clipped
 
 # %% ../../nbs/30_diffusion_scheduler.ipynb #81219294
 class RectifiedFlowSchedulerRF(RFlowScheduler):

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet
-from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target
+from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target, min_snr_weight
 from ..diffusion.sampling import sample_latents
 from .cache import load_tokens
 from .engine import StageModule, lr_schedule_entry
@@ -30,6 +30,7 @@ class DiffusionOptimConfig(LRScheduleConfig):
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(100, ge=0)      # linear LR warm-up (the usual cure for NaNs early in diffusion training)
     loss: Literal['l1', 'mse'] = 'l1'
+    min_snr_gamma: float | None = Field(None, gt=0)    # Min-SNR-γ loss weighting (MedGen: 5); None = every timestep weighs 1
 
 class DiffusionStageConfig(StageConfig):
     "Config of `prod9-train-maisi-diffusion`."
@@ -130,7 +131,10 @@ def diffusion_loss(self:MAISIDiffusionLightning, batch, generator=None):
     pred = self.predict(x_t, t, batch)
     target = training_target(self.cfg.scheduler, self.noise_scheduler, x0, noise, t)
     f = torch.nn.functional.l1_loss if self.cfg.training.loss == 'l1' else torch.nn.functional.mse_loss
-    return f(pred.float(), target.float())
+    gamma = self.cfg.training.min_snr_gamma
+    if gamma is None: return f(pred.float(), target.float())
+    per_sample = f(pred.float(), target.float(), reduction='none').flatten(1).mean(1)
+    return (min_snr_weight(self.cfg.scheduler, self.noise_scheduler, t, gamma) * per_sample).mean()
 
 @patch
 def training_step(self:MAISIDiffusionLightning, batch, batch_idx):

@@ -18,8 +18,8 @@ from ..io import atomic_write, _alive, _HOST, _prepare_target
 
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
-           'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'make_trainer', 'fit_stage',
-           'require_resumable', 'budget_trainer_config', 'StageModule']
+           'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'EMAWeights', 'make_trainer',
+           'fit_stage', 'require_resumable', 'budget_trainer_config', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -140,6 +140,17 @@ class RunLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
+# %% ../../nbs/40_engine.ipynb #37209516
+from lightning.pytorch.callbacks import WeightAveraging
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+class EMAWeights(WeightAveraging):
+    "Lightning's `WeightAveraging` as an EMA with `decay`, following the weights from optimiser step `start_step` on."
+    def __init__(self, decay:float=0.999, start_step:int=0):
+        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.decay, self.start_step = decay, start_step
+    def should_update(self, step_idx=None, epoch_idx=None) -> bool: return step_idx is not None and step_idx >= self.start_step
+
 # %% ../../nbs/40_engine.ipynb #cd6b8efa
 def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), **overrides) -> L.Trainer:
     "A Lightning `Trainer` from `cfg.trainer` and `cfg.callbacks`: best/last checkpoints in `output_dir`, optional early stopping, CSV/TensorBoard logs, atomic saves."
@@ -158,7 +169,7 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
     k = cb.checkpoint.save_top_k
     ckpt = ModelCheckpoint(dirpath=out, filename='best' if k == 1 else 'best-{epoch:03d}', monitor=cb.checkpoint.monitor or monitor, mode=mode,
                            save_last=True, save_top_k=k, enable_version_counter=False)
-    extra = [ckpt]
+    extra = [ckpt] + ([EMAWeights(cfg.ema.decay, cfg.ema.start_step)] if cfg.ema.enabled else [])
     if (es := cb.early_stopping) is not None:
         from lightning.pytorch.callbacks import EarlyStopping
         extra.append(EarlyStopping(monitor=es.monitor or monitor, mode=mode, patience=es.patience, min_delta=es.min_delta))
@@ -185,7 +196,9 @@ def _fit(module, cfg, out, datamodule, train, val, monitor, ckpt_path, callbacks
     if ckpt_path:
         require_resumable(ckpt_path, type(module).__name__)
         fit_kw.update(ckpt_path=str(ckpt_path), weights_only=True)
-    trainer.fit(module, **fit_kw)
+    c = cfg.compile
+    # Lightning unwraps a compiled module: its steps run compiled, checkpoints hold the plain module's keys
+    trainer.fit(torch.compile(module, mode=c.mode, backend=c.backend, dynamic=c.dynamic) if c.enabled else module, **fit_kw)
     return trainer
 
 def require_resumable(ckpt_path, kind:str):
