@@ -50,7 +50,7 @@ def test_round_trip(cli, runs):
         r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp / name,
                 '--num-samples', 2, '--modality', 'FLAIR', '--seed', seed)
         assert r.returncode == 0, r.stderr[-3000:]
-        assert sorted(p.name for p in (tmp / name).iterdir()) == ['controlled_FLAIR.png', 'sample_0001_FLAIR.nii.gz', 'sample_0001_mask.nii.gz',
+        assert sorted(p.name for p in (tmp / name).iterdir()) == ['controlled_FLAIR.png', 'manifest.csv', 'sample_0001_FLAIR.nii.gz', 'sample_0001_mask.nii.gz',
                                                                   'sample_0002_FLAIR.nii.gz', 'sample_0002_mask.nii.gz']
         outs[name] = np.stack([nib.load(tmp / name / f'sample_000{i}_FLAIR.nii.gz').get_fdata() for i in (1, 2)])
     np.testing.assert_array_equal(outs['a'], outs['b']); assert not np.array_equal(outs['a'], outs['c'])

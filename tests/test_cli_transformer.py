@@ -40,7 +40,7 @@ def test_label_conditional_round_trip(cli, tmp_path, ae_path):
         r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp_path / name,
                 '--num-samples', 2, '--modality', 'T1', '--seed', seed)
         assert r.returncode == 0, r.stderr[-3000:]
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ['sample_0001_T1.nii.gz', 'sample_0002_T1.nii.gz', 'samples_T1.png']
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ['manifest.csv', 'sample_0001_T1.nii.gz', 'sample_0002_T1.nii.gz', 'samples_T1.png']
         outs[name] = np.stack([nib.load(tmp_path / name / f'sample_000{i}_T1.nii.gz').get_fdata() for i in (1, 2)])
     assert outs['a'].shape == (2, 16, 16, 16) and 0 <= outs['a'].min() and outs['a'].max() <= 1
     np.testing.assert_array_equal(outs['a'], outs['b'])               # same seed, same volumes

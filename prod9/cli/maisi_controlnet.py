@@ -6,12 +6,9 @@ Docs: https://prod9.github.io/prod9/cli_maisi_controlnet.html.md"""
 
 # %% ../../nbs/57_cli_maisi_controlnet.ipynb #791582fa
 from __future__ import annotations
-from pathlib import Path
-import numpy as np
 import torch
 from ..data import resolve_classes, mask_condition, read_mask
-from ..io import write_nifti, write_samples
-from .shared import begin, run_cli, require_kind, device_from_config, use_window_flags, check_resume
+from .shared import begin, run_cli, require_kind, device_from_config, use_window_flags, check_resume, generate_batches
 from .maisi_diffusion import _parser, _latents, _fit_or_eval
 from ..training.cache import load_tokens
 from ..training.maisi_vae import load_vae
@@ -58,15 +55,17 @@ def _controlnet(argv) -> int:
             items = [ds[i % len(ds)] for i in range(n)]
             control = torch.stack([it['control'] for it in items])
             seg = torch.stack([it['seg'] for it in items]) if 'mask' in cn.control_type else None
-        z = m.generate_latents(n, None if label is None else [label] * n, seed=args.seed or 0, num_inference_steps=args.num_inference_steps,
-                               control=control, conditioning_scale=args.conditioning_scale)
-        vols = m.decode(z).cpu()
         tag = '' if label is None else f'_{names[label]}'
-        out = Path(args.output)
-        files, _ = write_samples(vols, out, [f'sample_{i + 1:04d}{tag}.nii.gz' for i in range(n)], m.affine, f'controlled{tag}', seg=None if seg is None else seg[0, 0])
-        for i in range(n):
-            if seg is not None: write_nifti(seg[i, 0].numpy().astype(np.int16), out / f'sample_{i + 1:04d}_mask.nii.gz', m.affine)
-            elif cn.control_type == 'image': write_nifti(control[i, 0].float().numpy(), out / f'sample_{i + 1:04d}_source.nii.gz', m.affine)
+        beside = 'mask' if seg is not None else 'source' if cn.control_type == 'image' else None      # written with each sample
+        def make(start, count, s):
+            sl = slice(start, start + count)
+            z = m.generate_latents(count, None if label is None else [label] * count, seed=s, num_inference_steps=args.num_inference_steps,
+                                   control=None if control is None else control[sl], conditioning_scale=args.conditioning_scale)
+            return [m.decode(z).cpu()] + ([seg[sl].to(torch.int16)] if beside == 'mask' else [control[sl].float()] if beside else [])
+        files = generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}{tag}.nii.gz'] + ([f'sample_{i + 1:04d}_{beside}.nii.gz'] if beside else []),
+                                 make, seed=args.seed or 0, label=tag[1:], checkpoint=args.checkpoint, affine=m.affine, montage=f'controlled{tag}',
+                                 montage_seg=None if seg is None else seg[0, 0])
+        files = [f for f in files if not f.name.endswith(f'_{beside}.nii.gz')] if beside else files
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'ControlNetLightning')                 # a wrong resume file fails before any encoding

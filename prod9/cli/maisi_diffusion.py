@@ -8,8 +8,8 @@ Docs: https://prod9.github.io/prod9/cli_maisi_diffusion.html.md"""
 from __future__ import annotations
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
-from ..io import write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best, check_resume
+from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
+                              check_resume, generate_batches)
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
@@ -65,10 +65,12 @@ def _diffusion(argv) -> int:
             classes = [None]
         files = []
         for c in classes:
-            z = m.generate_latents(n, None if c is None else [c] * n, seed=seed + 1000 * (c or 0), num_inference_steps=args.num_inference_steps)
-            vols = m.decode(z).cpu()
+            def make(start, count, s, c=c):
+                return [m.decode(m.generate_latents(count, None if c is None else [c] * count, seed=s, num_inference_steps=args.num_inference_steps)).cpu()]
             tag = '' if c is None else f'_{names[c]}'
-            files += write_samples(vols, args.output, [f'sample_{i + 1:04d}{tag}.nii.gz' for i in range(n)], m.affine, f'samples{tag or "_unconditional"}')[0]
+            files += generate_batches(args.output, n, args.batch_size, lambda i, tag=tag: [f'sample_{i + 1:04d}{tag}.nii.gz'], make,
+                                      seed=seed + 1000 * (c or 0), label=tag[1:], checkpoint=args.checkpoint, affine=m.affine,
+                                      montage=f'samples{tag or "_unconditional"}')
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'MAISIDiffusionLightning')                 # a wrong resume file fails before any encoding

@@ -7,13 +7,12 @@ Docs: https://prod9.github.io/prod9/cli_maskgit_controlnet.html.md"""
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #d3c407bd
 from __future__ import annotations
 from pathlib import Path
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
-from ..io import write_nifti, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best, check_resume
+from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
+                              check_resume, generate_batches)
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -85,13 +84,14 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
     over = {k: v for k, v in (('steps', args.steps), ('guidance_scale', args.guidance_scale)) if v is not None}
     out, written = Path(args.output), []
     for c in classes:
-        toks = module.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=(args.seed or 0) + 1000 * c, control=control,
-                                      conditioning_scale=args.conditioning_scale, **over)
-        vols = module.decode(toks).cpu()
-        written += write_samples(vols, out, [f'sample_{i + 1:04d}_{names[c]}.nii.gz' for i in range(n)], module.affine,
-                                 f'controlled_{names[c]}', seg=seg[0, 0])[0]
-    for i in range(n): write_nifti(seg[i, 0].numpy().astype(np.int16), out / f'sample_{i + 1:04d}_mask.nii.gz', module.affine)
-    return written
+        def make(start, count, seed, c=c):
+            toks = module.generate_tokens(torch.full((count,), c, dtype=torch.long), seed=seed, control=control[start:start + count],
+                                          conditioning_scale=args.conditioning_scale, **over)
+            return [module.decode(toks).cpu(), seg[start:start + count].to(torch.int16)]
+        names_of = lambda i, c=c: [f'sample_{i + 1:04d}_{names[c]}.nii.gz', f'sample_{i + 1:04d}_mask.nii.gz']     # one mask per sample number
+        written += generate_batches(out, n, args.batch_size, names_of, make, seed=(args.seed or 0) + 1000 * c, label=names[c],
+                                    checkpoint=args.checkpoint, affine=module.affine, montage=f'controlled_{names[c]}', montage_seg=seg[0, 0])
+    return [f for f in written if not f.name.endswith('_mask.nii.gz')]
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #cfe6ac67
 def _main(argv) -> int:

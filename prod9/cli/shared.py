@@ -19,10 +19,10 @@ from ..loader import load, what_is, describe, KINDS
 from ..training.engine import make_trainer, fit_stage, require_resumable
 
 # %% auto #0
-__all__ = ['EXPECTED_ERRORS', 'stage_parser', 'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config',
-           'check_args', 'begin', 'require_kind', 'check_resume', 'device_from_config', 'error_line', 'run_cli',
-           'report_best', 'stage1_module', 'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer',
-           'stage1_cli']
+__all__ = ['EXPECTED_ERRORS', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser', 'parse_overrides', 'env_overrides',
+           'load_stage_config', 'print_config', 'check_args', 'begin', 'require_kind', 'check_resume',
+           'device_from_config', 'error_line', 'run_cli', 'report_best', 'stage1_module', 'add_window_flags',
+           'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli', 'read_manifest', 'generate_batches']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -74,6 +74,7 @@ _FLAG_RULES = {    # attribute: (flag, what it must be, test)
     'sw_batch_size': ('--sw-batch-size', 'an integer >= 1', lambda v: v >= 1),
     'overlap': ('--overlap', 'a fraction in [0, 1)', lambda v: 0 <= v < 1),
     'roi_size': ('--roi-size', 'one to three sizes, each >= 1', lambda v: 1 <= len(v) <= 3 and min(v) >= 1),
+    'batch_size': ('--batch-size', 'an integer >= 1', lambda v: v >= 1),
     'guidance_scale': ('--guidance-scale', 'a finite number', math.isfinite),
     'conditioning_scale': ('--conditioning-scale', 'a finite number >= 0', lambda v: math.isfinite(v) and v >= 0),
 }
@@ -162,6 +163,9 @@ def add_window_flags(p:argparse.ArgumentParser, what:str='generate') -> argparse
     p.add_argument('--roi-size', type=int, nargs='+', help=f"{what}: sliding-window size in voxels (default: sliding_window.roi_size)")
     p.add_argument('--overlap', type=float, help=f"{what}: overlap of neighbouring windows, in [0, 1) (default: sliding_window.overlap)")
     p.add_argument('--sw-batch-size', type=int, help=f"{what}: windows run at once (default: sliding_window.sw_batch_size)")
+    if what == 'generate':
+        p.add_argument('--batch-size', type=int, default=4, help="generate: volumes sampled at once; each batch is written before the next "
+                       "starts, and a rerun skips the files already written (default 4)")
     return p
 
 def window_from_flags(sw:SlidingWindowConfig, args) -> SlidingWindowConfig:
@@ -223,3 +227,54 @@ def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_k
     trainer = make_trainer(cfg, out)
     (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
     return 0
+
+# %% ../../nbs/51_cli_shared.ipynb #f94d51a2
+import csv
+from ..io import save_montage
+
+MANIFEST = 'manifest.csv'
+MANIFEST_COLUMNS = ('file', 'index', 'label', 'seed', 'batch_size', 'checkpoint', 'also')
+
+def read_manifest(out_dir) -> dict[str, dict]:
+    "Rows of `out_dir/manifest.csv` by file name (`{}` when there is none)."
+    p = Path(out_dir) / MANIFEST
+    if not p.is_file(): return {}
+    with open(p, newline='') as f: return {r['file']: r for r in csv.DictReader(f)}
+
+def _write_manifest(out_dir, rows:dict):
+    def w(tmp):
+        with open(tmp, 'w', newline='') as f:
+            wr = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, extrasaction='ignore'); wr.writeheader()
+            wr.writerows(rows[k] for k in sorted(rows))
+    atomic_write(Path(out_dir) / MANIFEST, w, suffix='.tmp')
+
+def generate_batches(out_dir, n:int, batch_size:int, names, make, *, seed:int=0, label:str='', checkpoint='', affine=None,
+                     montage:str|None=None, montage_seg=None, progress:bool=True) -> list[Path]:
+    """Sample `n` volumes in batches into `out_dir`, resumably. `names(i)` gives sample i's file names (the volume first, then files
+    written beside it); `make(start, count, seed)` returns one tensor (count, C, *S) per name (channel 0 is written: float as float32,
+    integer masks as int16). Returns every file of the `n` samples."""
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    rows, files = read_manifest(out), []
+    from tqdm.auto import tqdm
+    bar = tqdm(total=n, unit='volume', desc=f'generating{" " + label if label else ""}', disable=None if progress else True)
+    for start in range(0, n, batch_size):
+        count, bseed = min(batch_size, n - start), seed + start
+        want = [names(i) for i in range(start, start + count)]
+        files += [out / f for fs in want for f in fs]
+        if not all((out / f).is_file() for fs in want for f in fs):
+            vols = make(start, count, bseed)
+            for j, fs in enumerate(want):
+                for f, v in zip(fs, vols):
+                    if (out / f).is_file(): continue
+                    a = v[j, 0].detach().cpu()
+                    write_nifti(a.float().numpy() if a.is_floating_point() else a.numpy().astype(np.int16), out / f, affine)
+            if montage and not (out / f'{montage}.png').is_file():
+                save_montage({Path(fs[0]).name.replace('.nii.gz', ''): vols[0][j, 0] for j, fs in enumerate(want[:4])}, out / f'{montage}.png',
+                             seg=montage_seg, title=montage)
+        for i, fs in zip(range(start, start + count), want):
+            rows[fs[0]] = {'file': fs[0], 'index': i + 1, 'label': label, 'seed': bseed, 'batch_size': batch_size, 'checkpoint': str(checkpoint),
+                           'also': ';'.join(fs[1:])}
+        _write_manifest(out, rows)
+        bar.update(count)
+    bar.close()
+    return files

@@ -7,11 +7,11 @@ Docs: https://prod9.github.io/prod9/cli_transformer.html.md"""
 # %% ../../nbs/53_cli_transformer.ipynb #299c980b
 from __future__ import annotations
 from pathlib import Path
-import numpy as np
 import torch
 from ..data import resolve_classes
-from ..io import write_nifti, save_montage, write_samples
-from .shared import stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best, check_resume
+from ..io import save_montage, read_volume
+from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
+                              check_resume, generate_batches)
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -62,8 +62,6 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
     if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
     over = {k: v for k, v in (('steps', args.steps), ('guidance_scale', args.guidance_scale)) if v is not None}
     written = []
-    def save(vol, name):
-        written.append(write_nifti(vol[0].cpu().numpy().astype(np.float32), out / name, module.affine)); return written[-1]
     if module.in_context:
         if not args.source_modality or not args.target_modality:
             raise ValueError("this is an in-context model: give --source-modality (one or more) and --target-modality")
@@ -72,27 +70,28 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
         paths, _, _ = _data(cfg)
         held = TokenDataset(paths['test'] if len(TokenDataset(paths['test'])) else paths['val'], 'in_context', src, [tgt])
         if len(held) == 0: raise ValueError(f"no held-out case has {args.source_modality} and {args.target_modality}")
-        items = [held[i % len(held)] for i in range(n)]
-        ctx = {k: torch.stack([it[k] for it in items]) for k in ('context_tokens', 'context_labels', 'context_mask')}
-        labels = torch.full((n,), tgt, dtype=torch.long)
-        toks = module.generate_tokens(labels, seed=_seed(args), context=ctx, **over)
-        gen = module.decode(toks).cpu()
-        srcv = module.decode(ctx['context_tokens'][:, 0]).cpu()
-        real = module.decode(torch.stack([it['tokens'] for it in items])).cpu()
         s0, t = names[src[0]], names[tgt]
-        for i in range(n):
-            save(gen[i], f'sample_{i + 1:04d}_{s0}_to_{t}.nii.gz'); save(srcv[i], f'sample_{i + 1:04d}_source_{s0}.nii.gz')
-            save(real[i], f'sample_{i + 1:04d}_reference_{t}.nii.gz')
-        save_montage({f'source {s0}': srcv[0, 0], f'generated {t}': gen[0, 0], f'reference {t}': real[0, 0]}, out / f'samples_{s0}_to_{t}.png',
-                     title=f"in-context {s0} → {t}")
+        def make(start, count, seed):
+            items = [held[i % len(held)] for i in range(start, start + count)]
+            ctx = {k: torch.stack([it[k] for it in items]) for k in ('context_tokens', 'context_labels', 'context_mask')}
+            toks = module.generate_tokens(torch.full((count,), tgt, dtype=torch.long), seed=seed, context=ctx, **over)
+            return [module.decode(toks).cpu(), module.decode(ctx['context_tokens'][:, 0]).cpu(),
+                    module.decode(torch.stack([it['tokens'] for it in items])).cpu()]
+        trio = lambda i: [f'sample_{i + 1:04d}_{s0}_to_{t}.nii.gz', f'sample_{i + 1:04d}_source_{s0}.nii.gz', f'sample_{i + 1:04d}_reference_{t}.nii.gz']
+        written = generate_batches(out, n, args.batch_size, trio, make, seed=_seed(args), label=t, checkpoint=args.checkpoint, affine=module.affine)
+        if not (png := out / f'samples_{s0}_to_{t}.png').is_file():
+            first = [read_volume(out / f).data for f in trio(0)]
+            save_montage({f'source {s0}': first[1], f'generated {t}': first[0], f'reference {t}': first[2]}, png, title=f"in-context {s0} → {t}")
         return written
     if args.source_modality or args.target_modality:
         raise ValueError("--source-modality/--target-modality need an in-context model (model.transformer_type: single_stream)")
     mods = resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))
     for c in mods:
-        toks = module.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=_seed(args) + 1000 * c, **over)
-        vols = module.decode(toks).cpu()
-        written += write_samples(vols, out, [f'sample_{i + 1:04d}_{names[c]}.nii.gz' for i in range(n)], module.affine, f'samples_{names[c]}')[0]
+        def make(start, count, seed, c=c):
+            return [module.decode(module.generate_tokens(torch.full((count,), c, dtype=torch.long), seed=seed, **over)).cpu()]
+        written += generate_batches(out, n, args.batch_size, lambda i, c=c: [f'sample_{i + 1:04d}_{names[c]}.nii.gz'], make,
+                                    seed=_seed(args) + 1000 * c, label=names[c], checkpoint=args.checkpoint, affine=module.affine,
+                                    montage=f'samples_{names[c]}')
     return written
 
 # %% ../../nbs/53_cli_transformer.ipynb #57904871
