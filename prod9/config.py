@@ -103,8 +103,9 @@ class TrainerConfig(StrictModel):
     max_epochs: int = Field(10, ge=1)
     max_steps: int = -1
     accelerator: str = 'auto'
-    devices: Union[int, str, list[int]] = 'auto'
-    strategy: str = 'auto'
+    devices: Union[int, str, list[int]] = 1      # devices per node (GPUs): a count, a list of indices, or 'auto' for every visible one
+    num_nodes: int = Field(1, ge=1)               # machines (torchrun --nnodes, SLURM --nodes)
+    strategy: str = 'auto'                        # 'ddp' for several devices (one process each); 'fsdp' shards large models; 'auto' picks
     precision: str = '32-true'
     log_every_n_steps: int = Field(10, ge=1)
     limit_train_batches: Union[int, float, None] = None

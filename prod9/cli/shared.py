@@ -141,6 +141,7 @@ def run_cli(main_fn, prog:str, argv=None) -> int:
 def report_best(cfg, trainer) -> Path:
     "Print the run's best checkpoint (else `last.ckpt`) and copy it to the config's `export_path` when there is one (stage 2 and 3)."
     best = Path(trainer.checkpoint_callback.best_model_path or Path(cfg.output_dir) / 'last.ckpt')
+    if not trainer.is_global_zero: return best                 # several processes (DDP): the first one reports and exports
     print(f"best checkpoint: {best}")
     if getattr(cfg, 'export_path', None) and best.is_file():
         out = atomic_write(cfg.export_path, lambda tmp: shutil.copyfile(best, tmp), suffix='.tmp')
@@ -217,6 +218,7 @@ def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_k
         resume = args.checkpoint if args.checkpoint and what_is(args.checkpoint) == module_cls.__name__ else None
         module = stage1_module(cfg, None if resume else args.checkpoint, module_cls, export_kind)
         trainer = fit_stage(module, cfg, datamodule=dm, monitor='val_l1', ckpt_path=resume)
+        if not trainer.is_global_zero: return 0                # several processes (DDP): the first one exports
         best = trainer.checkpoint_callback.best_model_path or str(out / 'last.ckpt')
         final = stage1_module(cfg, best, module_cls, export_kind) if Path(best).is_file() else module
         path = export_fn(final.autoencoder, cfg.model, cfg.export_file)

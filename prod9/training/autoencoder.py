@@ -83,6 +83,8 @@ class AutoencoderLightning(StageModule):
                            if lo.perceptual.weight > 0 else None)
         self.discriminator = (make_discriminator(m.spatial_dims, m.out_channels, lo.adversarial.disc_channels, lo.adversarial.disc_layers)
                               if lo.adversarial.weight > 0 else None)
+        # the discriminator takes no part in a step before adversarial.warmup_steps: DDP has to be told that parameters may go unused
+        self.ddp_find_unused_parameters = self.discriminator is not None
         self.adv_loss = PatchAdversarialLoss(criterion=lo.adversarial.criterion)
         self.psnr, self.ssim = PSNRMetric(max_val=1.0), SSIMMetric(spatial_dims=m.spatial_dims, data_range=1.0)
         # training batches seen (Lightning's global_step counts optimizer steps: 2 per batch with a discriminator); saved in checkpoints

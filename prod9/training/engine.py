@@ -18,8 +18,9 @@ from ..io import atomic_write, _alive, _HOST, _prepare_target
 
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
-           'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'EMAWeights', 'make_trainer',
-           'fit_stage', 'require_resumable', 'budget_trainer_config', 'StageModule']
+           'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'EMAWeights',
+           'LastEveryEpochCheckpoint', 'make_trainer', 'fit_stage', 'require_resumable', 'budget_trainer_config',
+           'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -151,9 +152,23 @@ class EMAWeights(WeightAveraging):
         self.decay, self.start_step = decay, start_step
     def should_update(self, step_idx=None, epoch_idx=None) -> bool: return step_idx is not None and step_idx >= self.start_step
 
+# %% ../../nbs/40_engine.ipynb #208891fd
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+class LastEveryEpochCheckpoint(ModelCheckpoint):
+    "`ModelCheckpoint` whose `last.ckpt` is rewritten at every save point, whether or not a best checkpoint was written there."
+    def _last_anyway(self, trainer, on_train_epoch_end:bool):
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer) == on_train_epoch_end:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+    def on_train_epoch_end(self, trainer, pl_module):
+        super().on_train_epoch_end(trainer, pl_module); self._last_anyway(trainer, True)
+    def on_validation_end(self, trainer, pl_module):
+        super().on_validation_end(trainer, pl_module); self._last_anyway(trainer, False)
+
 # %% ../../nbs/40_engine.ipynb #cd6b8efa
-def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), **overrides) -> L.Trainer:
-    "A Lightning `Trainer` from `cfg.trainer` and `cfg.callbacks`: best/last checkpoints in `output_dir`, optional early stopping, CSV/TensorBoard logs, atomic saves."
+def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), find_unused:bool=False, **overrides) -> L.Trainer:
+    """A Lightning `Trainer` from `cfg.trainer` and `cfg.callbacks`: best/last checkpoints in `output_dir`, optional early stopping, EMA weights,
+    CSV/TensorBoard logs, atomic saves. `find_unused`: under `strategy: ddp`, a stage some of whose parameters sit out some steps."""
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     out = Path(output_dir)
@@ -167,13 +182,16 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
     if 'tensorboard' in cfg.trainer.loggers and not loggers: loggers.append(CSVLogger(out, name='logs'))
     cb = cfg.callbacks
     k = cb.checkpoint.save_top_k
-    ckpt = ModelCheckpoint(dirpath=out, filename='best' if k == 1 else 'best-{epoch:03d}', monitor=cb.checkpoint.monitor or monitor, mode=mode,
-                           save_last=True, save_top_k=k, enable_version_counter=False)
+    ckpt = LastEveryEpochCheckpoint(dirpath=out, filename='best' if k == 1 else 'best-{epoch:03d}', monitor=cb.checkpoint.monitor or monitor, mode=mode,
+                                    save_last=True, save_top_k=k, enable_version_counter=False)
     extra = [ckpt] + ([EMAWeights(cfg.ema.decay, cfg.ema.start_step)] if cfg.ema.enabled else [])
     if (es := cb.early_stopping) is not None:
         from lightning.pytorch.callbacks import EarlyStopping
         extra.append(EarlyStopping(monitor=es.monitor or monitor, mode=mode, patience=es.patience, min_delta=es.min_delta))
     kw = {**cfg.trainer.trainer_kwargs(), **overrides}
+    if find_unused and kw.get('strategy') == 'ddp':       # DDP's reducer otherwise fails on parameters a step did not use
+        from lightning.pytorch.strategies import DDPStrategy
+        kw['strategy'] = DDPStrategy(find_unused_parameters=True)
     return L.Trainer(default_root_dir=out, logger=loggers or False, callbacks=[*extra, *callbacks], plugins=[AtomicCheckpointIO()], **kw)
 
 # %% ../../nbs/40_engine.ipynb #f4d42f94
@@ -191,7 +209,7 @@ def fit_stage(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, tra
         return _fit(module, cfg, out, datamodule, train, val, monitor, ckpt_path, callbacks, kw)
 
 def _fit(module, cfg, out, datamodule, train, val, monitor, ckpt_path, callbacks, kw) -> L.Trainer:
-    trainer = make_trainer(cfg, out, monitor=monitor, callbacks=callbacks, **kw)
+    trainer = make_trainer(cfg, out, monitor=monitor, callbacks=callbacks, find_unused=getattr(module, 'ddp_find_unused_parameters', False), **kw)
     fit_kw = {'datamodule': datamodule} if datamodule is not None else {'train_dataloaders': train, 'val_dataloaders': val}
     if ckpt_path:
         require_resumable(ckpt_path, type(module).__name__)
