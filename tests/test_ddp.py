@@ -1,0 +1,31 @@
+"""Two processes on CPU (DDP over gloo) train like one process on the same global batch (issue 19)."""
+import os, subprocess, sys
+import torch
+import pytest
+from conftest import ROOT
+
+def run_worker(out, devices):
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])),
+           'OMP_NUM_THREADS': '1', 'MASTER_PORT': str(29500 + os.getpid() % 1000)}
+    for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'NODE_RANK', 'SLURM_PROCID', 'SLURM_NTASKS'): env.pop(k, None)
+    r = subprocess.run([sys.executable, str(ROOT / 'tests' / 'ddp_worker.py'), str(out), str(devices)], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+
+def test_two_processes_agree_with_one(tmp_path):
+    run_worker(tmp_path / 'ddp', 2)
+    run_worker(tmp_path / 'one', 1)
+    r0, r1 = (torch.load(tmp_path / 'ddp' / f'rank{r}.pt', weights_only=True) for r in (0, 1))
+    one = torch.load(tmp_path / 'one' / 'rank0.pt', weights_only=True)
+    assert r0['world_size'] == r1['world_size'] == 2 and one['world_size'] == 1
+    assert len(r0['losses']) == len(one['losses']) == 2                    # 8 volumes, global batch 4: two steps either way
+    for k, v in r0['weights'].items(): assert torch.equal(v, r1['weights'][k]), k          # both ranks end with the same weights
+    # each rank's loss is the mean over its half of the global batch: their average is the one-process loss
+    ddp_loss = [(a + b) / 2 for a, b in zip(r0['losses'], r1['losses'])]
+    assert ddp_loss == pytest.approx(one['losses'], rel=1e-4), (ddp_loss, one['losses'])
+    assert sorted(r0['seen'][0] + r1['seen'][0]) == sorted(one['seen'][0])      # the same global batch, split between the ranks
+    assert not (r0['losses'] == r1['losses'])                               # the ranks did see different volumes
+    # the DDP run's checkpoint loads in one process, with rank 0's weights
+    from prod9.training.autoencoder_fsq import AutoencoderFSQLightning
+    m = AutoencoderFSQLightning.from_checkpoint(tmp_path / 'ddp' / 'run' / 'last.ckpt')
+    for k, v in m.autoencoder.state_dict().items(): assert torch.equal(v, r0['weights'][k]), k
