@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/cache.html.md"""
 
 # %% ../../nbs/42_cache.ipynb #bce41ed8
 from __future__ import annotations
-import hashlib, json, os, tempfile
+import hashlib, json, os, tempfile, time
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -123,9 +123,11 @@ def load_any_autoencoder(path, map_location='cpu'):
     return load(path, EXPORTS, map_location)
 
 def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir, device='cpu', batch_size:int=4,
-               progress:bool=False, log=print, store_images:bool=False) -> dict:
+               progress:bool=False, log=print, store_images:bool=False, rank:int|None=None, wait_s:float=24 * 3600) -> dict:
     """Encode every split of `data_cfg` with the exported autoencoder into `cache_dir/{split}.safetensors`; reuse a cache with the same key.
-    An FSQ export gives token grids; a MAISI VAE export gives latents (`z_mu`, `z_sigma`)."""
+    An FSQ export gives token grids; a MAISI VAE export gives latents (`z_mu`, `z_sigma`). In a multi-process run (`rank` > 0, default:
+    from RANK/LOCAL_RANK/NODE_RANK/SLURM_PROCID) only the first process encodes; the others wait up to `wait_s` for its cache."""
+    from prod9.training.engine import _rank_zero
     cache_dir = Path(cache_dir)
     key = token_cache_key(autoencoder_path, data_cfg, sw_cfg) + ('-img' if store_images else '')
     dm = datamodule_from_config(data_cfg)
@@ -136,6 +138,15 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
         except (FileNotFoundError, ValueError): return False
     if all(fresh(p) for p in paths.values()):
         log(f"token cache {cache_dir} is up to date (key {key})"); return paths
+    if (rank if rank is not None else (0 if _rank_zero() else 1)) > 0:
+        log(f"waiting for the first process to write the token cache {cache_dir} (key {key})")
+        t0 = time.monotonic()
+        while not all(fresh(p) for p in paths.values()):
+            if time.monotonic() - t0 > wait_s:
+                raise TimeoutError(f"{cache_dir}: the first process has not written the token cache (key {key}) in {wait_s:.0f} s; "
+                                   "build it first with a one-process run, or check that process's log")
+            time.sleep(min(5.0, wait_s / 10))
+        return paths
     ae = load_any_autoencoder(autoencoder_path, map_location='cpu').to(device)
     latents = not hasattr(ae, 'codebook_size')
     wrapper = AutoencoderInferenceWrapper(ae, sw_cfg)
