@@ -90,7 +90,8 @@ def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, pro
     ae_path = export_autoencoder(ae.autoencoder, ae_cfg.model, out / 'autoencoder.safetensors')
     tf_cfg = TransformerStageConfig(autoencoder_path=str(ae_path), output_dir=str(out / 'stage2'), data=data, model=sizes['tf'],
                                     training={'lr': 1e-3, 'warmup_steps': 20}, sliding_window=sw, trainer=_trainer_cfg(progress))
-    paths = pre_encode(ae_path, tf_cfg.data, tf_cfg.sliding_window, tf_cfg.cache_dir, log=log)
+    from prod9.cli.shared import device_from_config          # encode on the device the trainer uses (CUDA when present)
+    paths = pre_encode(ae_path, tf_cfg.data, tf_cfg.sliding_window, tf_cfg.cache_dir, log=log, device=device_from_config(tf_cfg))
     info = load_tokens(paths['train'])
     log(f"MaskGiT stage 2: transformer {sizes['tf']['hidden_dim']}×{sizes['tf']['num_layers']} on {tuple(info['grid'])} tokens, {0.4 * budget_s:.0f} s")
     tf = MaskGiTLightning.from_cache(tf_cfg, info)
@@ -130,7 +131,8 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progr
     dcfg = DiffusionStageConfig(vae_path=str(vae_path), output_dir=str(out / 'diffusion'), data=data, model={**sizes['unet'], 'conditional': True},
                                 scheduler={'num_inference_steps': 30, 'base_img_size_numel': 512}, training={'lr': 5e-4, 'warmup_steps': 20},
                                 sliding_window=sw, trainer=_trainer_cfg(progress))
-    paths = pre_encode(vae_path, dcfg.data, dcfg.sliding_window, dcfg.cache_dir, log=log)
+    from prod9.cli.shared import device_from_config
+    paths = pre_encode(vae_path, dcfg.data, dcfg.sliding_window, dcfg.cache_dir, log=log, device=device_from_config(dcfg))
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
     log(f"MAISI stage 2: rectified-flow UNet {sizes['unet']['num_channels']} on latents {info['latent_channels']}×{tuple(info['grid'])}, {0.4 * budget_s:.0f} s")
     dm = MAISIDiffusionLightning.from_cache(dcfg, info, sf)

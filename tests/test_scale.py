@@ -65,3 +65,29 @@ def test_generation_killed_half_way_and_rerun(cli, trained, tmp_path):
     rows = list(csv.DictReader(open(out / 'manifest.csv')))
     assert [r['file'] for r in rows] == names and {r['label'] for r in rows} == {'T1'} and {r['checkpoint'] for r in rows} == {str(ck)}
     assert {r['seed'] for r in rows if r['index'] in ('1', '8')} == {'3'} and rows[8]['seed'] == '11'   # batch at sample s: seed 3 + s
+
+def test_device_and_precision_reach_encoding_and_generation(trained, tmp_path, monkeypatch):
+    "The device device_from_config names, and trainer.precision's autocast, reach the stage-2 cache's encoding and generation's decoding."
+    import prod9.cli.transformer as T
+    from prod9.autoencoder.autoencoder_fsq import AutoencoderFSQ
+    from prod9.training.transformer import MaskGiTLightning
+    cfg, ck = trained
+    dev, seen = torch.device('cpu'), []
+    monkeypatch.setattr(T, 'device_from_config', lambda c: seen.append('device_from_config') or dev)
+    for name in ('encode', 'decode'):
+        orig = getattr(AutoencoderFSQ, name)
+        def spy(self, x, _orig=orig, _name=name):
+            seen.append((_name, x.device.type, torch.is_autocast_enabled('cpu'), torch.get_autocast_dtype('cpu'))); return _orig(self, x)
+        monkeypatch.setattr(AutoencoderFSQ, name, spy)
+    orig_pre, orig_to = T.pre_encode, MaskGiTLightning.to
+    monkeypatch.setattr(T, 'pre_encode', lambda *a, **k: seen.append(('pre_encode', k['device'] is dev, k['precision'])) or orig_pre(*a, **k))
+    monkeypatch.setattr(MaskGiTLightning, 'to', lambda self, *a, **k: seen.append(('module.to', a[0] is dev if a else None)) or orig_to(self, *a, **k))
+    bf16 = ['--set', 'trainer.precision=bf16-mixed', '--set', f'token_cache_dir={tmp_path / "tokens"}']
+    assert T.main(['validate', '--config', str(cfg), '--checkpoint', str(ck), *bf16]) == 0
+    assert ('pre_encode', True, 'bf16-mixed') in seen
+    assert ('encode', 'cpu', True, torch.bfloat16) in seen and not any(s[0] == 'encode' and not s[2] for s in seen if isinstance(s, tuple))
+    seen.clear()
+    assert T.main(['generate', '--config', str(cfg), '--checkpoint', str(ck), '--output', str(tmp_path / 'g'), '--num-samples', '2',
+                   '--modality', 'T1', *bf16]) == 0
+    assert ('module.to', True) in seen and 'device_from_config' in seen
+    assert [s for s in seen if isinstance(s, tuple) and s[0] == 'decode'] and all(s[2] for s in seen if isinstance(s, tuple) and s[0] == 'decode')

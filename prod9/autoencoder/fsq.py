@@ -50,8 +50,10 @@ class FiniteScalarQuantizer(nn.Module):
         "Quantized codes in [-1, 1], same shape as `z`, with straight-through gradients."
         if z.ndim < 2 or z.shape[1] != self.dim:
             raise ValueError(f"FSQ expects (B, {self.dim}, *spatial) for levels {self.levels_list}, got shape {tuple(z.shape)}")
-        half_width = self._view(self.levels // 2, z.ndim - 2).to(z.dtype)
-        return round_ste(self.bound(z)) / half_width
+        with torch.autocast(z.device.type, enabled=False):     # in fp32 whatever the precision around it: bf16 misplaces rounding edges
+            zf = z.float()
+            half_width = self._view(self.levels // 2, z.ndim - 2).to(zf.dtype)
+            return round_ste(self.bound(zf)) / half_width
 
     def codes_to_indices(self, codes:torch.Tensor) -> torch.Tensor:
         "`(B, d, *spatial)` codes → `(B, *spatial)` int64 token indices in `[0, codebook_size)`."

@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/inference.html.md"""
 
 # %% ../../nbs/13_inference.ipynb #8a19da8c
 from __future__ import annotations
-import math
+import contextlib, math
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +14,17 @@ from monai.inferers import SlidingWindowInferer
 from ..config import SlidingWindowConfig
 
 # %% auto #0
-__all__ = ['aligned_overlap', 'AutoencoderInferenceWrapper']
+__all__ = ['autocast_for', 'aligned_overlap', 'AutoencoderInferenceWrapper']
+
+# %% ../../nbs/13_inference.ipynb #6da33cde
+_AUTOCAST = {'bf16-mixed': torch.bfloat16, 'bf16': torch.bfloat16, '16-mixed': torch.float16, '16': torch.float16}
+
+def autocast_for(precision:str|None, device) -> contextlib.AbstractContextManager:
+    """`torch.autocast` for a Lightning `precision` string on `device`: bf16 on CPU and CUDA, fp16 on CUDA only (CPU convolutions
+    have no fast fp16 path); full precision (`32-true`, ...) and other devices run as they are."""
+    dt, dev = _AUTOCAST.get(str(precision)), torch.device(device).type
+    if dt is None or dev not in ('cpu', 'cuda') or (dt == torch.float16 and dev == 'cpu'): return contextlib.nullcontext()
+    return torch.autocast(dev, dtype=dt)
 
 # %% ../../nbs/13_inference.ipynb #f8cad784
 def aligned_overlap(roi:int, overlap:float, factor:int) -> float:
@@ -25,9 +35,9 @@ def aligned_overlap(roi:int, overlap:float, factor:int) -> float:
 # %% ../../nbs/13_inference.ipynb #009bda7a
 class AutoencoderInferenceWrapper(nn.Module):
     "Sliding-window `encode` / `decode` / `quantize_stage_2_inputs` for any autoencoder with `encode`, `decode`, `downsample_factor`."
-    def __init__(self, autoencoder:nn.Module, sw_config:SlidingWindowConfig|None=None):
+    def __init__(self, autoencoder:nn.Module, sw_config:SlidingWindowConfig|None=None, precision:str|None=None):
         super().__init__()
-        self.autoencoder, self.cfg = autoencoder, sw_config or SlidingWindowConfig()
+        self.autoencoder, self.cfg, self.precision = autoencoder, sw_config or SlidingWindowConfig(), precision   # precision: Lightning's string
         self.factor = int(getattr(autoencoder, 'downsample_factor'))
         nd = getattr(autoencoder, 'spatial_dims', len(self.cfg.roi_size))
         roi = tuple(self.cfg.roi_size) if len(self.cfg.roi_size) == nd else (self.cfg.roi_size[0],) * nd
@@ -52,10 +62,11 @@ class AutoencoderInferenceWrapper(nn.Module):
     @torch.no_grad()
     def encode(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "`(B, C, *S)` of any size → `(z_mu, z_sigma)` on the latent grid `ceil(S / f)`."
-        if not self.cfg.enabled: return self.autoencoder.encode(self._pad(x)[0])
-        xp, _ = self._pad(x)
-        enc = lambda w: torch.cat(self.autoencoder.encode(w), dim=1)
-        both = self._inferer(self.roi)(xp, enc)
+        with autocast_for(self.precision, x.device):
+            if not self.cfg.enabled: return tuple(t.float() for t in self.autoencoder.encode(self._pad(x)[0]))
+            xp, _ = self._pad(x)
+            enc = lambda w: torch.cat(self.autoencoder.encode(w), dim=1)
+            both = self._inferer(self.roi)(xp, enc).float()
         d = both.shape[1] // 2
         return both[:, :d], both[:, d:]
 
@@ -63,8 +74,10 @@ class AutoencoderInferenceWrapper(nn.Module):
     def decode(self, z:torch.Tensor, output_size=None) -> torch.Tensor:
         "Latent (or codes) `(B, d, *s)` → image `(B, C, *s·f)`, cropped to `output_size` when given."
         if isinstance(z, (tuple, list)): z = z[0]
-        if self.cfg.enabled: out = self._inferer(tuple(r // self.factor for r in self.roi))(z, self.autoencoder.decode)
-        else: out = self.autoencoder.decode(z)
+        with autocast_for(self.precision, z.device):
+            if self.cfg.enabled: out = self._inferer(tuple(r // self.factor for r in self.roi))(z, self.autoencoder.decode)
+            else: out = self.autoencoder.decode(z)
+        out = out.float()
         if output_size is not None: out = out[(..., *[slice(0, s) for s in output_size])]
         return out
 

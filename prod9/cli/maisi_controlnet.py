@@ -34,7 +34,7 @@ def _controlnet(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
         m = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
-        m = use_window_flags(m, args).to(device_from_config(cfg))
+        m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
         names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
         image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]
         label = resolve_classes([args.modality], names, '--modality')[0] if args.modality else None

@@ -31,7 +31,7 @@ def _latents(cfg, store_images=False):
     "Encode (or reuse) the latent cache of `cfg.data` with the VAE export."
     vae = require_kind(cfg, 'vae_path', 'MAISIVAE')
     return pre_encode(vae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size,
-                      store_images=store_images), vae
+                      store_images=store_images, precision=cfg.trainer.precision), vae
 
 def _fit_or_eval(args, cfg, module, datasets:dict):
     "Train, validate or test `module` on the `train`/`val`/`test` datasets (test falls back to val when empty)."
@@ -55,7 +55,7 @@ def _diffusion(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
         m = load_diffusion_checkpoint(args.checkpoint).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
-        m = use_window_flags(m, args).to(device_from_config(cfg))
+        m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
         n, names = args.num_samples, m.class_names
         if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
         if m.cfg.model.conditional:

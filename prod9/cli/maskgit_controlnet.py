@@ -49,7 +49,8 @@ def stage3_config(cfg:MaskGiTControlNetStageConfig):
 def _data(cfg, base, log=print):
     "Pre-encode (or reuse) the token cache and check that its codes are the stage-2 transformer's; the train/val/test datasets."
     ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
-    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log)
+    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log,
+                       precision=cfg.trainer.precision)
     info = load_tokens(paths['train'])
     got, want = (info.get('vocab_size'), list(info.get('grid', []))), (base.hparams.vocab_size, list(base.latent_shape))
     if got != want:
@@ -100,7 +101,7 @@ def _main(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
         module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
-        files = generate(cfg, use_window_flags(module, args).to(device_from_config(cfg)), args)
+        files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'MaskGiTControlNetLightning')                 # a wrong resume file fails before any encoding

@@ -175,9 +175,11 @@ def window_from_flags(sw:SlidingWindowConfig, args) -> SlidingWindowConfig:
                               ('sw_batch_size', getattr(args, 'sw_batch_size', None))) if v is not None}
     return SlidingWindowConfig.model_validate({**sw.model_dump(), **over})
 
-def use_window_flags(module, args):
-    "A generating module that decodes with the window the flags give (its `cfg.sliding_window`, which `decode` reads)."
+def use_window_flags(module, args, cfg=None):
+    """A generating module that decodes with the window the flags give (its `cfg.sliding_window`, which `decode` reads) and, given the
+    command's `cfg`, in that config's `trainer.precision` (bf16-mixed decodes under autocast), not the precision it was trained in."""
     module.cfg.sliding_window = window_from_flags(module.cfg.sliding_window, args)
+    if cfg is not None: module.cfg.trainer = module.cfg.trainer.model_copy(update={'precision': cfg.trainer.precision})
     return module
 
 def infer(cfg, module, args) -> Path:
@@ -192,7 +194,7 @@ def infer(cfg, module, args) -> Path:
     lo, hi = np.percentile(data, [0.5, 99.5])
     x = torch.from_numpy(np.clip((data - lo) / max(hi - lo, 1e-8), 0, 1).astype(np.float32))[None, None]
     device = device_from_config(cfg)
-    wrapper = AutoencoderInferenceWrapper(module.autoencoder.eval().to(device), sw)
+    wrapper = AutoencoderInferenceWrapper(module.autoencoder.eval().to(device), sw, cfg.trainer.precision)
     with torch.no_grad(): rec = wrapper.reconstruct(x.to(device))[0, 0].clamp(0, 1).float().cpu().numpy()
     return write_nifti(rec, args.output, v.affine)
 

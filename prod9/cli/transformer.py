@@ -35,7 +35,8 @@ def _parser():
 def _data(cfg, log=print):
     "Pre-encode (or reuse) the token cache; a DataModule in the mode the model needs."
     ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
-    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log)
+    paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log,
+                       precision=cfg.trainer.precision)
     info = TokenDataset(paths['train'])
     if len(info) == 0: raise ValueError(f"the train token split is empty ({paths['train']})")
     ic = cfg.model.transformer_type == 'single_stream'
@@ -102,7 +103,7 @@ def _main(argv) -> int:
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
         module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
-        files = generate(cfg, use_window_flags(module, args).to(device_from_config(cfg)), args)
+        files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'MaskGiTLightning')                 # a wrong resume file fails before any encoding

@@ -29,11 +29,12 @@ def file_sha256(path, chunk:int=1 << 20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-def token_cache_key(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig) -> str:
-    "Hash of everything the cached tokens depend on: the autoencoder file, the data config, the sliding-window settings."
+def token_cache_key(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, precision:str|None=None) -> str:
+    "Hash of everything the cached tokens depend on: the autoencoder file, the data config, the sliding-window settings, a mixed precision."
     d = data_cfg.model_dump(mode='json') if hasattr(data_cfg, 'model_dump') else data_cfg
     d = {k: v for k, v in d.items() if k not in ('batch_size', 'num_workers', 'cache_rate')}
-    blob = json.dumps({'ae': file_sha256(autoencoder_path), 'data': d, 'sw': sw_cfg.model_dump(mode='json')}, sort_keys=True)
+    mixed = {'precision': str(precision)} if str(precision) in ('bf16-mixed', 'bf16', '16-mixed', '16') else {}     # full precision: the old keys
+    blob = json.dumps({'ae': file_sha256(autoencoder_path), 'data': d, 'sw': sw_cfg.model_dump(mode='json'), **mixed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 def class_names(data_cfg) -> list[str]:
@@ -123,13 +124,15 @@ def load_any_autoencoder(path, map_location='cpu'):
     return load(path, EXPORTS, map_location)
 
 def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir, device='cpu', batch_size:int=4,
-               progress:bool=False, log=print, store_images:bool=False, rank:int|None=None, wait_s:float=24 * 3600) -> dict:
+               progress:bool=False, log=print, store_images:bool=False, rank:int|None=None, wait_s:float=24 * 3600,
+               precision:str|None=None) -> dict:
     """Encode every split of `data_cfg` with the exported autoencoder into `cache_dir/{split}.safetensors`; reuse a cache with the same key.
     An FSQ export gives token grids; a MAISI VAE export gives latents (`z_mu`, `z_sigma`). In a multi-process run (`rank` > 0, default:
-    from RANK/LOCAL_RANK/NODE_RANK/SLURM_PROCID) only the first process encodes; the others wait up to `wait_s` for its cache."""
+    from RANK/LOCAL_RANK/NODE_RANK/SLURM_PROCID) only the first process encodes; the others wait up to `wait_s` for its cache.
+    `precision`: Lightning's precision string; `bf16-mixed` / `16-mixed` encode under autocast (the quantiser stays fp32)."""
     from prod9.training.engine import _rank_zero
     cache_dir = Path(cache_dir)
-    key = token_cache_key(autoencoder_path, data_cfg, sw_cfg) + ('-img' if store_images else '')
+    key = token_cache_key(autoencoder_path, data_cfg, sw_cfg, precision) + ('-img' if store_images else '')
     dm = datamodule_from_config(data_cfg)
     names = ('train', 'val', 'test')
     paths = {s: cache_dir / f'{s}.safetensors' for s in names}
@@ -149,7 +152,7 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
         return paths
     ae = load_any_autoencoder(autoencoder_path, map_location='cpu').to(device)
     latents = not hasattr(ae, 'codebook_size')
-    wrapper = AutoencoderInferenceWrapper(ae, sw_cfg)
+    wrapper = AutoencoderInferenceWrapper(ae, sw_cfg, precision)
     meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg),
             'downsample_factor': ae.downsample_factor, 'source': data_cfg.source,
             **({'latent_channels': ae.latent_channels} if latents else {'vocab_size': ae.codebook_size, 'levels': list(ae.levels)})}

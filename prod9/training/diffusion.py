@@ -160,8 +160,10 @@ def test_step(self:MAISIDiffusionLightning, batch, batch_idx): self._eval(batch,
 def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, **control) -> torch.Tensor:
     "Scaled latents `(B, C, *latent_shape)`, reproducible from `seed`."
     cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
-    return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
-                          cl, seed, self.device, spatial_dims=self.spatial_dims, **control)
+    from prod9.autoencoder.inference import autocast_for
+    with autocast_for(self.cfg.trainer.precision, self.device):        # bf16-mixed: the UNet in bf16, the latents updated in fp32
+        return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
+                              cl, seed, self.device, spatial_dims=self.spatial_dims, **control).float()
 
 @patch
 @torch.no_grad()

@@ -257,7 +257,7 @@ class StageModule(L.LightningModule):
         "Codes or latents `z` → volumes in [0, 1] through the frozen stage-1 `autoencoder`, with the sliding window of `sw` (default: the config's)."
         from prod9.autoencoder.inference import AutoencoderInferenceWrapper
         ae = autoencoder.to(self.device)
-        return AutoencoderInferenceWrapper(ae, sw or self.cfg.sliding_window).decode(z.to(self.device)).clamp(0, 1)
+        return AutoencoderInferenceWrapper(ae, sw or self.cfg.sliding_window, self.cfg.trainer.precision).decode(z.to(self.device)).clamp(0, 1)
 
     def log_train(self, loss:torch.Tensor, batch_size:int, **parts):
         "`train/loss` and `train/{part}` to the loggers, `loss` on the progress bar."

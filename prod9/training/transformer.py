@@ -195,8 +195,10 @@ def on_validation_epoch_end(self:MaskGiTLightning):
 @torch.no_grad()
 def generate_tokens(self:MaskGiTLightning, labels:torch.Tensor, seed:int=0, context:dict|None=None, **sampler_overrides) -> torch.Tensor:
     "Sample token grids for `labels` (B,) (with in-context `context` tensors), reproducibly from `seed`."
+    from prod9.autoencoder.inference import autocast_for
     ctx = {k: v.to(self.device) for k, v in (context or {}).items()}
-    return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, **ctx)
+    with autocast_for(self.cfg.trainer.precision, self.device):        # bf16-mixed: the transformer in bf16, the sampler's logits in fp32
+        return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, **ctx)
 
 @patch
 @torch.no_grad()
