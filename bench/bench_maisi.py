@@ -62,7 +62,7 @@ def train_diffusion(out, vae_path, data, steps, device):
         model={'num_channels': [32, 64], 'num_res_blocks': 1, 'attention_levels': [False, True], 'num_head_channels': 16, 'norm_num_groups': 8, 'conditional': True},
         scheduler={'base_img_size_numel': 512}, training={'lr': 5e-4, 'warmup_steps': 20}, sliding_window={'roi_size': data['roi_size'], 'overlap': 0.25},
         trainer=quiet(device))
-    paths = pre_encode(vae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None)
+    paths = pre_encode(vae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None, store_masks=True)
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
     torch.manual_seed(0)
     m = MAISIDiffusionLightning.from_cache(cfg, info, sf)

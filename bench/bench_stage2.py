@@ -62,7 +62,7 @@ def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers)
         training={'lr': 1e-3, 'warmup_steps': 20},
         in_context={'source_modalities': ['T1'], 'target_modalities': ['T2']} if kind == 'single_stream' else {}, sliding_window={'roi_size': list(ae_cfg.data.roi_size), 'overlap': 0.25},
         trainer=quiet(device))
-    paths = pre_encode(ae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None)
+    paths = pre_encode(ae_path, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device, log=lambda *_: None, store_masks=True)
     info = load_tokens(paths['train'])
     torch.manual_seed(0)
     m = MaskGiTLightning.from_cache(cfg, info)

@@ -54,7 +54,7 @@ def test_label_conditional_round_trip(cli, tmp_path, ae_path):
     from prod9.autoencoder import inference
     from prod9.cli.transformer import main
     seen, init = [], inference.AutoencoderInferenceWrapper.__init__
-    def spy(self, ae, sw=None): seen.append(sw); init(self, ae, sw)
+    def spy(self, ae, sw=None, precision=None): seen.append(sw); init(self, ae, sw, precision)
     with mock.patch.object(inference.AutoencoderInferenceWrapper, '__init__', spy):
         assert main(['generate', '--config', str(c), '--checkpoint', str(run / 'best.ckpt'), '--output', str(tmp_path / 'roi'), '--num-samples', '1',
                      '--modality', 'T2', '--roi-size', '8', '8', '8', '--overlap', '0.5']) == 0

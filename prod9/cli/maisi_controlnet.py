@@ -48,7 +48,7 @@ def _controlnet(argv) -> int:
         elif cn.control_type == 'label':
             control = None
         else:
-            paths, _ = _latents(cfg, store_images=cn.control_type == 'image')
+            paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
             split = 'test' if len(load_tokens(paths['test'])['labels']) else 'val'
             ds = ControlDataset(paths[split], m.scale_factor, cn, names)
             if len(ds) == 0: raise ValueError(f"no held-out ({split}) samples to take conditions from")
@@ -71,7 +71,7 @@ def _controlnet(argv) -> int:
     check_resume(args, 'ControlNetLightning')                 # a wrong resume file fails before any encoding
     module = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning) if args.command != 'train' else None
     cfg, base = _controlnet_config(cfg)
-    paths, _ = _latents(cfg, store_images=cn.control_type == 'image')
+    paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
     info = load_tokens(paths['train'])
     if args.command == 'train':
         module = ControlNetLightning.from_base(cfg, base, info['downsample_factor'])

@@ -27,11 +27,11 @@ def _parser(prog, description, extra=()):
     for a, kw in extra: p.add_argument(a, **kw)
     return add_window_flags(p, 'generate')
 
-def _latents(cfg, store_images=False):
+def _latents(cfg, store_images=False, store_masks=False):
     "Encode (or reuse) the latent cache of `cfg.data` with the VAE export."
     vae = require_kind(cfg, 'vae_path', 'MAISIVAE')
     return pre_encode(vae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size,
-                      store_images=store_images, precision=cfg.trainer.precision), vae
+                      store_images=store_images, precision=cfg.trainer.precision, store_masks=store_masks), vae
 
 def _fit_or_eval(args, cfg, module, datasets:dict):
     "Train, validate or test `module` on the `train`/`val`/`test` datasets (test falls back to val when empty)."

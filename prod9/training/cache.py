@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/cache.html.md"""
 
 # %% ../../nbs/42_cache.ipynb #bce41ed8
 from __future__ import annotations
-import hashlib, json, os, tempfile, time
+import hashlib, json, os, shutil, tempfile, time
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -19,8 +19,8 @@ from ..data import datamodule_from_config, VolumeDataModule, transform_error_cau
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
-__all__ = ['file_sha256', 'token_cache_key', 'class_names', 'split_datasets', 'encode_dataset', 'save_tokens', 'load_tokens',
-           'load_any_autoencoder', 'pre_encode', 'TokenDataset', 'TokenDataModule']
+__all__ = ['file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'encode_dataset', 'save_tokens',
+           'load_tokens', 'load_any_autoencoder', 'pre_encode', 'TokenDataset', 'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -47,6 +47,29 @@ def class_names(data_cfg) -> list[str]:
         return [v for _, v in sorted(medmnist.INFO[flags[0]]['label'].items(), key=lambda kv: int(kv[0]))]
     return ['image']
 
+# %% ../../nbs/42_cache.ipynb #c28dceb8
+class RowFiles:
+    "A folder of `.npy` rows seen as a lazily read tensor: `rows[i]` reads row `index[i]` (default `i`) from disk."
+    def __init__(self, folder, index=None, n:int|None=None):
+        self.folder = Path(folder)
+        self.index = None if index is None else [int(v) for v in index]
+        self.n = len(self.index) if self.index is not None else (n if n is not None else len(list(self.folder.glob('*.npy'))))
+        first = np.load(self.folder / f'{self.index[0] if self.index else 0}.npy', mmap_mode='r') if self.n else np.zeros(0)
+        self.row_shape, self.dtype = tuple(first.shape), first.dtype
+    def __len__(self): return self.n
+    @property
+    def shape(self) -> tuple: return (self.n, *self.row_shape)
+    def __getitem__(self, i):
+        j = self.index[i] if self.index is not None else int(i)
+        return torch.from_numpy(np.load(self.folder / f'{j}.npy'))
+
+    @staticmethod
+    def write(folder, j:int, row) -> Path:
+        "Write row `j` atomically (a hidden temporary file renamed into place)."
+        from prod9.io import atomic_write
+        arr = row.detach().cpu().numpy() if torch.is_tensor(row) else np.asarray(row)
+        return atomic_write(Path(folder) / f'{j}.npy', lambda tmp: np.save(open(tmp, 'wb'), arr), suffix='.tmp')
+
 # %% ../../nbs/42_cache.ipynb #a6c099a0
 def split_datasets(dm:VolumeDataModule) -> dict:
     "Deterministic (no augmentation) datasets per split: every record through the evaluation transforms."
@@ -61,12 +84,16 @@ def split_datasets(dm:VolumeDataModule) -> dict:
 
 @torch.no_grad()
 def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, device='cpu', progress:bool=False, latents:bool=False,
-                   store_images:bool=False) -> dict:
+                   store_images:bool=False, store_masks:bool=True, rows_dir=None) -> dict:
     """Encode every sample of `ds`: token grids (FSQ) or, with `latents=True`, `z_mu`/`z_sigma` (KL VAE).
-    Returns `tokens` (or `z_mu`, `z_sigma`), `labels`, `case_index`, `case_ids`, `affine`, `seg` when the samples have one,
-    and with `store_images` the (float16) images themselves (for image-conditioned ControlNets)."""
+    Returns `tokens` (or `z_mu`, `z_sigma`), `labels`, `case_index`, `case_ids`, `affine`, with `store_masks` the `seg` when the samples
+    have one, and with `store_images` the (float16) images themselves (for image-conditioned ControlNets). With `rows_dir` (a path
+    stem), masks and images go to disk as they come (`{rows_dir}.seg/{case}.npy`, `{rows_dir}.image/{i}.npy`) and are returned as `RowFiles`."""
     toks, mus, sigmas, segs, imgs, labels, case_ids, case_index, affine = [], [], [], [], [], [], [], [], None
-    seen = {}
+    seen, has_seg = {}, store_masks
+    seg_dir, img_dir = (Path(f'{rows_dir}.seg'), Path(f'{rows_dir}.image')) if rows_dir is not None else (None, None)
+    for d in (seg_dir, img_dir):
+        if d is not None and d.exists(): shutil.rmtree(d)            # rows of an older cache under this name
     it = range(0, len(ds), batch_size)
     if progress:
         from tqdm.auto import tqdm; it = tqdm(it, desc='encoding', unit='batch')
@@ -78,25 +105,31 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
         if latents:
             mu, sigma = wrapper.encode(x); mus.append(mu.float().cpu()); sigmas.append(sigma.float().cpu())
         else: toks.append(wrapper.quantize_stage_2_inputs(x).to(torch.int32).cpu())
-        if store_images: imgs.append(x.half().cpu())
-        if all('seg' in d for d in items): segs.append(torch.stack([torch.as_tensor(d['seg']).to(torch.uint8) for d in items]))
-        for d in items:
+        has_seg = has_seg and all('seg' in d for d in items)
+        for k, d in enumerate(items):
             labels.append(max(int(d.get('label', 0)), 0))
             cid = str(d.get('case_id', f'sample_{len(case_index)}'))
+            new = cid not in seen
             case_index.append(seen.setdefault(cid, len(seen)))
+            if store_images and img_dir is not None: RowFiles.write(img_dir, start + k, x[k].half())
+            if has_seg and seg_dir is not None and new: RowFiles.write(seg_dir, seen[cid], torch.as_tensor(d['seg']).to(torch.uint8))
+        if store_images and img_dir is None: imgs.append(x.half().cpu())
+        if has_seg and seg_dir is None: segs.append(torch.stack([torch.as_tensor(d['seg']).to(torch.uint8) for d in items]))
     out = {'labels': torch.tensor(labels, dtype=torch.int64), 'case_index': torch.tensor(case_index, dtype=torch.int64),
            'case_ids': list(seen), 'affine': affine if affine is not None else np.eye(4)}
     if latents: out.update(z_mu=torch.cat(mus), z_sigma=torch.cat(sigmas))
     else: out['tokens'] = torch.cat(toks)
-    if len(segs) * batch_size >= len(ds) and segs: out['seg'] = torch.cat(segs)
-    if store_images: out['image'] = torch.cat(imgs)
+    if has_seg and len(ds): out['seg'] = RowFiles(seg_dir, index=case_index) if seg_dir is not None else torch.cat(segs)
+    elif seg_dir is not None and seg_dir.exists(): shutil.rmtree(seg_dir)
+    if store_images and len(ds): out['image'] = RowFiles(img_dir, n=len(ds)) if img_dir is not None else torch.cat(imgs)
     return out
 
 # %% ../../nbs/42_cache.ipynb #0cc5323e
 def save_tokens(enc:dict, path, meta:dict) -> Path:
     "Write an encoded split atomically as safetensors (+ JSON metadata)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    md = {k: json.dumps(v) for k, v in {**meta, 'case_ids': enc['case_ids'], 'affine': np.asarray(enc['affine']).tolist()}.items()}
+    rows = sorted(k for k, v in enc.items() if isinstance(v, RowFiles))            # masks / images kept beside, one file per row
+    md = {k: json.dumps(v) for k, v in {**meta, 'case_ids': enc['case_ids'], 'affine': np.asarray(enc['affine']).tolist(), 'rows': rows}.items()}
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent); os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in enc.items() if torch.is_tensor(v)}, tmp, metadata=md); os.replace(tmp, path)
@@ -115,6 +148,10 @@ def load_tokens(path) -> dict:
     except Exception as e: raise ValueError(f"{path}: not a prod9 token cache ({e})") from None
     for k in ('labels', 'case_index', 'key'):
         if k not in out: raise ValueError(f"{path}: not a prod9 token cache (missing {k!r})")
+    stem = path.with_suffix('')
+    for k in out.get('rows', []):           # read lazily: masks one per case, images one per volume
+        if not Path(f'{stem}.{k}').is_dir(): raise ValueError(f"{path}: its {k} rows ({stem}.{k}/) are missing; delete the cache to rebuild it")
+        out[k] = RowFiles(f'{stem}.{k}', index=out['case_index'] if k == 'seg' else None, n=len(out['labels']))
     return out
 
 # %% ../../nbs/42_cache.ipynb #6040329c
@@ -125,11 +162,12 @@ def load_any_autoencoder(path, map_location='cpu'):
 
 def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir, device='cpu', batch_size:int=4,
                progress:bool=False, log=print, store_images:bool=False, rank:int|None=None, wait_s:float=24 * 3600,
-               precision:str|None=None) -> dict:
+               precision:str|None=None, store_masks:bool=False) -> dict:
     """Encode every split of `data_cfg` with the exported autoencoder into `cache_dir/{split}.safetensors`; reuse a cache with the same key.
     An FSQ export gives token grids; a MAISI VAE export gives latents (`z_mu`, `z_sigma`). In a multi-process run (`rank` > 0, default:
     from RANK/LOCAL_RANK/NODE_RANK/SLURM_PROCID) only the first process encodes; the others wait up to `wait_s` for its cache.
-    `precision`: Lightning's precision string; `bf16-mixed` / `16-mixed` encode under autocast (the quantiser stays fp32)."""
+    `precision`: Lightning's precision string; `bf16-mixed` / `16-mixed` encode under autocast (the quantiser stays fp32).
+    `store_masks`: keep the tumour masks (ControlNet stages); a cache with masks serves a stage that needs none, not the reverse."""
     from prod9.training.engine import _rank_zero
     cache_dir = Path(cache_dir)
     key = token_cache_key(autoencoder_path, data_cfg, sw_cfg, precision) + ('-img' if store_images else '')
@@ -137,8 +175,9 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
     names = ('train', 'val', 'test')
     paths = {s: cache_dir / f'{s}.safetensors' for s in names}
     def fresh(p):
-        try: return load_tokens(p)['key'] == key
+        try: c = load_tokens(p)
         except (FileNotFoundError, ValueError): return False
+        return c['key'] == key and (not store_masks or c.get('masks_requested', 'seg' in c))
     if all(fresh(p) for p in paths.values()):
         log(f"token cache {cache_dir} is up to date (key {key})"); return paths
     if (rank if rank is not None else (0 if _rank_zero() else 1)) > 0:
@@ -153,7 +192,7 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
     ae = load_any_autoencoder(autoencoder_path, map_location='cpu').to(device)
     latents = not hasattr(ae, 'codebook_size')
     wrapper = AutoencoderInferenceWrapper(ae, sw_cfg, precision)
-    meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg),
+    meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg), 'masks_requested': store_masks,
             'downsample_factor': ae.downsample_factor, 'source': data_cfg.source,
             **({'latent_channels': ae.latent_channels} if latents else {'vocab_size': ae.codebook_size, 'levels': list(ae.levels)})}
     datasets = split_datasets(dm)
@@ -163,7 +202,7 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
             enc = {('z_mu' if latents else 'tokens'): torch.zeros((0,), dtype=torch.float32 if latents else torch.int32), 'labels': torch.zeros(0, dtype=torch.int64),
                    'case_index': torch.zeros(0, dtype=torch.int64), 'case_ids': [], 'affine': np.eye(4)}
             save_tokens(enc, paths[s], {**meta, 'grid': []}); continue
-        enc = encode_dataset(wrapper, ds, batch_size, device, progress, latents, store_images)
+        enc = encode_dataset(wrapper, ds, batch_size, device, progress, latents, store_images, store_masks, rows_dir=cache_dir / s)
         grid = enc['z_mu'].shape[2:] if latents else enc['tokens'].shape[1:]
         save_tokens(enc, paths[s], {**meta, 'grid': list(grid)})
         log(f"encoded {s}: {len(enc['labels'])} volumes → {'latents' if latents else 'tokens'} {tuple(grid)} ({paths[s]})")

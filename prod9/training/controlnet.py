@@ -105,6 +105,8 @@ class ControlNetLightning(MAISIDiffusionLightning):
         cn_labels = self.control_labels(labels) if labels is not None else None
         if control is None: control = torch.zeros(num_samples, condition_channels(self.cfg.controlnet), *[s * self.hparams.downsample_factor for s in self.latent_shape], device=self.device)
         scale = self.cfg.controlnet.conditioning_scale if conditioning_scale is None else conditioning_scale
-        return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
-                              unet_labels, seed, self.device, controlnet=self.controlnet, control=control.to(self.device), conditioning_scale=scale,
-                              spatial_dims=self.spatial_dims, controlnet_labels=cn_labels)
+        from prod9.autoencoder.inference import autocast_for
+        with autocast_for(self.cfg.trainer.precision, self.device):
+            return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
+                                  unet_labels, seed, self.device, controlnet=self.controlnet, control=control.to(self.device), conditioning_scale=scale,
+                                  spatial_dims=self.spatial_dims, controlnet_labels=cn_labels).float()
