@@ -78,11 +78,15 @@ class ControlledTransformer(nn.Module):
         "Classifier-free guidance drops the label and keeps the mask."
         return self.base.null_condition(labels, **context)
 
-    def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, control:torch.Tensor|None=None, conditioning_scale:float=1.0) -> torch.Tensor:
-        if control is None: return self.base(tokens, labels)
+    @property
+    def head(self): return self.base.head
+
+    def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, control:torch.Tensor|None=None, conditioning_scale:float=1.0,
+                features_only:bool=False) -> torch.Tensor:
+        if control is None: return self.base(tokens, labels, features_only=features_only)
         self.base._check(tokens); self.controlnet.check(tokens, control)
         x, c = self.base.embed(tokens, labels)
-        return self.base(tokens, labels, block_residuals=self.controlnet(x, c, control, conditioning_scale))
+        return self.base(tokens, labels, block_residuals=self.controlnet(x, c, control, conditioning_scale), features_only=features_only)
 
     def train(self, mode:bool=True):
         super().train(mode); self.base.eval(); return self          # the frozen base keeps its eval behaviour (dropout off)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from typing import Literal
 import torch
+from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'Schedule', 'gamma', 'MaskGiTScheduler', 'MaskGiTSampler']
+__all__ = ['SCHEDULES', 'Schedule', 'LOGIT_CHUNK', 'gamma', 'chunked_cross_entropy', 'MaskGiTScheduler', 'MaskGiTSampler']
 
 # %% ../../nbs/22_maskgit.ipynb #3937a8ee
 SCHEDULES = ('cosine', 'linear', 'sqrt', 'square', 'log2')
@@ -28,6 +29,23 @@ def gamma(r:torch.Tensor|float, schedule:Schedule='cosine') -> torch.Tensor:
     elif schedule == 'log2': g = 1 - torch.log2(1 + r)
     else: raise ValueError(f"unknown mask schedule {schedule!r}; choose one of {SCHEDULES}")
     return g.clamp(0, 1)
+
+# %% ../../nbs/22_maskgit.ipynb #4a3353b3
+LOGIT_CHUNK = 1 << 25          # logits (positions × codebook) computed at once: 128 MB in float32
+
+def _chunk_rows(chunk_elems:int, vocab:int) -> int: return max(1, chunk_elems // max(1, vocab))
+
+def chunked_cross_entropy(features:torch.Tensor, head:nn.Module, targets:torch.Tensor, label_smoothing:float=0.0,
+                          chunk_elems:int=LOGIT_CHUNK) -> torch.Tensor:
+    "Mean cross-entropy of `head(features)` (M, D) → (M, V) against `targets` (M,), `chunk_elems` logits at a time (recomputed for the backward pass)."
+    from torch.utils.checkpoint import checkpoint
+    M = targets.shape[0]
+    if M == 0: return features.sum() * 0.0
+    n = _chunk_rows(chunk_elems, head.out_features)
+    part = lambda f, t: F.cross_entropy(head(f).float(), t.long(), label_smoothing=label_smoothing, reduction='sum')
+    if n >= M: return part(features, targets) / M
+    total = sum(checkpoint(part, features[s:s + n], targets[s:s + n], use_reentrant=False) for s in range(0, M, n))
+    return total / M
 
 # %% ../../nbs/22_maskgit.ipynb #9288eb3a
 class MaskGiTScheduler:
@@ -70,6 +88,18 @@ class MaskGiTScheduler:
         "Fraction of masked positions whose most likely token is the true one."
         return (logits[mask].argmax(-1) == targets[mask]).float().mean()
 
+    def loss_from_features(self, features:torch.Tensor, head, targets:torch.Tensor, mask:torch.Tensor, chunk_elems:int=LOGIT_CHUNK) -> torch.Tensor:
+        "`loss` of `head(features)` (features (B, *grid, D) from `model(..., features_only=True)`), never holding more than `chunk_elems` logits."
+        return chunked_cross_entropy(features[mask], head, targets[mask], self.label_smoothing, chunk_elems)
+
+    @torch.no_grad()
+    def accuracy_from_features(self, features, head, targets, mask, chunk_elems:int=LOGIT_CHUNK) -> torch.Tensor:
+        "`accuracy` of `head(features)`, chunk by chunk."
+        f, t = features[mask], targets[mask]
+        n = _chunk_rows(chunk_elems, head.out_features)
+        hits = sum(int((head(f[s:s + n]).argmax(-1) == t[s:s + n]).sum()) for s in range(0, len(t), n))
+        return torch.tensor(hits / max(1, len(t)), device=features.device)
+
 # %% ../../nbs/22_maskgit.ipynb #4ae7f659
 def _gumbel(shape, generator, device):
     "Standard Gumbel noise drawn with `generator`."
@@ -89,7 +119,7 @@ class MaskGiTSampler:
         if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
         gamma(0.5, schedule)
         self.steps, self.schedule, self.temperature, self.choice_temperature = steps, schedule, temperature, choice_temperature
-        self.guidance_scale, self.top_k = guidance_scale, top_k
+        self.guidance_scale, self.top_k, self.chunk_elems = guidance_scale, top_k, LOGIT_CHUNK
 
     def logits(self, model, tokens, labels, **context):
         out = model(tokens, labels, **context).float()
@@ -99,6 +129,31 @@ class MaskGiTSampler:
         out = out / self.temperature
         if self.top_k: out = out.masked_fill(out < out.topk(self.top_k, dim=-1).values[..., -1:], float('-inf'))
         return out
+
+    def draw(self, model, x, labels, unknown, generator, **context):
+        """One decoding step's draw: a token for every unknown position (known ones keep theirs) and its log-probability, both (B, N).
+        Models with a `head` give features and the head runs on `chunk_elems` logits at a time (BraTS-size grids with large codebooks)."""
+        B, N, dev, flat = x.shape[0], unknown.shape[1], x.device, x.view(x.shape[0], -1)
+        if not hasattr(model, 'head'):
+            lg = self.logits(model, x, labels, **context).view(B, N, -1); chunks, head = [(0, N, lg)], None
+        else:
+            head, feats = model.head, model(x, labels, features_only=True, **context).reshape(B, N, -1)
+            ufeats = None
+            if self.guidance_scale:
+                ul, uc = model.null_condition(labels, **context)
+                ufeats = model(x, ul, features_only=True, **uc).reshape(B, N, -1)
+            n = _chunk_rows(self.chunk_elems, B * head.out_features)
+            chunks = [(s, min(N, s + n), None) for s in range(0, N, n)]
+        sampled, conf = [], []
+        for s, e, lg in chunks:
+            if lg is None:
+                lg = head(feats[:, s:e]).float()
+                if ufeats is not None: lg = lg + self.guidance_scale * (lg - head(ufeats[:, s:e]).float())
+                lg = lg / self.temperature
+                if self.top_k: lg = lg.masked_fill(lg < lg.topk(self.top_k, dim=-1).values[..., -1:], float('-inf'))
+            smp = torch.where(unknown[:, s:e], (lg + _gumbel(lg.shape, generator, dev)).argmax(-1), flat[:, s:e])
+            sampled.append(smp); conf.append(lg.log_softmax(-1).gather(-1, smp[..., None])[..., 0])
+        return torch.cat(sampled, 1), torch.cat(conf, 1)
 
     @torch.no_grad()
     def sample(self, model, labels:torch.Tensor|None=None, num_samples:int|None=None, grid_shape=None, seed:int|None=None,
@@ -129,13 +184,8 @@ class MaskGiTSampler:
                 unknown = (x == mask_id).view(B, N)
                 n_unknown = unknown.sum(1)
                 if int(n_unknown.max()) == 0: break
-                logits = self.logits(model, x, labels, **context).view(B, N, -1)
-                logp = logits.log_softmax(-1)
-                sampled = (logits + _gumbel(logits.shape, generator, dev)).argmax(-1)
-                flat = x.view(B, N)
-                sampled = torch.where(unknown, sampled, flat)
+                sampled, conf = self.draw(model, x, labels, unknown, generator, **context)
                 r = (t + 1) / self.steps
-                conf = logp.gather(-1, sampled[..., None])[..., 0]
                 conf = conf + self.choice_temperature * (1 - r) * _gumbel(conf.shape, generator, dev)
                 conf = torch.where(unknown, conf, torch.full_like(conf, float('inf')))
                 if t == self.steps - 1: n_mask = torch.zeros_like(n_unknown)

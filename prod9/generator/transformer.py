@@ -51,10 +51,11 @@ class TransformerDecoder(nn.Module):
         e = self.tok_emb(tokens.long())
         return self.patcher.embed(e) if self.patcher is not None else e.flatten(1, -2)
 
-    def logits_out(self, x:torch.Tensor, grid) -> torch.Tensor:
-        "Sequence outputs (B, N, D) → logits (B, *grid, vocab_size), through the per-position unpatching when patched."
-        if self.patcher is not None: return self.head(self.patcher.unembed(x, grid))
-        return self.head(x).view(x.shape[0], *grid, self.vocab_size)
+    def logits_out(self, x:torch.Tensor, grid, features_only:bool=False) -> torch.Tensor:
+        """Sequence outputs (B, N, D) → logits (B, *grid, vocab_size), through the per-position unpatching when patched; with
+        `features_only` the per-token vectors (B, *grid, D) the vocabulary head would read."""
+        f = self.patcher.unembed(x, grid) if self.patcher is not None else x.reshape(x.shape[0], *grid, x.shape[-1])
+        return f if features_only else self.head(f)
 
     def _check(self, tokens):
         if tokens.dtype not in (torch.int64, torch.int32) or tokens.ndim != len(self.latent_shape) + 1:
@@ -74,9 +75,11 @@ class TransformerDecoder(nn.Module):
         c = self.cond_emb(labels.long())
         return self.tokens_in(tokens) + self.pos(grid) + c[:, None], c     # the condition also enters every token directly
 
-    def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, block_residuals:Sequence[torch.Tensor]|None=None) -> torch.Tensor:
+    def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, block_residuals:Sequence[torch.Tensor]|None=None,
+                features_only:bool=False) -> torch.Tensor:
         """`tokens` (B, *grid) with `mask_token_id` at masked positions, `labels` (B,) → logits (B, *grid, vocab_size).
-        `block_residuals` (a ControlNet's output): (B, N, hidden_dim) tensors added to the outputs of the first blocks."""
+        `block_residuals` (a ControlNet's output): (B, N, hidden_dim) tensors added to the outputs of the first blocks.
+        `features_only`: the (B, *grid, hidden_dim) vectors before `self.head`, for losses and samplers that apply the head in chunks."""
         x, c = self.embed(tokens, labels)
         B, grid = tokens.shape[0], tokens.shape[1:]
         res = list(block_residuals or [])
@@ -85,7 +88,7 @@ class TransformerDecoder(nn.Module):
             x = blk(x, c)
             if i < len(res): x = x + res[i]
         sh, sc = self.ada_out(c)[:, None].chunk(2, dim=-1)
-        return self.logits_out(modulate(self.norm_out(x), sh, sc), grid)
+        return self.logits_out(modulate(self.norm_out(x), sh, sc), grid, features_only)
 
 # %% ../../nbs/21_transformer.ipynb #03c7b02e
 class ModalityProcessor(nn.Module):
@@ -152,7 +155,8 @@ class TransformerDecoderSingleStream(nn.Module):
         cm = torch.zeros(context_tokens.shape[:2], dtype=torch.bool, device=context_tokens.device)
         return labels, {'context_tokens': context_tokens, 'context_labels': context_labels, 'context_mask': cm}
 
-    def forward(self, tokens:torch.Tensor, labels:torch.Tensor, context_tokens=None, context_labels=None, context_mask=None) -> torch.Tensor:
+    def forward(self, tokens:torch.Tensor, labels:torch.Tensor, context_tokens=None, context_labels=None, context_mask=None,
+                features_only:bool=False) -> torch.Tensor:
         "Target `tokens` (B, *grid) (mask id at masked places), target `labels` (B,), context as in `ModalityProcessor` → logits (B, *grid, V)."
         TransformerDecoder._check(self, tokens)
         B, grid = tokens.shape[0], tokens.shape[1:]
@@ -162,5 +166,5 @@ class TransformerDecoderSingleStream(nn.Module):
         for blk in self.blocks: x = blk(x, c, km)
         sh, sc = self.ada_out(c)[:, None].chunk(2, dim=-1)
         x = modulate(self.norm_out(x[:, start + 1:]), sh, sc)
-        if self.processor.patcher is not None: x = self.processor.patcher.unembed(x, grid)
-        return self.head(x).view(B, *grid, self.vocab_size)
+        x = self.processor.patcher.unembed(x, grid) if self.processor.patcher is not None else x.reshape(B, *grid, x.shape[-1])
+        return x if features_only else self.head(x)

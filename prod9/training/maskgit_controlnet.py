@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Sequence
 import torch
 from fastcore.basics import patch
-import torch.nn.functional as F
 from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StrictModel
 from ..generator.controlnet import MaskGiTControlNet, ControlledTransformer
+from ..generator.maskgit import chunked_cross_entropy
 from .cache import load_tokens
 from ..data import mask_condition
 from .transformer import TransformerStageConfig, MaskGiTLightning
@@ -100,9 +100,9 @@ def _context(self:MaskGiTControlNetLightning, batch): return {'control': batch['
 def _eval_step(self:MaskGiTControlNetLightning, batch, batch_idx, prefix):
     masked, mask = super(MaskGiTControlNetLightning, self)._eval_step(batch, batch_idx, prefix)
     tokens, labels, bs = batch['tokens'], batch['label'], batch['tokens'].shape[0]
-    ce = lambda logits: F.cross_entropy(logits[mask].float(), tokens[mask])
-    self.log_dict({f'{prefix}_ce_without_control': ce(self.transformer.base(masked, labels)),
-                   f'{prefix}_ce_mirrored_mask': ce(self.transformer(masked, labels, control=batch['control'].flip(-1)))}, batch_size=bs)
+    ce = lambda feats: chunked_cross_entropy(feats[mask], self.transformer.head, tokens[mask])
+    self.log_dict({f'{prefix}_ce_without_control': ce(self.transformer.base(masked, labels, features_only=True)),
+                   f'{prefix}_ce_mirrored_mask': ce(self.transformer(masked, labels, control=batch['control'].flip(-1), features_only=True))}, batch_size=bs)
 
 @patch
 def on_validation_epoch_end(self:MaskGiTControlNetLightning):

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from pydantic import Field
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..generator.transformer import TransformerDecoder, TransformerDecoderSingleStream
-from ..generator.maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule
+from ..generator.maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule, chunked_cross_entropy
 from ..metrics import histogram_w1
 from .engine import StageModule, lr_schedule_entry
 from ..loader import load
@@ -155,10 +155,10 @@ def training_step(self:MaskGiTLightning, batch, batch_idx):
     tokens, labels = batch['tokens'], batch['label']
     labels, ctx = self.masker.drop_condition(self.transformer, labels, **self._context(batch))
     masked, mask = self.masker.add_mask(tokens)
-    logits = self.transformer(masked, labels, **ctx)
-    loss = self.masker.loss(logits, tokens, mask)
+    feats = self.transformer(masked, labels, features_only=True, **ctx)         # logits in chunks: never (B, N, V) at once
+    loss = self.masker.loss_from_features(feats, self.transformer.head, tokens, mask)
     self.check_finite(loss, f'step {self.global_step}')
-    self.log_train(loss, tokens.shape[0], acc=self.masker.accuracy(logits, tokens, mask))
+    self.log_train(loss, tokens.shape[0], acc=self.masker.accuracy_from_features(feats.detach(), self.transformer.head, tokens, mask))
     return loss
 
 @patch
@@ -166,9 +166,9 @@ def _eval_step(self:MaskGiTLightning, batch, batch_idx, prefix):
     tokens, labels = batch['tokens'], batch['label']
     g = self.eval_generator(batch_idx, tokens.device)
     masked, mask = self.masker.add_mask(tokens, generator=g)
-    logits = self.transformer(masked, labels, **self._context(batch))
-    ce = torch.nn.functional.cross_entropy(logits[mask].float(), tokens[mask])
-    self.log_dict({f'{prefix}_ce': ce, f'{prefix}_acc': self.masker.accuracy(logits, tokens, mask)}, prog_bar=prefix == 'val',
+    feats = self.transformer(masked, labels, features_only=True, **self._context(batch))
+    ce = chunked_cross_entropy(feats[mask], self.transformer.head, tokens[mask])
+    self.log_dict({f'{prefix}_ce': ce, f'{prefix}_acc': self.masker.accuracy_from_features(feats, self.transformer.head, tokens, mask)}, prog_bar=prefix == 'val',
                   batch_size=tokens.shape[0])
     return masked, mask
 
