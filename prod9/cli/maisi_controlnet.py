@@ -49,7 +49,7 @@ def _controlnet(argv) -> int:
             control = None
         else:
             paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
-            split = 'test' if len(load_tokens(paths['test'])['labels']) else 'val'
+            split = 'test' if len(load_tokens(paths['test'], lazy=True)['labels']) else 'val'
             ds = ControlDataset(paths[split], m.scale_factor, cn, names)
             if len(ds) == 0: raise ValueError(f"no held-out ({split}) samples to take conditions from")
             items = [ds[i % len(ds)] for i in range(n)]
@@ -72,7 +72,7 @@ def _controlnet(argv) -> int:
     module = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning) if args.command != 'train' else None
     cfg, base = _controlnet_config(cfg)
     paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
-    info = load_tokens(paths['train'])
+    info = load_tokens(paths['train'], lazy=True)
     if args.command == 'train':
         module = ControlNetLightning.from_base(cfg, base, info['downsample_factor'])
     _fit_or_eval(args, cfg, module, {s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths})

@@ -76,7 +76,7 @@ def _diffusion(argv) -> int:
     check_resume(args, 'MAISIDiffusionLightning')                 # a wrong resume file fails before any encoding
     module = load_diffusion_checkpoint(args.checkpoint) if args.command != 'train' else None     # a wrong file fails before encoding
     paths, _ = _latents(cfg)
-    info = load_tokens(paths['train'])
+    info = load_tokens(paths['train'], lazy=True)
     if 'z_mu' not in info: raise ValueError(f"vae_path {cfg.vae_path} is not a MAISI VAE export (the cache holds tokens)")
     if args.command == 'train':
         module = MAISIDiffusionLightning.from_cache(cfg, info)

@@ -51,7 +51,7 @@ def _data(cfg, base, log=print):
     ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
     paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log,
                        precision=cfg.trainer.precision, store_masks=True)
-    info = load_tokens(paths['train'])
+    info = load_tokens(paths['train'], lazy=True)
     got, want = (info.get('vocab_size'), list(info.get('grid', []))), (base.hparams.vocab_size, list(base.latent_shape))
     if got != want:
         raise ConfigError(f"{ae} codes volumes as {got[1]} grids of {got[0]} tokens, but the stage-2 transformer {cfg.transformer_path} "

@@ -47,7 +47,7 @@ def _data(cfg, log=print):
     return paths, dm, ae
 
 def _new_module(cfg, paths, ae_path):
-    info = load_tokens(paths['train'])
+    info = load_tokens(paths['train'], lazy=True)
     m = MaskGiTLightning.from_cache(cfg, info)
     ref = TokenDataset(paths['val']) if len(TokenDataset(paths['val'])) else None
     return m.attach_autoencoder(load_autoencoder(ae_path), ref)

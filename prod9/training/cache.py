@@ -19,8 +19,9 @@ from ..data import datamodule_from_config, VolumeDataModule, transform_error_cau
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
-__all__ = ['file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'encode_dataset', 'save_tokens',
-           'load_tokens', 'load_any_autoencoder', 'pre_encode', 'TokenDataset', 'TokenDataModule']
+__all__ = ['LAZY_KEYS', 'file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'encode_dataset',
+           'save_tokens', 'load_tokens', 'LazyRows', 'load_any_autoencoder', 'pre_encode', 'TokenDataset',
+           'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -137,13 +138,16 @@ def save_tokens(enc:dict, path, meta:dict) -> Path:
         if os.path.exists(tmp): os.remove(tmp)
     return path
 
-def load_tokens(path) -> dict:
-    "Read a cached split: tensors plus decoded metadata (`key`, `class_names`, `vocab_size`, `grid`, `case_ids`, `affine`, ...)."
+LAZY_KEYS = ('tokens', 'z_mu', 'z_sigma', 'image')       # per-volume tensors that `load_tokens(lazy=True)` leaves in the file
+
+def load_tokens(path, lazy:bool=False) -> dict:
+    """Read a cached split: tensors plus decoded metadata (`key`, `class_names`, `vocab_size`, `grid`, `case_ids`, `affine`, ...).
+    `lazy`: the per-volume tensors (`LAZY_KEYS`) as `LazyRows`, read row by row when indexed."""
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: token cache not found")
     try:
         with safe_open(str(path), framework='pt') as f:
-            out = {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: (LazyRows(path, k) if lazy and k in LAZY_KEYS else f.get_tensor(k)) for k in f.keys()}
             out.update({k: json.loads(v) for k, v in (f.metadata() or {}).items()})
     except Exception as e: raise ValueError(f"{path}: not a prod9 token cache ({e})") from None
     for k in ('labels', 'case_index', 'key'):
@@ -153,6 +157,28 @@ def load_tokens(path) -> dict:
         if not Path(f'{stem}.{k}').is_dir(): raise ValueError(f"{path}: its {k} rows ({stem}.{k}/) are missing; delete the cache to rebuild it")
         out[k] = RowFiles(f'{stem}.{k}', index=out['case_index'] if k == 'seg' else None, n=len(out['labels']))
     return out
+
+# %% ../../nbs/42_cache.ipynb #7affd2ec
+class LazyRows:
+    "Rows of one tensor of a safetensors file, read on demand: `rows[i]`, `rows[[i, j]]` / a LongTensor / a bool mask, `rows[a:b]`; `len`, `shape`."
+    def __init__(self, path, key:str):
+        self.path, self.key, self._f, self._pid = str(path), key, None, None
+        with safe_open(self.path, framework='pt') as f: self.shape = tuple(f.get_slice(key).get_shape())
+    def __len__(self): return self.shape[0]
+    def __getstate__(self): return {**self.__dict__, '_f': None, '_pid': None}        # a handle per process (DataLoader workers)
+    def _slice(self):
+        if self._f is None or self._pid != os.getpid(): self._f, self._pid = safe_open(self.path, framework='pt'), os.getpid()
+        return self._f.get_slice(self.key)
+    def __getitem__(self, i):
+        if isinstance(i, slice): return self._slice()[i]
+        if torch.is_tensor(i) and i.dtype == torch.bool: i = i.nonzero()[:, 0]
+        if torch.is_tensor(i) and i.ndim == 0: i = int(i)
+        if isinstance(i, int):
+            if not -len(self) <= i < len(self): raise IndexError(f"row {i} of {len(self)} ({self.path}: {self.key})")
+            return self._slice()[i % len(self)]
+        rows = [int(j) for j in i]
+        sl = self._slice()
+        return torch.stack([sl[j] for j in rows]) if rows else torch.empty((0, *self.shape[1:]))
 
 # %% ../../nbs/42_cache.ipynb #6040329c
 def load_any_autoencoder(path, map_location='cpu'):
@@ -214,8 +240,8 @@ class TokenDataset(Dataset):
     `mode='label'`: `{'tokens', 'label'}` per volume. `mode='in_context'`: one sample per (case, target modality in `targets`)
     with `context_tokens (M, *grid)`, `context_labels (M,)` and `context_mask (M,)` from the case's modalities in `sources`."""
     def __init__(self, cache:dict|str|Path, mode:str='label', sources:Sequence[int]|None=None, targets:Sequence[int]|None=None):
-        c = cache if isinstance(cache, dict) else load_tokens(cache)
-        self.tokens, self.labels, self.case_index = c['tokens'].long(), c['labels'], c['case_index']
+        c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
+        self.tokens, self.labels, self.case_index = c['tokens'], c['labels'], c['case_index']      # tokens: read per item
         self.class_names, self.mode = c.get('class_names', []), mode
         if mode not in ('label', 'in_context'): raise ValueError(f"mode must be 'label' or 'in_context', got {mode!r}")
         if mode == 'in_context':
@@ -229,13 +255,13 @@ class TokenDataset(Dataset):
                           if t in mods and any(s in mods and s != t for s in self.sources)]
     def __len__(self): return len(self.tokens) if self.mode == 'label' else len(self.items)
     def __getitem__(self, i):
-        if self.mode == 'label': return {'tokens': self.tokens[i], 'label': self.labels[i]}
+        if self.mode == 'label': return {'tokens': self.tokens[i].long(), 'label': self.labels[i]}
         ci, t = self.items[i]; mods = self.by_case[ci]
         src = [s for s in self.sources if s != t and s in mods]
         grid = self.tokens.shape[1:]
         ct = torch.zeros(self.M, *grid, dtype=torch.long); cl = torch.zeros(self.M, dtype=torch.long); cm = torch.zeros(self.M, dtype=torch.bool)
-        for j, s in enumerate(src): ct[j], cl[j], cm[j] = self.tokens[mods[s]], s, True
-        return {'tokens': self.tokens[mods[t]], 'label': torch.tensor(t), 'context_tokens': ct, 'context_labels': cl, 'context_mask': cm,
+        for j, s in enumerate(src): ct[j], cl[j], cm[j] = self.tokens[mods[s]].long(), s, True
+        return {'tokens': self.tokens[mods[t]].long(), 'label': torch.tensor(t), 'context_tokens': ct, 'context_labels': cl, 'context_mask': cm,
                 'case_index': torch.tensor(ci)}
 
 # %% ../../nbs/42_cache.ipynb #ae7bf8a8

@@ -34,7 +34,7 @@ class ControlNetStageConfig(DiffusionStageConfig):
 class ControlDataset(Dataset):
     "Latent samples with their condition image `control` (and `label`), from a latent cache with `seg` (mask) or `image` (image control)."
     def __init__(self, cache:dict|str|Path, scale_factor:float, cfg:ControlNetModelConfig, class_names:Sequence[str]):
-        c = cache if isinstance(cache, dict) else load_tokens(cache)
+        c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         self.base, self.cfg = LatentDataset(c, scale_factor), cfg
         t = cfg.control_type
         if 'mask' in t and c.get('seg') is None: raise ValueError("control_type needs segmentations, but this data source has none (use phantoms or BraTS)")

@@ -50,7 +50,7 @@ class DiffusionStageConfig(StageConfig):
 class LatentDataset(Dataset):
     "Cached VAE latents: each item draws z = μ + σ·ε (scaled by `scale_factor`), with its `label` and, when cached, `seg`."
     def __init__(self, cache:dict|str|Path, scale_factor:float=1.0, sample:bool=True):
-        c = cache if isinstance(cache, dict) else load_tokens(cache)
+        c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         if 'z_mu' not in c: raise ValueError("this cache holds tokens, not latents: encode with a MAISI VAE export (vae_path)")
         self.z_mu, self.z_sigma, self.labels = c['z_mu'], c.get('z_sigma'), c['labels']
         self.seg, self.case_index = c.get('seg'), c['case_index']
@@ -63,11 +63,13 @@ class LatentDataset(Dataset):
         if self.seg is not None: d['seg'] = self.seg[i].long()
         return d
 
-def latent_scale_factor(cache:dict|str|Path, seed:int=0) -> float:
-    "1 / std(z) over the sampled training latents (MAISI's scale factor)."
-    c = cache if isinstance(cache, dict) else load_tokens(cache)
+def latent_scale_factor(cache:dict|str|Path, seed:int=0, max_volumes:int=256) -> float:
+    "1 / std(z) over the sampled training latents (MAISI's scale factor), from the first `max_volumes` of them (read lazily from a path)."
+    c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
+    n = min(len(c['z_mu']), max_volumes)
     g = torch.Generator().manual_seed(seed)
-    z = c['z_mu'] + c['z_sigma'] * torch.randn(c['z_mu'].shape, generator=g)
+    mu, sigma = c['z_mu'][:n], c['z_sigma'][:n]
+    z = mu + sigma * torch.randn(mu.shape, generator=g)
     return float(1.0 / z.float().std().clamp_min(1e-8))
 
 # %% ../../nbs/48_train_diffusion.ipynb #224f603b
@@ -89,7 +91,7 @@ class MAISIDiffusionLightning(StageModule):
     @classmethod
     def from_cache(cls, cfg, cache, scale_factor:float|None=None):
         "The module for stage config `cfg`, sized by a latent cache (grid, channels, classes, affine); the scale factor 1/std(z) from it unless given."
-        info = cache if isinstance(cache, dict) else load_tokens(cache)
+        info = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         sf = latent_scale_factor(info) if scale_factor is None else scale_factor
         return cls(cfg, info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'])
 

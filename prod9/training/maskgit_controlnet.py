@@ -45,18 +45,18 @@ class MaskGiTControlNetStageConfig(TransformerStageConfig):
 class ControlTokenDataset(Dataset):
     "Cached token grids with their tumour mask as the condition: `{'tokens', 'label', 'control', 'seg'}` per volume, only the `classes` kept (default: all)."
     def __init__(self, cache:dict|str|Path, mask_classes:Sequence[int], classes:Sequence[int]|None=None):
-        c = cache if isinstance(cache, dict) else load_tokens(cache)
+        c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         self.labels, self.mask_classes = c['labels'], list(mask_classes)
         self.class_names = c.get('class_names', [])
         if len(self.labels) and c.get('seg') is None:
             raise ValueError(f"the token cache has no tumour masks (data source {c.get('source')!r}); "
                              "a mask ControlNet needs a data source with segmentations: phantoms or brats")
-        self.tokens, self.seg = c['tokens'].long(), c.get('seg')
+        self.tokens, self.seg = c['tokens'], c.get('seg')                 # read per item (lazily, from a path)
         self.idx = [i for i in range(len(self.labels)) if classes is None or int(self.labels[i]) in classes]
     def __len__(self): return len(self.idx)
     def __getitem__(self, i):
         j = self.idx[i]; seg = self.seg[j]
-        return {'tokens': self.tokens[j], 'label': self.labels[j], 'control': mask_condition(seg[None].long(), self.mask_classes)[0], 'seg': seg}
+        return {'tokens': self.tokens[j].long(), 'label': self.labels[j], 'control': mask_condition(seg[None].long(), self.mask_classes)[0], 'seg': seg}
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #ea8c82ec
 class MaskGiTControlNetLightning(MaskGiTLightning):
@@ -75,7 +75,7 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
     @classmethod
     def from_cache(cls, cfg, cache, **kw):
         "The module for `cfg`, sized by the token cache (which also gives the autoencoder's downsampling factor for the mask stem)."
-        info = cache if isinstance(cache, dict) else load_tokens(cache)
+        info = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         return super().from_cache(cfg, info, control_downsample_factor=info['downsample_factor'], **kw)
 
     def init_from_base(self, base_state:dict):

@@ -123,7 +123,7 @@ class MaskGiTLightning(StageModule):
     @classmethod
     def from_cache(cls, cfg, cache, **kw):
         "The module for stage config `cfg`, sized by a token cache (a path, or what `load_tokens` read): vocabulary, grid, classes, affine."
-        info = cache if isinstance(cache, dict) else load_tokens(cache)
+        info = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         _check_fits(cfg.model if hasattr(cfg, 'model') else TransformerModelConfig.model_validate(cfg.get('model', {})), info,
                     getattr(cfg, 'source_file', None))
         return cls(cfg, info['vocab_size'], info['grid'], info['class_names'], info['affine'], **kw)
@@ -186,7 +186,7 @@ def on_validation_epoch_end(self:MaskGiTLightning):
     ds, dists = self.reference, []
     for c in sorted(set(ds.labels.tolist())):
         if self.in_context: continue
-        real = ds.tokens[ds.labels == c][:max(n, 2)]
+        real = ds.tokens[(ds.labels == c).nonzero()[:max(n, 2), 0]].long()       # only these rows are read
         toks = self.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=self.cfg.validation.seed)
         dists.append(histogram_w1(self.decode(toks), self.decode(real.to(self.device))))
     if dists: self.log('val_hist_w1', float(np.mean(dists)))
