@@ -20,6 +20,7 @@ from common import machine_info, default_device
 
 # name: (module, title, CPU-sized arguments, large arguments)
 BENCHES = {
+    'brats_scale': ('bench_brats_scale', 'BraTS-size volumes through every command', [], ['--cases', '8']),
     'speed': ('bench_speed', 'Training-step speed against the matmul peak', [], ['--size', '64', '--batch', '2', '--patch-grids', '12x12x12', '24x24x18', '48x48x36', '--patch-batch', '2']),
     'stage1': ('bench_stage1', 'MaskGiT stage 1: FSQ autoencoder and sliding-window inference', [], ['--budget-s', '900']),
     'stage2': ('bench_stage2', 'MaskGiT stages 2 and 3: generation, in-context translation, sampling time, ControlNet', [],
