@@ -10,8 +10,8 @@ stage-2 caches encode whole 192×192×144 crops with the 64³ sliding window, th
 time and peak resident memory (the kernel's high-water mark of that process, `wait4`), and, on a GPU, the command's
 peak CUDA memory is not measured here (see the stage benchmarks).
 
-    python bench/bench_brats_scale.py                        # CPU: ~15 min on 2 cores with 4 cases
-    python bench/bench_brats_scale.py --device cuda --cases 8
+    python bench/bench_brats_scale.py                        # CPU: ~30 min on 2 cores with 4 cases (4 MaskGiT steps, 5 flow steps)
+    python bench/bench_brats_scale.py --device cuda --cases 8 # the packaged configs' sampling steps (16 MaskGiT, 30 flow)
 """
 from __future__ import annotations
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
@@ -53,29 +53,32 @@ SIZE = {    # width and depth only (volume sizes, windows, token grids and patch
     'prod9-train-maisi-controlnet': "",
 }
 
-def commands(mask:Path, out:Path) -> list[tuple[str, list[str]]]:
+def commands(mask:Path, out:Path, steps:int|None=None, flow_steps:int|None=None) -> list[tuple[str, list[str]]]:
+    "The command lines in order; `steps` / `flow_steps` (MaskGiT decoding / rectified-flow steps of `generate`) default to the configs'."
     g = str(out / 'generated')
+    mg = ['--steps', str(steps)] if steps else []
+    fl = ['--num-inference-steps', str(flow_steps)] if flow_steps else []
     return [
         ('MaskGiT stage 1', ['prod9-train-autoencoder', 'train', '--config', 'maskgit/brats/stage1/base.yaml']),
         ('MaskGiT stage 2 (label)', ['prod9-train-transformer', 'train', '--config', 'maskgit/brats/stage2/base.yaml']),
         ('  generate 2 × T1', ['prod9-train-transformer', 'generate', '--config', 'maskgit/brats/stage2/base.yaml', '--checkpoint',
-                               str(out / 'brats_transformer.ckpt'), '--output', f'{g}/maskgit', '--num-samples', '2', '--modality', 'T1', '--batch-size', '2']),
+                               str(out / 'brats_transformer.ckpt'), '--output', f'{g}/maskgit', '--num-samples', '2', '--modality', 'T1', '--batch-size', '2', *mg]),
         ('MaskGiT stage 2 (in-context)', ['prod9-train-transformer', 'train', '--config', 'maskgit/brats/stage2/in_context.yaml']),
         ('  generate T1, T1ce, T2 → FLAIR', ['prod9-train-transformer', 'generate', '--config', 'maskgit/brats/stage2/in_context.yaml', '--checkpoint',
                                              str(out / 'stage2_in_context' / 'last.ckpt'), '--output', f'{g}/in_context', '--num-samples', '1',
-                                             '--source-modality', 'T1', 'T1ce', 'T2', '--target-modality', 'FLAIR']),
+                                             '--source-modality', 'T1', 'T1ce', 'T2', '--target-modality', 'FLAIR', *mg]),
         ('MaskGiT stage 3 (ControlNet)', ['prod9-train-maskgit-controlnet', 'train', '--config', 'maskgit/brats/stage3/controlnet.yaml']),
         ('  generate FLAIR for a mask', ['prod9-train-maskgit-controlnet', 'generate', '--config', 'maskgit/brats/stage3/controlnet.yaml', '--checkpoint',
                                          str(out / 'stage3' / 'last.ckpt'), '--output', f'{g}/maskgit_controlnet', '--num-samples', '1',
-                                         '--modality', 'FLAIR', '--mask', str(mask)]),
+                                         '--modality', 'FLAIR', '--mask', str(mask), *mg]),
         ('MAISI VAE', ['prod9-train-maisi-vae', 'train', '--config', 'maisi/autoencoder/brats_vae.yaml']),
         ('MAISI diffusion', ['prod9-train-maisi-diffusion', 'train', '--config', 'maisi/diffusion/brats_diffusion.yaml']),
         ('  generate 2 × T1', ['prod9-train-maisi-diffusion', 'generate', '--config', 'maisi/diffusion/brats_diffusion.yaml', '--checkpoint',
-                               str(out / 'brats_diffusion.ckpt'), '--output', f'{g}/maisi', '--num-samples', '2', '--modality', 'T1', '--batch-size', '2']),
+                               str(out / 'brats_diffusion.ckpt'), '--output', f'{g}/maisi', '--num-samples', '2', '--modality', 'T1', '--batch-size', '2', *fl]),
         ('MAISI ControlNet', ['prod9-train-maisi-controlnet', 'train', '--config', 'maisi/diffusion/brats_controlnet.yaml']),
         ('  generate FLAIR for a mask', ['prod9-train-maisi-controlnet', 'generate', '--config', 'maisi/diffusion/brats_controlnet.yaml', '--checkpoint',
                                          str(out / 'maisi_controlnet' / 'last.ckpt'), '--output', f'{g}/maisi_controlnet', '--num-samples', '1',
-                                         '--modality', 'FLAIR', '--mask', str(mask)]),
+                                         '--modality', 'FLAIR', '--mask', str(mask), *fl]),
     ]
 
 def run(argv, env, log:Path) -> tuple[int, float, float]:
@@ -91,8 +94,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--cases', type=int, default=4); p.add_argument('--shape', type=int, nargs=3, default=[240, 240, 155])
     p.add_argument('--device', default=default_device()); p.add_argument('--workdir'); p.add_argument('--keep', action='store_true')
+    p.add_argument('--steps', type=int, help="MaskGiT decoding steps of generate (default: 4 on a CPU, the configs' 16 on a GPU)")
+    p.add_argument('--flow-steps', type=int, help="rectified-flow steps of generate (default: 5 on a CPU, the configs' 30 on a GPU)")
     p.add_argument('--markdown'); p.add_argument('--json')
     a = p.parse_args(argv)
+    if a.device == 'cpu': a.steps, a.flow_steps = a.steps or 4, a.flow_steps or 5
     work = Path(a.workdir or tempfile.mkdtemp(prefix='prod9_brats_scale_')); work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = write_brats(work / 'BraTS', a.cases, tuple(a.shape))
@@ -107,7 +113,7 @@ def main(argv=None):
     env = {**os.environ, 'BRATS_DATA_DIR': str(data), 'PROD9_OUTPUT_DIR': str(out), 'PROD9_WORK': str(work),
            'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
     rows = []
-    for stage, argv_ in commands(mask, out):
+    for stage, argv_ in commands(mask, out, a.steps, a.flow_steps):
         env['PROD9_SET'] = f"{common_set(a.device)}; {SIZE[argv_[0]]}"
         log = work / f"log_{len(rows):02d}.txt"
         rc, wall, peak = run(argv_, env, log)
@@ -128,7 +134,9 @@ def main(argv=None):
             f"{a.cases} phantom cases at {'×'.join(map(str, a.shape))} in BraTS 2021 layout (written in {t_data:.0f} s), through the packaged "
             f"BraTS configs shrunk in width, depth and epochs only (`PROD9_SET`: one epoch of two batches; widths as in `SIZE` of the script). "
             f"Stage 1 trains on 64³ patches; the caches encode whole 192×192×144 crops (48×48×36 tokens, 2×2×2 patches: 24×24×18 transformer "
-            f"positions; MAISI: 4×48×48×36 latents) with the 64³ sliding window; generation decodes whole volumes. Peak RSS is each process's "
+            f"positions; MAISI: 4×48×48×36 latents) with the 64³ sliding window; generation decodes whole volumes"
+            + (f", in {a.steps} MaskGiT / {a.flow_steps} flow steps (the configs: 16 / 30; fewer steps change sampling time, not memory)" if a.steps or a.flow_steps else '')
+            + f". Peak RSS is each process's "
             f"high-water mark (the kernel's, `wait4`), torch and the libraries included. {total / 60:.0f} min in all.\n\n" + markdown_table(rows))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')

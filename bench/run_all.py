@@ -3,6 +3,7 @@
     python bench/run_all.py                     # CPU-sized (~30 min on 2 cores); installs the data packages it needs
     python bench/run_all.py --only speed real_mri
     python bench/run_all.py --scale large       # larger budgets and volumes (for a GPU; picked by default when CUDA is present)
+    python bench/run_all.py --only speed --update-page   # rerun some and replace only their sections of the page (dated)
 
 Each benchmark writes `bench/results/<name>_<device>.md` (and `.json`); the page `nbs/benchmarks.ipynb` (rendered into
 the docs as "Benchmarks") is rebuilt from the results of this run, with the machine, versions, date and the wall time of
@@ -83,6 +84,24 @@ def write_page(path: Path, machine: dict, sections: list, total_s: float, extra:
     nb.metadata = {'kernelspec': {'display_name': 'python3', 'language': 'python', 'name': 'python3'}}
     nbformat.write(nb, path)
 
+def update_page(path: Path, machine: dict, sections: list):
+    "Replace the page's sections of these benchmarks (matched by title; new ones go before the generation summary), saying when they ran."
+    import nbformat, hashlib
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = nb.cells[0].source.replace('every figure on this page comes from one run of that command.',
+                                                    'every figure on this page comes from one run of that command, except the sections marked as rerun on their own.')
+    for title, mod, secs, md in sections:
+        body = md.split('\n', 1)[1].lstrip() if md.startswith('### ') else md
+        text = (f"## {title}\n\n*Rerun on its own ({machine['date']}, {machine['device']}, `bench/run_all.py --only … --update-page`, "
+                f"{secs / 60:.1f} min); the other sections come from the full run the introduction describes.*\n\n{body}")
+        at = [i for i, c in enumerate(nb.cells) if c.source.startswith(f"## {title}\n")]
+        if at: nb.cells[at[0]].source = text
+        else:
+            cell = nbformat.v4.new_markdown_cell(text); cell.id = hashlib.sha1(f'benchmarks-{title}'.encode()).hexdigest()[:8]
+            end = [i for i, c in enumerate(nb.cells) if c.source.startswith('## Generation time per volume')]
+            nb.cells.insert(end[0] if end else len(nb.cells), cell)
+    nbformat.write(nb, path)
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--only', nargs='+', choices=list(BENCHES), default=list(BENCHES))
@@ -90,6 +109,8 @@ def main(argv=None):
     p.add_argument('--device', default=default_device())
     p.add_argument('--results', default=str(HERE / 'results')); p.add_argument('--page', default=str(ROOT / 'nbs' / 'benchmarks.ipynb'))
     p.add_argument('--no-install', action='store_true', help='do not install missing data packages')
+    p.add_argument('--update-page', action='store_true', help="with --only: replace (or add) just these benchmarks' sections of the page, "
+                   "each marked with the date of this run; the other sections keep the run they came from")
     a = p.parse_args(argv)
     if 'real_mri' in a.only and not a.no_install: ensure_data_packages()
     res = Path(a.results); res.mkdir(parents=True, exist_ok=True)
@@ -113,7 +134,10 @@ def main(argv=None):
     if set(a.only) == set(BENCHES):
         write_page(Path(a.page), machine_info(a.device), sections, time.time() - t_all, [generation_summary(res, tag)])
         print(f"wrote {a.page}")
+    elif a.update_page:
+        update_page(Path(a.page), machine_info(a.device), sections)
+        print(f"updated the sections {a.only} of {a.page}")
     else:
-        print(f"ran {a.only}; the docs page is rewritten only by a full run (results are in {res})")
+        print(f"ran {a.only}; the docs page is rewritten only by a full run or with --update-page (results are in {res})")
 
 if __name__ == '__main__': main()
