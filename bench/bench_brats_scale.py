@@ -7,8 +7,8 @@ with the packaged configs (`maskgit/brats/...`, `maisi/autoencoder/brats_vae.yam
 shrunk through `PROD9_SET` only in width, depth and epochs, never in volume size: stage 1 trains on 64³ patches, the
 stage-2 caches encode whole 192×192×144 crops with the 64³ sliding window, the transformer sees 48×48×36 tokens patched
 2×2×2, and generation decodes whole 192×192×144 volumes. Each command runs as its own process; the table gives its wall
-time and peak resident memory (the kernel's high-water mark of that process, `wait4`), and, on a GPU, the command's
-peak CUDA memory is not measured here (see the stage benchmarks).
+time and peak resident memory (the kernel's high-water mark of that process, VmHWM); on a GPU the command's peak CUDA memory
+is not measured here (see the stage benchmarks).
 
     python bench/bench_brats_scale.py                        # CPU: ~30 min on 2 cores with 4 cases (4 MaskGiT steps, 5 flow steps)
     python bench/bench_brats_scale.py --device cuda --cases 8 # the packaged configs' sampling steps (16 MaskGiT, 30 flow)
@@ -82,13 +82,23 @@ def commands(mask:Path, out:Path, steps:int|None=None, flow_steps:int|None=None)
     ]
 
 def run(argv, env, log:Path) -> tuple[int, float, float]:
-    "Exit status, wall seconds and peak RSS (GiB) of one command, from the kernel's accounting of that process (`wait4`)."
-    t = time.time()
+    """Exit status, wall seconds and peak RSS (GiB) of one command: the largest VmHWM (the kernel's high-water mark of the process's
+    own memory) read from /proc every 0.1 s while it runs. (`wait4`'s ru_maxrss would not do: Linux carries the forking parent's
+    high-water mark across exec, so every child would report at least this script's own ~2 GiB.)"""
+    import threading
+    t, peak = time.time(), [0]
     with open(log, 'w') as f:
         p = subprocess.Popen(argv, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=env['PROD9_WORK'])
-        _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, time.time() - t, usage.ru_maxrss * 1024 / 2 ** 30      # ru_maxrss: KiB on Linux
+        def poll():
+            while p.poll() is None:
+                try:
+                    for line in open(f'/proc/{p.pid}/status'):
+                        if line.startswith('VmHWM:'): peak[0] = max(peak[0], int(line.split()[1]))
+                except OSError: pass
+                time.sleep(0.1)
+        th = threading.Thread(target=poll, daemon=True); th.start()
+        p.wait(); th.join()
+    return p.returncode, time.time() - t, peak[0] * 1024 / 2 ** 30      # VmHWM: KiB
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -137,7 +147,7 @@ def main(argv=None):
             f"positions; MAISI: 4×48×48×36 latents) with the 64³ sliding window; generation decodes whole volumes"
             + (f", in {a.steps} MaskGiT / {a.flow_steps} flow steps (the configs: 16 / 30; fewer steps change sampling time, not memory)" if a.steps or a.flow_steps else '')
             + f". Peak RSS is each process's "
-            f"high-water mark (the kernel's, `wait4`), torch and the libraries included. {total / 60:.0f} min in all.\n\n" + markdown_table(rows))
+            f"high-water mark (VmHWM, polled every 0.1 s), torch and the libraries included (importing them costs 0.9 GiB). {total / 60:.0f} min in all.\n\n" + markdown_table(rows))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
     if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'rows': rows, 'cases': a.cases, 'shape': a.shape}, indent=1))
