@@ -69,7 +69,9 @@ class RowFiles:
         "Write row `j` atomically (a hidden temporary file renamed into place)."
         from prod9.io import atomic_write
         arr = row.detach().cpu().numpy() if torch.is_tensor(row) else np.asarray(row)
-        return atomic_write(Path(folder) / f'{j}.npy', lambda tmp: np.save(open(tmp, 'wb'), arr), suffix='.tmp')
+        def save(tmp):                       # through a file object: np.save(path) would append '.npy' to the temporary name
+            with open(tmp, 'wb') as f: np.save(f, arr)
+        return atomic_write(Path(folder) / f'{j}.npy', save, suffix='.tmp')
 
 # %% ../../nbs/42_cache.ipynb #a6c099a0
 def split_datasets(dm:VolumeDataModule) -> dict:
