@@ -18,9 +18,9 @@ __all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfi
            'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error',
            'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
            'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
-           'CheckpointConfig', 'CallbacksConfig', 'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader',
-           'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path',
-           'list_configs']
+           'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'EMAConfig', 'CompileConfig',
+           'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'KeyAlias',
+           'apply_key_aliases', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -237,9 +237,23 @@ class CheckpointConfig(StrictModel):
     save_top_k: int = Field(1, ge=1)
     monitor: str | None = None           # default: the stage's validation metric
 
+class PeriodicCheckpointConfig(StrictModel):
+    "Checkpoints at a fixed interval, whatever the metric says, in `{output_dir}/periodic/` (`epoch=E-step=S.ckpt`); the newest `keep` stay."
+    every_n_epochs: int | None = Field(None, ge=1)
+    every_n_steps: int | None = Field(None, ge=1)     # optimiser steps (Lightning's global step)
+    keep: int = Field(3, ge=-1)                       # -1: keep every one
+
+    @model_validator(mode='after')
+    def _one(self):
+        if (self.every_n_epochs is None) == (self.every_n_steps is None):
+            raise ValueError("give exactly one of every_n_epochs and every_n_steps")
+        if self.keep == 0: raise ValueError("keep must be >= 1, or -1 to keep every periodic checkpoint")
+        return self
+
 class CallbacksConfig(StrictModel):
-    "The `callbacks:` section of the seeds: checkpointing and early stopping."
+    "The `callbacks:` section of the seeds: checkpointing, periodic checkpoints and early stopping."
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    periodic: PeriodicCheckpointConfig | None = None       # None: only best and last
     early_stopping: EarlyStoppingConfig | None = None       # None: train for trainer.max_epochs / max_steps
 
 class EMAConfig(StrictModel):

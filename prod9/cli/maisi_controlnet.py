@@ -67,13 +67,13 @@ def _controlnet(argv) -> int:
                                  montage_seg=None if seg is None else seg[0, 0])
         files = [f for f in files if not f.name.endswith(f'_{beside}.nii.gz')] if beside else files
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
-    if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'ControlNetLightning')                 # a wrong resume file fails before any encoding
-    module = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning) if args.command != 'train' else None
+    module = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning) if args.command not in ('train', 'lr-find') else None
     cfg, base = _controlnet_config(cfg)
     paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
     info = load_tokens(paths['train'], lazy=True)
-    if args.command == 'train':
+    if args.command in ('train', 'lr-find'):
         module = ControlNetLightning.from_base(cfg, base, info['downsample_factor'])
     _fit_or_eval(args, cfg, module, {s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths})
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch.utils.data import DataLoader
 from ..data import resolve_classes
 from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
-                              check_resume, generate_batches)
+                              check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
@@ -20,7 +20,7 @@ __all__ = ['main']
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #4e282734
 def _parser(prog, description, extra=()):
-    p = stage_parser(prog, description, ['train', 'validate', 'test', 'generate'])
+    p = stage_parser(prog, description, ['train', 'validate', 'test', 'generate', 'lr-find'])
     p.add_argument('--output', help="generate: folder for NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4); p.add_argument('--num-inference-steps', type=int)
     p.add_argument('--modality', help="class to generate (conditional models), e.g. T1")
@@ -36,6 +36,7 @@ def _latents(cfg, store_images=False, store_masks=False):
 def _fit_or_eval(args, cfg, module, datasets:dict):
     "Train, validate or test `module` on the `train`/`val`/`test` datasets (test falls back to val when empty)."
     train_dl, val_dl = _loader(datasets['train'], cfg, True), _loader(datasets['val'], cfg)
+    if args.command == 'lr-find': run_lr_find(module, cfg, args, train=train_dl); return
     if args.command == 'train':
         trainer = fit_stage(module, cfg, train=train_dl, val=val_dl, monitor='val_loss', ckpt_path=args.checkpoint)
         report_best(cfg, trainer); return
@@ -72,13 +73,13 @@ def _diffusion(argv) -> int:
                                       seed=seed + 1000 * (c or 0), label=tag[1:], checkpoint=args.checkpoint, affine=m.affine,
                                       montage=f'samples{tag or "_unconditional"}')
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
-    if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'MAISIDiffusionLightning')                 # a wrong resume file fails before any encoding
-    module = load_diffusion_checkpoint(args.checkpoint) if args.command != 'train' else None     # a wrong file fails before encoding
+    module = load_diffusion_checkpoint(args.checkpoint) if args.command not in ('train', 'lr-find') else None     # a wrong file fails before encoding
     paths, _ = _latents(cfg)
     info = load_tokens(paths['train'], lazy=True)
     if 'z_mu' not in info: raise ValueError(f"vae_path {cfg.vae_path} is not a MAISI VAE export (the cache holds tokens)")
-    if args.command == 'train':
+    if args.command in ('train', 'lr-find'):
         module = MAISIDiffusionLightning.from_cache(cfg, info)
     sf = module.scale_factor
     _fit_or_eval(args, cfg, module, {s: LatentDataset(paths[s], sf) for s in paths})

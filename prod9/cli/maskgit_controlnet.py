@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
 from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
-                              check_resume, generate_batches)
+                              check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -26,7 +26,7 @@ __all__ = ['stage3_config', 'generate', 'main']
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #f15bec14
 def _parser():
     p = stage_parser('prod9-train-maskgit-controlnet', "MaskGiT stage 3: a ControlNet on the frozen stage-2 transformer.",
-                     ['train', 'validate', 'test', 'generate'])
+                     ['train', 'validate', 'test', 'generate', 'lr-find'])
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate, e.g. FLAIR (default: every class trained on)")
@@ -103,15 +103,17 @@ def _main(argv) -> int:
         module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
         files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
-    if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'MaskGiTControlNetLightning')                 # a wrong resume file fails before any encoding
-    module = load_maskgit_controlnet_checkpoint(args.checkpoint) if args.command != 'train' else None
+    module = load_maskgit_controlnet_checkpoint(args.checkpoint) if args.command not in ('train', 'lr-find') else None
     cfg, base = stage3_config(cfg)
     paths, ds, info, ae = _data(cfg, base)
     val_dl = _loader(ds['val'], cfg, 'val')
-    if args.command == 'train':
+    if args.command in ('train', 'lr-find'):
         module = MaskGiTControlNetLightning.from_cache(cfg, info).init_from_base(base.transformer.state_dict())
         module.attach_autoencoder(load_autoencoder(ae), ds['val'])
+    if args.command == 'lr-find': run_lr_find(module, cfg, args, train=_loader(ds['train'], cfg, 'train', True)); return 0
+    if args.command == 'train':
         trainer = fit_stage(module, cfg, train=_loader(ds['train'], cfg, 'train', True), val=val_dl, monitor='val_ce', ckpt_path=args.checkpoint)
         report_best(cfg, trainer); return 0
     trainer = make_trainer(cfg, cfg.output_dir, monitor='val_ce')

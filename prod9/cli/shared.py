@@ -20,9 +20,10 @@ from ..training.engine import make_trainer, fit_stage, require_resumable
 
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser', 'parse_overrides', 'env_overrides',
-           'load_stage_config', 'print_config', 'check_args', 'begin', 'require_kind', 'check_resume',
-           'device_from_config', 'error_line', 'run_cli', 'report_best', 'stage1_module', 'add_window_flags',
-           'window_from_flags', 'use_window_flags', 'infer', 'stage1_cli', 'read_manifest', 'generate_batches']
+           'load_stage_config', 'print_config', 'check_args', 'begin', 'earlier_run', 'claim_output', 'require_kind',
+           'check_resume', 'device_from_config', 'error_line', 'run_cli', 'report_best', 'stage1_module',
+           'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find', 'stage1_cli',
+           'read_manifest', 'generate_batches']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -36,6 +37,13 @@ def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Light
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help="override a config key, e.g. --set training.lr=1e-4 (repeatable; values are YAML)")
     p.add_argument('--print-config', action='store_true', help="print the resolved config and exit")
+    if 'train' in commands:
+        p.add_argument('--resume', action='store_true', help="train: continue the run in the output folder from its last.ckpt")
+        p.add_argument('--overwrite', action='store_true', help="train: replace the run in the output folder (its checkpoints are deleted) with a new one")
+    if 'lr-find' in commands:
+        p.add_argument('--min-lr', type=float, default=1e-6, help="lr-find: the rate the sweep starts at (default 1e-6)")
+        p.add_argument('--max-lr', type=float, default=1.0, help="lr-find: the rate the sweep ends at (default 1)")
+        p.add_argument('--lr-steps', type=int, default=100, help="lr-find: training steps of the sweep (default 100)")
     return p
 
 def parse_overrides(items) -> dict:
@@ -77,6 +85,9 @@ _FLAG_RULES = {    # attribute: (flag, what it must be, test)
     'batch_size': ('--batch-size', 'an integer >= 1', lambda v: v >= 1),
     'guidance_scale': ('--guidance-scale', 'a finite number', math.isfinite),
     'conditioning_scale': ('--conditioning-scale', 'a finite number >= 0', lambda v: math.isfinite(v) and v >= 0),
+    'lr_steps': ('--lr-steps', 'an integer >= 3', lambda v: v >= 3),
+    'min_lr': ('--min-lr', 'a rate > 0', lambda v: math.isfinite(v) and v > 0),
+    'max_lr': ('--max-lr', 'a rate > 0', lambda v: math.isfinite(v) and v > 0),
 }
 
 def check_args(args):
@@ -91,8 +102,38 @@ def begin(args, schema):
     check_args(args)
     cfg = load_stage_config(args, schema)
     if args.print_config: print_config(cfg); return None
+    if args.command == 'train': claim_output(cfg, args)
+    if args.command == 'lr-find' and args.min_lr >= args.max_lr: raise ValueError(f"--min-lr {args.min_lr:g} must be below --max-lr {args.max_lr:g}")
     torch.manual_seed(cfg.seed)
     return cfg
+
+def earlier_run(out) -> list[Path]:
+    "The checkpoints an earlier training run left in output folder `out` (`best*.ckpt`, `last.ckpt`, `periodic/`)."
+    out = Path(out)
+    return sorted([*out.glob('*.ckpt'), *out.glob('periodic/*.ckpt')])
+
+def claim_output(cfg, args):
+    """`train` never silently replaces a run: when `output_dir` holds one, `--resume` continues it from its `last.ckpt` (set as
+    `args.checkpoint`), `--overwrite` deletes its checkpoints first, and with neither the command stops and says so."""
+    from ..training.engine import _rank_zero
+    out = Path(cfg.output_dir)
+    if getattr(args, 'resume', False) and getattr(args, 'overwrite', False): raise ValueError("--resume and --overwrite exclude each other; give one")
+    if getattr(args, 'resume', False):
+        if args.checkpoint: raise ValueError(f"--resume continues from {out / 'last.ckpt'}, --checkpoint names {args.checkpoint}: give one of them")
+        if not (out / 'last.ckpt').is_file():
+            raise ValueError(f"--resume: there is no run to continue in {out} (no last.ckpt); train without --resume to start one")
+        args.checkpoint = str(out / 'last.ckpt'); return
+    old = earlier_run(out)
+    if not old: return
+    ck = Path(args.checkpoint).resolve() if args.checkpoint else None
+    if ck is not None and ck.suffix == '.ckpt' and ck.parent in (out.resolve(), (out / 'periodic').resolve()): return   # resuming this run
+    if not getattr(args, 'overwrite', False):
+        names = ', '.join(p.relative_to(out).as_posix() for p in old[:3]) + (f" and {len(old) - 3} more" if len(old) > 3 else '')
+        raise ValueError(f"{out} already holds a training run ({names}); pass --resume to continue it from last.ckpt, --overwrite to replace it "
+                         "with a new run, or choose another --output-dir")
+    if _rank_zero():
+        for p in old: p.unlink(missing_ok=True)
+        print(f"--overwrite: deleted the {len(old)} checkpoint(s) of the earlier run in {out}")
 
 def require_kind(cfg, key:str, kind:str) -> Path:
     "The file at config key `key`, which must exist and be a prod9 file of `kind` (a `prod9.loader.KINDS` key); else a `ConfigError` naming the key."
@@ -183,7 +224,8 @@ def use_window_flags(module, args, cfg=None):
     return module
 
 def infer(cfg, module, args) -> Path:
-    "Sliding-window reconstruction of `--input` into `--output`, keeping the input's shape and affine."
+    """Sliding-window reconstruction of `--input` into `--output`, with the input's shape, affine and header, in the input's intensity
+    units: the percentile scaling applied on the way in is inverted on the way out (`--normalised` keeps the model's [0, 1])."""
     if not args.input or not args.output: raise ValueError("infer needs --input IN.nii.gz and --output OUT.nii.gz")
     v = read_volume(args.input)
     sw = window_from_flags(cfg.sliding_window, args)
@@ -191,12 +233,23 @@ def infer(cfg, module, args) -> Path:
         raise ValueError(f"{'--roi-size' if args.roi_size else 'sliding_window.roi_size'} {list(sw.roi_size)} has {len(sw.roi_size)} sizes, "
                          f"but {args.input} is {v.data.ndim}D; give {v.data.ndim}")
     data = v.data.astype(np.float32)
-    lo, hi = np.percentile(data, [0.5, 99.5])
-    x = torch.from_numpy(np.clip((data - lo) / max(hi - lo, 1e-8), 0, 1).astype(np.float32))[None, None]
+    lo, hi = (float(q) for q in np.percentile(data, [0.5, 99.5]))
+    scale = max(hi - lo, 1e-8)
+    x = torch.from_numpy(np.clip((data - lo) / scale, 0, 1).astype(np.float32))[None, None]
     device = device_from_config(cfg)
     wrapper = AutoencoderInferenceWrapper(module.autoencoder.eval().to(device), sw, cfg.trainer.precision)
     with torch.no_grad(): rec = wrapper.reconstruct(x.to(device))[0, 0].clamp(0, 1).float().cpu().numpy()
-    return write_nifti(rec, args.output, v.affine)
+    if not getattr(args, 'normalised', False): rec = rec * np.float32(scale) + np.float32(lo)     # back to the input's units
+    return write_nifti(rec.astype(np.float32), args.output, v.affine, header=v.header)
+
+def run_lr_find(module, cfg, args, **data) -> dict:
+    "The `lr-find` command of every stage: `prod9.training.engine.find_lr` on the stage's training data, its plot and suggestion reported."
+    from ..training.engine import find_lr
+    res = find_lr(module, cfg, min_lr=args.min_lr, max_lr=args.max_lr, num_training=args.lr_steps, quiet=not cfg.trainer.enable_progress_bar, **data)
+    print(f"learning-rate finder: {len(res['lrs'])} steps from {res['lrs'][0]:.2g} to {res['lrs'][-1]:.2g}; plot {res['plot']}, table {res['csv']}")
+    if res['suggestion'] is None: print("no suggestion: the loss did not fall over the sweep; read the plot, or widen --min-lr/--max-lr")
+    else: print(f"suggested training.lr: {res['suggestion']:.3g}  (train with --set training.lr={res['suggestion']:.3g})")
+    return res
 
 def stage1_cli(prog:str, description:str, config_cls, module_cls, export_fn, export_kind:str):
     "The `train | validate | test | infer` entry point of an autoencoder stage."
@@ -206,8 +259,9 @@ def stage1_cli(prog:str, description:str, config_cls, module_cls, export_fn, exp
     return main
 
 def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_kind) -> int:
-    p = stage_parser(prog, description, ['train', 'validate', 'test', 'infer'], "this stage's .ckpt (resume/evaluate) or its exported .safetensors")
+    p = stage_parser(prog, description, ['train', 'validate', 'test', 'infer', 'lr-find'], "this stage's .ckpt (resume/evaluate) or its exported .safetensors")
     p.add_argument('--input', help="infer: the volume to reconstruct"); p.add_argument('--output', help="infer: where to write the reconstruction")
+    p.add_argument('--normalised', action='store_true', help="infer: write the reconstruction in the model's [0, 1], not in the input's units")
     add_window_flags(p, 'infer')
     args = p.parse_args(argv)
     if (cfg := begin(args, config_cls)) is None: return 0
@@ -216,6 +270,11 @@ def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_k
         if not args.checkpoint: raise ValueError("infer needs --checkpoint (best.ckpt or the exported .safetensors)")
         print(f"wrote {infer(cfg, stage1_module(cfg, args.checkpoint, module_cls, export_kind), args)}"); return 0
     dm = datamodule_from_config(cfg.data)
+    if args.command == 'lr-find':
+        if cfg.loss.adversarial.weight > 0:
+            print("lr-find: searching with the adversarial term off (Lightning's finder steps one optimiser): the rate is the autoencoder's")
+            cfg = config_cls.model_validate({**cfg.model_dump(), 'loss': {**cfg.loss.model_dump(), 'adversarial': {**cfg.loss.adversarial.model_dump(), 'weight': 0.0}}})
+        run_lr_find(stage1_module(cfg, args.checkpoint, module_cls, export_kind), cfg, args, datamodule=dm); return 0
     if args.command == 'train':
         resume = args.checkpoint if args.checkpoint and what_is(args.checkpoint) == module_cls.__name__ else None
         module = stage1_module(cfg, None if resume else args.checkpoint, module_cls, export_kind)

@@ -11,7 +11,7 @@ import torch
 from ..data import resolve_classes
 from ..io import save_montage, read_volume
 from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
-                              check_resume, generate_batches)
+                              check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
@@ -22,7 +22,7 @@ __all__ = ['generate', 'main']
 
 # %% ../../nbs/53_cli_transformer.ipynb #1ea09e6e
 def _parser():
-    p = stage_parser('prod9-train-transformer', "MaskGiT stage 2: the masked-token transformer.", ['train', 'validate', 'test', 'generate'])
+    p = stage_parser('prod9-train-transformer', "MaskGiT stage 2: the masked-token transformer.", ['train', 'validate', 'test', 'generate', 'lr-find'])
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate (label-conditional), e.g. T1")
@@ -105,10 +105,11 @@ def _main(argv) -> int:
         module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
         files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
-    if args.command != 'train' and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
+    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'MaskGiTLightning')                 # a wrong resume file fails before any encoding
-    module = load_transformer_checkpoint(args.checkpoint) if args.command != 'train' else None    # a wrong file fails before encoding
+    module = load_transformer_checkpoint(args.checkpoint) if args.command not in ('train', 'lr-find') else None    # a wrong file fails before encoding
     paths, dm, ae = _data(cfg)
+    if args.command == 'lr-find': run_lr_find(_new_module(cfg, paths, ae), cfg, args, datamodule=dm); return 0
     if args.command == 'train':
         trainer = fit_stage(_new_module(cfg, paths, ae), cfg, datamodule=dm, monitor='val_ce', ckpt_path=args.checkpoint)
         report_best(cfg, trainer); return 0

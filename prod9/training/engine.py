@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/engine.html.md"""
 
 # %% ../../nbs/40_engine.ipynb #9ccd01f4
 from __future__ import annotations
-import contextlib, importlib.util, json, os, sys, time
+import contextlib, importlib.util, json, math, os, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from ..io import atomic_write, _alive, _HOST, _prepare_target
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
            'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'EMAWeights',
            'LastEveryEpochCheckpoint', 'make_trainer', 'fit_stage', 'require_resumable', 'budget_trainer_config',
-           'StageModule']
+           'find_lr', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -185,6 +185,10 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
     ckpt = LastEveryEpochCheckpoint(dirpath=out, filename='best' if k == 1 else 'best-{epoch:03d}', monitor=cb.checkpoint.monitor or monitor, mode=mode,
                                     save_last=True, save_top_k=k, enable_version_counter=False)
     extra = [ckpt] + ([EMAWeights(cfg.ema.decay, cfg.ema.start_step)] if cfg.ema.enabled else [])
+    if (pc := cb.periodic) is not None:     # newest `keep` by step: Lightning offers `step` as a metric to every ModelCheckpoint
+        extra.append(ModelCheckpoint(dirpath=out / 'periodic', filename='epoch={epoch:03d}-step={step:07d}', auto_insert_metric_name=False,
+                                     monitor='step', mode='max', save_top_k=pc.keep, every_n_epochs=pc.every_n_epochs,
+                                     every_n_train_steps=pc.every_n_steps, enable_version_counter=False))
     if (es := cb.early_stopping) is not None:
         from lightning.pytorch.callbacks import EarlyStopping
         extra.append(EarlyStopping(monitor=es.monitor or monitor, mode=mode, patience=es.patience, min_delta=es.min_delta))
@@ -229,6 +233,34 @@ def budget_trainer_config(accelerator:str='auto', progress:bool=False, **more) -
     "A `trainer:` section for a run bounded by a step or time budget, not epochs: no epoch limit, validation only when asked, CSV logs."
     return {'max_epochs': 100_000, 'enable_progress_bar': progress, 'loggers': ['csv'], 'accelerator': accelerator,
             'check_val_every_n_epoch': 100_000, **more}
+
+# %% ../../nbs/40_engine.ipynb #c56fab17
+def find_lr(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, train=None, val=None, min_lr:float=1e-6, max_lr:float=1.0,
+            num_training:int=100, output_dir=None, quiet:bool=True) -> dict:
+    """Lightning's learning-rate finder on `module` with `cfg.trainer`'s device and precision: `{'suggestion', 'plot', 'csv', 'lrs', 'losses'}`,
+    the plot and the (lr, smoothed loss) table written into `output_dir` (default `{cfg.output_dir}/lr_find`). The weights are restored after."""
+    from lightning.pytorch.tuner import Tuner
+    out = Path(output_dir or Path(cfg.output_dir) / 'lr_find'); out.mkdir(parents=True, exist_ok=True)
+    t = cfg.trainer
+    trainer = L.Trainer(default_root_dir=out, logger=False, enable_checkpointing=False, accelerator=t.accelerator, devices=1, precision=t.precision,
+                        max_epochs=100_000, enable_progress_bar=not quiet, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, gradient_clip_val=t.gradient_clip_val)
+    kw = {'datamodule': datamodule} if datamodule is not None else {'train_dataloaders': train, 'val_dataloaders': val}
+    finder = Tuner(trainer).lr_find(module, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False, **kw)
+    if finder is None: raise ValueError("the learning-rate finder did not run (no training batches?)")
+    lrs, losses = [float(v) for v in finder.results['lr']], [float(v) for v in finder.results['loss']]
+    finite = [l for l in losses if math.isfinite(l)]
+    if len(finite) < 3:
+        raise ValueError(f"the learning-rate finder saw {len(finite)} finite losses over {len(lrs)} steps: raise num_training or give more training batches")
+    sugg = finder.suggestion()
+    import matplotlib; matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    fig = finder.plot(suggest=sugg is not None, show=False)
+    fig.axes[0].set_title(f"{type(module).__name__}: suggested lr {sugg:.2e}" if sugg else type(module).__name__)
+    plot = atomic_write(out / 'lr_find.png', lambda tmp: fig.savefig(tmp, dpi=80, format='png'), suffix='.tmp'); plt.close(fig)
+    csv = atomic_write(out / 'lr_find.csv', lambda tmp: Path(tmp).write_text('lr,smoothed_loss\n' + ''.join(f'{a:.6g},{b:.6g}\n' for a, b in zip(lrs, losses))),
+                       suffix='.tmp')
+    return {'suggestion': None if sugg is None else float(sugg), 'plot': plot, 'csv': csv, 'lrs': lrs, 'losses': losses}
 
 # %% ../../nbs/40_engine.ipynb #32685f11
 class StageModule(L.LightningModule):
