@@ -83,7 +83,7 @@ def volume_transforms(roi_size, train:bool, image_key='image', seg_key:str|None=
                                               clip=True, channel_wise=True)]
     if spatial_dims == 2: t += [AxialSliced(keys)]
     if train: t += [SpatialPadd(keys, roi_size), RandSpatialCropd(keys, roi_size, random_size=False)]
-    else: t += [ResizeWithPadOrCropd(keys, roi_size)]
+    elif roi_size is not None: t += [ResizeWithPadOrCropd(keys, roi_size)]          # None: the whole volume (evaluation through the sliding window)
     t += [RecordAffined(image_key), EnsureTyped(image_key, dtype=torch.float32, track_meta=False)]
     if seg_key: t += [EnsureTyped(seg_key, dtype=torch.int64, track_meta=False)]
     return Compose(t)
@@ -99,8 +99,9 @@ def split_indices(n:int, val_fraction:float, test_fraction:float=0.0, seed:int=0
 
 # %% ../nbs/03_data.ipynb #afd13c88
 class VolumeDataModule(L.LightningDataModule):
-    "Shared logic of prod9's DataModules; subclasses give `cases()` and `transforms(train)`."
-    has_seg = False
+    """Shared logic of prod9's DataModules; subclasses give `cases()` and `transforms(train)`. `whole_eval`: validation and test
+    samples are whole volumes (one per batch), not `roi_size` crops, for evaluation through the sliding window."""
+    has_seg, whole_eval = False, False
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -108,6 +109,9 @@ class VolumeDataModule(L.LightningDataModule):
 
     def cases(self) -> list[dict]: raise NotImplementedError
     def transforms(self, train:bool) -> Compose: raise NotImplementedError
+    def roi(self, train:bool):
+        "The crop of a training sample; `None` (whole volumes) for evaluation when `whole_eval` is set."
+        return None if (self.whole_eval and not train) else self.cfg.roi_size
 
     @property
     def modalities(self) -> list[str]: return list(getattr(self.cfg, 'modalities', ['image']))
@@ -142,7 +146,8 @@ class VolumeDataModule(L.LightningDataModule):
         self.setup()
         ds = self.datasets[split]
         if len(ds) == 0: raise ValueError(f"the {split} split is empty; raise data.{split}_fraction or add cases")
-        return DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=self.cfg.num_workers,
+        bs = 1 if (self.whole_eval and split != 'train') else self.cfg.batch_size     # whole volumes differ in size
+        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.cfg.num_workers,
                           persistent_workers=self.cfg.num_workers > 0)
     def train_dataloader(self): return self._loader('train', shuffle=True)
     def val_dataloader(self): return self._loader('val')
@@ -175,7 +180,7 @@ class PhantomDataModule(VolumeDataModule):
                  'modalities': {m: m for m in self.modalities}} for i in range(self.cfg.num_cases)]
     def transforms(self, train):
         shape = self.cfg.shape
-        return Compose([PhantomSourced(shape), volume_transforms(self.cfg.roi_size, train, seg_key='seg', load=False, scale=False,
+        return Compose([PhantomSourced(shape), volume_transforms(self.roi(train), train, seg_key='seg', load=False, scale=False,
                                                                  spatial_dims=self.cfg.spatial_dims)])
 
 # %% ../nbs/03_data.ipynb #a5787043
@@ -239,7 +244,7 @@ class BraTSDataModule(VolumeDataModule):
     def transforms(self, train):
         c = self.cfg
         return Compose([LoadVolumed(['image', 'seg']), MapBratsLabelsd(),
-                        volume_transforms(c.roi_size, train, seg_key='seg', spacing=c.spacing, spatial_dims=c.spatial_dims,
+                        volume_transforms(self.roi(train), train, seg_key='seg', spacing=c.spacing, spatial_dims=c.spatial_dims,
                                           percentiles=(c.lower_percentile, c.upper_percentile), load=False)])
 
 # %% ../nbs/03_data.ipynb #01f45c7d
@@ -304,7 +309,7 @@ class MedMNIST3DDataModule(VolumeDataModule):
         if self.datasets: return
         c = self.cfg
         for split in ('train', 'val', 'test'):
-            self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, c.roi_size)
+            self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, self.roi(split == 'train'))
 
 # %% ../nbs/03_data.ipynb #d3999e6e
 class NiftiFolderDataModule(VolumeDataModule):
@@ -318,14 +323,16 @@ class NiftiFolderDataModule(VolumeDataModule):
         return [{'case_id': re.sub(r'\.(nii(\.gz)?|nrrd|nhdr)$', '', p.name), 'image': str(p), 'label': 0} for p in files]
     def transforms(self, train):
         c = self.cfg
-        return volume_transforms(c.roi_size, train, spacing=c.spacing, spatial_dims=c.spatial_dims,
+        return volume_transforms(self.roi(train), train, spacing=c.spacing, spatial_dims=c.spatial_dims,
                                  percentiles=(c.lower_percentile, c.upper_percentile))
 
 # %% ../nbs/03_data.ipynb #84102c45
-def datamodule_from_config(cfg) -> VolumeDataModule:
-    "The DataModule for a `data:` config section."
+def datamodule_from_config(cfg, whole_eval:bool=False) -> VolumeDataModule:
+    "The DataModule for a `data:` config section; `whole_eval`: whole volumes for validation and test (`VolumeDataModule`)."
     kinds = {'phantoms': PhantomDataModule, 'brats': BraTSDataModule, 'medmnist3d': MedMNIST3DDataModule, 'nifti_folder': NiftiFolderDataModule}
-    return kinds[cfg.source](cfg)
+    dm = kinds[cfg.source](cfg)
+    dm.whole_eval = whole_eval
+    return dm
 
 # %% ../nbs/03_data.ipynb #731d6d48
 def resolve_classes(names:Sequence[str]|None, class_names:Sequence[str], key:str) -> list[int] | None:

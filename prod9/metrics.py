@@ -6,12 +6,13 @@ Docs: https://prod9.github.io/prod9/metrics.html.md"""
 
 # %% ../nbs/05_metrics.ipynb #8c49d15b
 from __future__ import annotations
-import itertools, random
+import itertools, math, random
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['histogram_w1', 'volume_features', 'frechet_distance', 'mean_pairwise_msssim', 'dice_scores', 'paired_gain']
+__all__ = ['histogram_w1', 'volume_features', 'frechet_distance', 'mean_pairwise_msssim', 'dice_scores', 'paired_gain',
+           'foreground_mask', 'masked_psnr_ssim']
 
 # %% ../nbs/05_metrics.ipynb #1dcf8aba
 def histogram_w1(a:torch.Tensor, b:torch.Tensor, n_quantiles:int=256) -> float:
@@ -73,3 +74,26 @@ def paired_gain(a, b) -> tuple[float, float]:
     "Mean and standard error of the per-volume difference a − b (same masks, same seeds)."
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float('nan')
+
+# %% ../nbs/05_metrics.ipynb #93eb5da9
+def foreground_mask(x:torch.Tensor, threshold:float=0.05, dilation:int=2) -> torch.Tensor:
+    "Boolean foreground (*S) of a target (C, *S) scaled to [0, 1]: voxels where any channel is above `threshold`, dilated by `dilation` voxels, holes filled."
+    from scipy import ndimage
+    m = (x.detach().float().cpu().numpy() > threshold).any(0)
+    if dilation > 0 and m.any(): m = ndimage.binary_dilation(m, iterations=dilation)
+    return torch.from_numpy(ndimage.binary_fill_holes(m)).to(x.device)
+
+def masked_psnr_ssim(r:torch.Tensor, x:torch.Tensor, mask:torch.Tensor, data_range:float=1.0) -> tuple[float, float]:
+    """(PSNR, SSIM) of reconstruction `r` against target `x` (both (C, *S)) over the voxels of `mask` (*S): PSNR from the mean squared error
+    inside it, SSIM as the mean of MONAI's SSIM map over the mask voxels where the map is defined. NaN for an empty mask."""
+    from monai.metrics.regression import compute_ssim_and_cs
+    if not mask.any(): return float('nan'), float('nan')
+    nd = mask.ndim
+    mse = float(((r.float() - x.float()) ** 2)[:, mask].mean())
+    psnr = 10 * math.log10(data_range ** 2 / max(mse, 1e-12))
+    if min(mask.shape) < 11: return psnr, float('nan')          # smaller than the SSIM window
+    smap = compute_ssim_and_cs(r[None].float(), x[None].float(), spatial_dims=nd, data_range=data_range, kernel_type='gaussian',
+                               kernel_size=(11,) * nd, kernel_sigma=(1.5,) * nd)[0][0].mean(0)
+    o = [(a - b) // 2 for a, b in zip(mask.shape, smap.shape)]
+    inner = mask[tuple(slice(a, a + b) for a, b in zip(o, smap.shape))]
+    return psnr, float(smap[inner].mean()) if inner.any() else float('nan')

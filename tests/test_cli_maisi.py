@@ -99,5 +99,5 @@ def test_ddpm_strategy_and_errors(cli, tmp_path):
     r = cli('prod9-train-maisi-controlnet', 'train', '--config', cn)
     assert r.returncode == 1 and 'diffusion_path' in r.stderr and 'does not exist' in r.stderr
     bad = write(tmp_path, 'bad', DIFF.replace('{out}/vae.safetensors', '{out}/diffusion/last.ckpt'), cond='false', strategy='rflow')
-    r = cli('prod9-train-maisi-diffusion', 'train', '--config', bad)
+    r = cli('prod9-train-maisi-diffusion', 'train', '--config', bad, '--output-dir', tmp_path / 'bad')
     assert r.returncode == 1 and 'vae_path' in r.stderr and 'not a MAISI VAE export' in r.stderr

@@ -6,8 +6,10 @@ Docs: https://prod9.github.io/prod9/train_autoencoder.html.md"""
 
 # %% ../../nbs/43_train_autoencoder.ipynb #e2a83dc5
 from __future__ import annotations
+import math, sys
 from pathlib import Path
 from typing import ClassVar, Literal
+import numpy as np
 import torch
 from fastcore.basics import patch
 from pydantic import Field
@@ -16,10 +18,11 @@ from monai.metrics import PSNRMetric, SSIMMetric
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig, lr_multiplier
 from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator, adversarial_weight
 from .engine import StageModule
+from ..metrics import foreground_mask, masked_psnr_ssim
 
 # %% auto #0
-__all__ = ['FFLConfig', 'PerceptualConfig', 'AdversarialConfig', 'AELossConfig', 'OptimConfig', 'AutoencoderStageBase',
-           'AutoencoderLightning']
+__all__ = ['FFLConfig', 'PerceptualConfig', 'AdversarialConfig', 'AELossConfig', 'OptimConfig', 'AEValidationConfig',
+           'AutoencoderStageBase', 'AutoencoderLightning']
 
 # %% ../../nbs/43_train_autoencoder.ipynb #8b039848
 class FFLConfig(StrictModel):
@@ -56,11 +59,17 @@ class OptimConfig(LRScheduleConfig):
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
 
+class AEValidationConfig(StrictModel):
+    "How stage 1 is validated and tested."
+    whole_volume: bool = True       # whole volumes through `sliding_window`, as `infer` reconstructs them; False: the roi_size crop, in one pass
+    foreground_threshold: float = Field(0.05, ge=0, lt=1)   # the *_fg metrics: target voxels above it, dilated 2 voxels, holes filled
+
 class AutoencoderStageBase(StageConfig):
     "The sections both pipelines' stage-1 configs share; each adds its `model:` section (`AutoencoderStageConfig`, `MAISIVAEStageConfig`)."
     loss: AELossConfig = Field(default_factory=AELossConfig)
     training: OptimConfig = Field(default_factory=OptimConfig)
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
+    validation: AEValidationConfig = Field(default_factory=AEValidationConfig)
     export_path: str | None = None      # default: {output_dir}/{export_name}
     export_name: ClassVar[str] = 'autoencoder.safetensors'
 
@@ -93,8 +102,13 @@ class AutoencoderLightning(StageModule):
     def build_model(self, m) -> torch.nn.Module: raise NotImplementedError(f"{type(self).__name__} must define build_model")
 
     def model_terms(self, x):
-        "Forward pass → `(reconstruction, {name: (weight, extra loss)}, {name: statistic})`."
+        """Forward pass → `(reconstruction, {name: (weight, extra loss)}, {name: statistic})`; a quantising model adds its token grid
+        as the statistic `indices`, which the codebook health counts."""
         raise NotImplementedError(f"{type(self).__name__} must define model_terms")
+
+    def latent_terms(self, z_mu, z_sigma) -> tuple[dict, dict]:
+        "The `(extra losses, statistics)` of an encoder output, for whole-volume evaluation (the KL of a VAE, say); none by default."
+        return {}, {}
 
     def forward(self, x): return self.autoencoder(x)
 
@@ -136,6 +150,7 @@ def training_step(self:AutoencoderLightning, batch, batch_idx):
     x = batch['image']
     opts = self.optimizers(); opts = opts if isinstance(opts, list) else [opts]
     recon, extra, stats = self.model_terms(x)
+    if (idx := stats.pop('indices', None)) is not None: self.count_codes('train', idx)
     loss, parts = self._recon_losses(x, recon)
     for k, (w, v) in extra.items(): parts[k] = v; loss = loss + w * v
     step = int(self.batch_step)
@@ -160,17 +175,78 @@ def training_step(self:AutoencoderLightning, batch, batch_idx):
 
 # %% ../../nbs/43_train_autoencoder.ipynb #346320bf
 @patch
+def eval_reconstruct(self:AutoencoderLightning, x):
+    """`model_terms` for evaluation: with `validation.whole_volume`, `x` (a whole volume) goes through the sliding window, encoded, quantised
+    (FSQ) and decoded as `infer` does, and the latent terms are those of the whole volume's latent; else through the model in one pass."""
+    if not self.cfg.validation.whole_volume: return self.model_terms(x)
+    from ..autoencoder.inference import AutoencoderInferenceWrapper
+    ae = self.autoencoder
+    sw = AutoencoderInferenceWrapper(ae, self.cfg.sliding_window)
+    z_mu, z_sigma = sw.encode(x)
+    extra, stats = self.latent_terms(z_mu, z_sigma)
+    z = z_mu
+    if hasattr(ae, 'quantize'): z = ae.quantize(z_mu); stats['indices'] = ae.embed(z)
+    return sw.decode(z, output_size=x.shape[2:]), extra, stats
+
+@patch
 def _eval_step(self:AutoencoderLightning, batch, prefix):
     x = batch['image']
-    recon, extra, stats = self.model_terms(x)
+    recon, extra, stats = self.eval_reconstruct(x)
+    idx = stats.pop('indices', None)
     r = recon.clamp(0, 1)
-    psnr = self.psnr(r, x).mean(); ssim = self.ssim(r, x).mean()
-    self.log_dict({f'{prefix}_l1': torch.nn.functional.l1_loss(recon, x), f'{prefix}_psnr': psnr, f'{prefix}_ssim': ssim,
-                   **{f'{prefix}_{k}': v for k, (w, v) in extra.items()}, **{f'{prefix}_{k}': v for k, v in stats.items()}},
-                  prog_bar=prefix == 'val', batch_size=x.shape[0])
+    logs = {f'{prefix}_l1': torch.nn.functional.l1_loss(recon, x), f'{prefix}_psnr': self.psnr(r, x).mean(), f'{prefix}_ssim': self.ssim(r, x).mean(),
+            **{f'{prefix}_{k}': v for k, (w, v) in extra.items()},
+            **{f'{prefix}_{k}': v for k, v in stats.items() if k not in ('codebook_usage', 'perplexity')}}   # those two: over the whole set, at its end
+    fg = [masked_psnr_ssim(r[i], x[i], foreground_mask(x[i], self.cfg.validation.foreground_threshold).to(x.device)) for i in range(len(x))]
+    for j, name in enumerate(('psnr_fg', 'ssim_fg')):
+        vals = [f[j] for f in fg if math.isfinite(f[j])]
+        if vals: logs[f'{prefix}_{name}'] = float(np.mean(vals))
+    if self.perceptual is not None: logs[f'{prefix}_perceptual'] = self.perceptual(r.float(), x.float())
+    if idx is not None: self.count_codes(prefix, idx)
+    self.log_dict(logs, prog_bar=prefix == 'val', batch_size=x.shape[0])
 
 @patch
 def validation_step(self:AutoencoderLightning, batch, batch_idx): self._eval_step(batch, 'val')
 
 @patch
 def test_step(self:AutoencoderLightning, batch, batch_idx): self._eval_step(batch, 'test')
+
+# %% ../../nbs/43_train_autoencoder.ipynb #91e01df2
+@patch
+def count_codes(self:AutoencoderLightning, split:str, idx:torch.Tensor):
+    "Add the tokens of `idx` to the code counts of `split` (train: this epoch; val/test: this evaluation)."
+    c = torch.bincount(idx.detach().flatten().long(), minlength=self.autoencoder.codebook_size)
+    counts = self.__dict__.setdefault('_code_counts', {})
+    counts[split] = counts[split] + c if split in counts else c
+
+@patch
+def codebook_health(self:AutoencoderLightning, split:str) -> dict|None:
+    """Usage and perplexity over every token of `split` counted since the last call (all processes together), logged as `{split}_codebook_usage`,
+    `{split}_perplexity`, `{split}_tokens`; a warning on stderr when the perplexity is below `codebook.min_perplexity`."""
+    c = self.__dict__.get('_code_counts', {}).pop(split, None)
+    if c is None: return None
+    c = self.trainer.strategy.reduce(c.float(), reduce_op='sum') if self._trainer is not None else c.float()
+    n = float(c.sum()); p = c[c > 0] / max(n, 1.0)
+    h = {'codebook_usage': float((c > 0).float().mean()), 'perplexity': float((-(p * p.log()).sum()).exp()), 'tokens': n}
+    key = 'train/epoch_' if split == 'train' else f'{split}_'
+    self.log_dict({f'{key}{k}': v for k, v in h.items()}, prog_bar=False, sync_dist=False)
+    floor = getattr(getattr(self.cfg, 'codebook', None), 'min_perplexity', None)
+    if floor is not None and h['perplexity'] < floor and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+        used = int((c > 0).sum())
+        print(f"prod9: warning: codebook collapse: perplexity {h['perplexity']:.1f} over the {int(n):,} {split} tokens of epoch {self.current_epoch} "
+              f"is below codebook.min_perplexity={floor:g} ({used:,} of {c.numel():,} codes used). Lower training.lr, add training.warmup_steps, "
+              f"or train on foreground-weighted patches (data.foreground_crops)", file=sys.stderr)
+    return h
+
+@patch
+def on_train_epoch_start(self:AutoencoderLightning): self.__dict__.setdefault('_code_counts', {}).pop('train', None)
+@patch
+def on_train_epoch_end(self:AutoencoderLightning): self.codebook_health('train')
+@patch
+def on_validation_epoch_start(self:AutoencoderLightning): self.__dict__.setdefault('_code_counts', {}).pop('val', None)
+@patch
+def on_validation_epoch_end(self:AutoencoderLightning): self.codebook_health('val')
+@patch
+def on_test_epoch_start(self:AutoencoderLightning): self.__dict__.setdefault('_code_counts', {}).pop('test', None)
+@patch
+def on_test_epoch_end(self:AutoencoderLightning): self.codebook_health('test')

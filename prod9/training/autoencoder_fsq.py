@@ -8,6 +8,7 @@ Docs: https://prod9.github.io/prod9/train_autoencoder_fsq.html.md"""
 from __future__ import annotations
 from pathlib import Path
 from pydantic import Field
+from ..config import StrictModel
 from ..autoencoder.autoencoder_fsq import AutoencoderFSQ, FSQModelConfig, build_autoencoder
 from .losses import codebook_stats
 from .autoencoder import AutoencoderStageBase, AutoencoderLightning
@@ -15,12 +16,17 @@ from .engine import save_model_file
 from ..loader import load
 
 # %% auto #0
-__all__ = ['AutoencoderStageConfig', 'AutoencoderFSQLightning', 'export_autoencoder', 'load_autoencoder']
+__all__ = ['CodebookHealthConfig', 'AutoencoderStageConfig', 'AutoencoderFSQLightning', 'export_autoencoder', 'load_autoencoder']
 
 # %% ../../nbs/44_train_autoencoder_fsq.ipynb #4bdcd490
+class CodebookHealthConfig(StrictModel):
+    "When the log warns of a collapsing codebook (`AutoencoderLightning.codebook_health`)."
+    min_perplexity: float | None = Field(16.0, ge=0)     # over an epoch's training tokens and the whole validation set; None: never warn
+
 class AutoencoderStageConfig(AutoencoderStageBase):
     "Config of `prod9-train-autoencoder`."
     model: FSQModelConfig = Field(default_factory=FSQModelConfig)
+    codebook: CodebookHealthConfig = Field(default_factory=CodebookHealthConfig)
 
 # %% ../../nbs/44_train_autoencoder_fsq.ipynb #c31c64ef
 class AutoencoderFSQLightning(AutoencoderLightning):
@@ -29,7 +35,7 @@ class AutoencoderFSQLightning(AutoencoderLightning):
     def build_model(self, m): return build_autoencoder(m)
     def model_terms(self, x):
         recon, codes, idx = self.autoencoder(x)
-        return recon, {}, codebook_stats(idx, self.autoencoder.codebook_size)
+        return recon, {}, {**codebook_stats(idx, self.autoencoder.codebook_size), 'indices': idx}
 
 # %% ../../nbs/44_train_autoencoder_fsq.ipynb #05afde0d
 def export_autoencoder(model:AutoencoderFSQ, model_cfg:FSQModelConfig, path) -> Path:

@@ -42,7 +42,9 @@ class MAISIVAELightning(AutoencoderLightning):
     def build_model(self, m): return MAISIVAE(**m.model_dump())
     def model_terms(self, x):
         recon, z_mu, z_sigma = self.autoencoder(x)
-        return recon, {'kl': (self.cfg.loss.kl_weight, kl_loss(z_mu, z_sigma))}, {'latent_std': z_mu.detach().float().std()}
+        return (recon, *self.latent_terms(z_mu, z_sigma))
+    def latent_terms(self, z_mu, z_sigma):
+        return {'kl': (self.cfg.loss.kl_weight, kl_loss(z_mu, z_sigma))}, {'latent_std': z_mu.detach().float().std()}
 
 # %% ../../nbs/45_train_maisi_vae.ipynb #af3fa1b0
 def export_vae(model:MAISIVAE, model_cfg:MAISIVAEModelConfig, path) -> Path:
