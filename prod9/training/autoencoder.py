@@ -35,7 +35,7 @@ class FFLConfig(StrictModel):
 class PerceptualConfig(StrictModel):
     weight: float = Field(0.0, ge=0)
     weights_path: str | None = None
-    network_type: str = 'resnet50'
+    network_type: str = 'medicalnet_resnet10_23datasets'   # 3D; or medicalnet_resnet18/34/50_23datasets, or resnet50 (2.5D, torchvision weights)
     fake_3d_ratio: float = 0.5
 
 class AdversarialConfig(StrictModel):

@@ -6,6 +6,7 @@ Docs: https://prod9.github.io/prod9/losses.html.md"""
 
 # %% ../../nbs/41_losses.ipynb #40d94022
 from __future__ import annotations
+import re
 from pathlib import Path
 from typing import Sequence
 import torch
@@ -13,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['FocalFrequencyLoss', 'make_perceptual_loss', 'make_discriminator', 'adversarial_weight', 'codebook_stats']
+__all__ = ['MEDICALNET_DEPTHS', 'PERCEPTUAL_NETWORKS', 'FocalFrequencyLoss', 'read_medicalnet_weights', 'MedicalNetPerceptual',
+           'make_perceptual_loss', 'make_discriminator', 'adversarial_weight', 'codebook_stats']
 
 # %% ../../nbs/41_losses.ipynb #fef2838e
 class FocalFrequencyLoss(nn.Module):
@@ -63,18 +65,70 @@ class FocalFrequencyLoss(nn.Module):
         return torch.stack(losses).mean()
 
 # %% ../../nbs/41_losses.ipynb #d5a42239
+MEDICALNET_DEPTHS = (10, 18, 34, 50)
+PERCEPTUAL_NETWORKS = tuple(f'medicalnet_resnet{d}_23datasets' for d in MEDICALNET_DEPTHS) + ('resnet50',)
+
+def read_medicalnet_weights(path, depth:int) -> dict:
+    "The state dict of a MedicalNet file (`{'state_dict': {'module.…': …}}` or the bare dict), read safely, `module.` prefixes removed."
+    try: sd = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f"{path}: not a readable MedicalNet weights file ({type(e).__name__}: {str(e)[:200]})") from None
+    sd = sd.get('state_dict', sd) if isinstance(sd, dict) else None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{path}: expected MedicalNet's checkpoint, a dict with a 'state_dict' of tensors (resnet_{depth}_23dataset.pth)")
+    return {k.removeprefix('module.'): v for k, v in sd.items()}
+
+class MedicalNetPerceptual(nn.Module):
+    """LPIPS-style 3D perceptual distance in the feature space of a MedicalNet ResNet (MONAI's `resnet{depth}` with MedicalNet's shortcut and
+    bias settings) loaded from a local file; the distance is MONAI's `MedicalNetPerceptualSimilarity` (per channel of the input, averaged)."""
+    def __init__(self, depth:int, weights_path):
+        super().__init__()
+        from monai.networks.nets import resnet
+        from monai.networks.nets.resnet import get_medicalnet_pretrained_resnet_args
+        bias_downsample, shortcut = get_medicalnet_pretrained_resnet_args(depth)
+        self.net = getattr(resnet, f'resnet{depth}')(spatial_dims=3, n_input_channels=1, feed_forward=False, shortcut_type=shortcut,
+                                                     bias_downsample=bias_downsample)
+        sd = read_medicalnet_weights(weights_path, depth)
+        missing, unexpected = self.net.load_state_dict(sd, strict=False)
+        if missing or [k for k in unexpected if not k.startswith('fc.')]:
+            raise ValueError(f"{weights_path}: not MedicalNet ResNet-{depth} weights (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+                             f"give resnet_{depth}_23dataset.pth or the network_type of the file's depth")
+
+    def features(self, x:torch.Tensor) -> torch.Tensor:
+        "The last feature map (before pooling) of a one-channel volume batch."
+        n = self.net
+        x = n.act(n.bn1(n.conv1(x)))
+        if not n.no_max_pool: x = n.maxpool(x)
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+    def forward(self, input:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
+        from monai.losses.perceptual import medicalnet_intensity_normalisation, normalize_tensor, spatial_average_3d
+        d = 0
+        for c in range(input.shape[1]):
+            a = normalize_tensor(self.features(medicalnet_intensity_normalisation(input[:, c:c + 1])))
+            b = normalize_tensor(self.features(medicalnet_intensity_normalisation(target[:, c:c + 1])))
+            d = d + spatial_average_3d(((a - b) ** 2).sum(1, keepdim=True), keepdim=True)
+        return (d / input.shape[1]).mean()
+
 def make_perceptual_loss(spatial_dims:int, weights_path:str|None, network_type:str='resnet50', fake_3d_ratio:float=0.5,
                          state_dict_key:str|None=None) -> nn.Module:
     "MONAI `PerceptualLoss` with weights from a local file; a clear error when there is none."
     from monai.losses import PerceptualLoss
-    if network_type != 'resnet50':
-        raise ValueError(f"perceptual network {network_type!r} downloads its weights at run time; prod9 supports 'resnet50' "
-                         "with loss.perceptual.weights_path pointing to a local torchvision ResNet-50 state dict")
+    mn = re.fullmatch(r'medicalnet_resnet(\d+)_23datasets', network_type)
+    if mn is None and network_type != 'resnet50':
+        raise ValueError(f"perceptual network {network_type!r} is not one prod9 builds from a local file (MONAI's others download their weights "
+                         f"at run time); use one of {', '.join(PERCEPTUAL_NETWORKS)}")
+    if mn is not None and int(mn.group(1)) not in MEDICALNET_DEPTHS:
+        raise ValueError(f"MedicalNet has no ResNet-{mn.group(1)} prod9 builds; use one of {', '.join(PERCEPTUAL_NETWORKS[:-1])}")
+    want = (f"MedicalNet's resnet_{mn.group(1)}_23dataset.pth (https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet{mn.group(1)})" if mn else
+            "a torchvision ResNet-50 state dict (.pt/.pth, e.g. https://download.pytorch.org/models/resnet50-11ad3fa6.pth, or RadImageNet's)")
     if not weights_path:
-        raise ValueError("perceptual loss needs local pretrained weights: set loss.perceptual.weights_path to a torchvision "
-                         "ResNet-50 state dict (.pt/.pth), or set loss.perceptual.weight: 0 to train without it")
+        raise ValueError(f"perceptual loss needs local pretrained weights: set loss.perceptual.weights_path to {want}, "
+                         "or set loss.perceptual.weight: 0 to train without it")
     p = Path(weights_path).expanduser()
-    if not p.is_file(): raise FileNotFoundError(f"loss.perceptual.weights_path: {p} does not exist")
+    if not p.is_file(): raise FileNotFoundError(f"loss.perceptual.weights_path: {p} does not exist; expected {want}")
+    if mn is not None:
+        if spatial_dims != 3: raise ValueError(f"{network_type} is a 3D network; for 2D images use network_type: resnet50")
+        return MedicalNetPerceptual(int(mn.group(1)), p).eval().requires_grad_(False)
     loss = PerceptualLoss(spatial_dims=spatial_dims, network_type='resnet50', is_fake_3d=spatial_dims == 3,
                           fake_3d_ratio=fake_3d_ratio, pretrained=True, pretrained_path=str(p), pretrained_state_dict_key=state_dict_key)
     return loss.eval().requires_grad_(False)
