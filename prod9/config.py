@@ -18,9 +18,9 @@ __all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfi
            'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error',
            'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
            'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
-           'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'EMAConfig', 'CompileConfig',
-           'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'KeyAlias',
-           'apply_key_aliases', 'config_path', 'list_configs']
+           'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'ProgressivePhase', 'ProgressiveConfig',
+           'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml',
+           'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -255,6 +255,20 @@ class CallbacksConfig(StrictModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     periodic: PeriodicCheckpointConfig | None = None       # None: only best and last
     early_stopping: EarlyStoppingConfig | None = None       # None: train for trainer.max_epochs / max_steps
+
+class ProgressivePhase(StrictModel):
+    "One phase of progressive-resolution training: the training crop and its batch size."
+    roi_size: Size
+    batch_size: int | None = Field(None, ge=1)       # None: data.batch_size
+
+class ProgressiveConfig(StrictModel):
+    """Progressive-resolution training (MedGen's 64 → 128 → 256): train on the first phase's crops until the monitored validation metric
+    plateaus (no improvement by `min_delta` for `patience` validations) or `max_epochs_per_phase` epochs pass, then move to the next."""
+    phases: Annotated[list[ProgressivePhase], Field(min_length=2)]
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    max_epochs_per_phase: int | None = Field(None, ge=1)
+    monitor: str | None = None           # default: the stage's validation metric (val_l1)
 
 class EMAConfig(StrictModel):
     "An exponential moving average of the weights (Lightning's `WeightAveraging`): validated, saved in checkpoints and exports, used for generation."

@@ -135,8 +135,9 @@ class VolumeDataModule(L.LightningDataModule):
         return {k: [cases[i] for i in v] for k, v in idx.items()}
 
     def setup(self, stage:str|None=None):
-        if self.datasets: return
+        if self.datasets and all(s in self.datasets for s in ('train', 'val', 'test')): return
         for split, cases in self.split_cases().items():
+            if split in self.datasets: continue          # a split dropped to be rebuilt (a new training crop) is built alone
             recs = [r for c in cases for r in self.expand(c)]
             try: self.datasets[split] = CacheDataset(recs, self.transforms(split == 'train'), cache_rate=self.cfg.cache_rate,
                                                      num_workers=0, progress=False)
@@ -306,9 +307,9 @@ class MedMNIST3DDataModule(VolumeDataModule):
     "MedMNIST 3D with the official train/val/test split (28³ or 64³)."
     def __init__(self, cfg:MedMNIST3DDataConfig|None=None, **kwargs): super().__init__(cfg or MedMNIST3DDataConfig(**kwargs))
     def setup(self, stage=None):
-        if self.datasets: return
         c = self.cfg
         for split in ('train', 'val', 'test'):
+            if split in self.datasets: continue
             self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, self.roi(split == 'train'))
 
 # %% ../nbs/03_data.ipynb #d3999e6e

@@ -88,20 +88,20 @@ def test_bad_inputs(runs, capsys):
         def __init__(self, rc): self.returncode, self.stderr = rc, capsys.readouterr().err
     cli = lambda prog, *a: R(main([str(x) for x in a]))
     tmp, c = runs['tmp'], runs['s3']
-    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', tmp / 's2.yaml')
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', tmp / 's2.yaml', '--output-dir', tmp / 'elsewhere')
     assert r.returncode == 1 and 'transformer_path' in r.stderr
     bad = tmp / 'bad.yaml'
     bad.write_text(c.read_text().replace('stage2/last.ckpt', 'stage2/missing.ckpt'))
-    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad)
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad, '--output-dir', tmp / 'elsewhere')
     assert r.returncode == 1 and 'transformer_path' in r.stderr and 'missing.ckpt' in r.stderr and 'does not exist' in r.stderr
     bad.write_text(c.read_text().replace('stage2/last.ckpt', 'stage3/best.ckpt'))
-    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad)       # a stage-3 checkpoint where stage 2's belongs
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad, '--output-dir', tmp / 'elsewhere')       # a stage-3 checkpoint where stage 2's belongs
     assert r.returncode == 1 and 'not a prod9-train-transformer checkpoint' in r.stderr, r.stderr[-2000:]
     torch.manual_seed(1)
     m = FSQModelConfig(channels=[8, 8], levels=[4, 4])
     other = export_autoencoder(build_autoencoder(m), m, tmp / 'other_ae.safetensors')
     bad.write_text(c.read_text().replace(str(runs['ae']), str(other)).replace(f'{tmp}/tokens', f'{tmp}/tokens_other'))
-    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad)
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad, '--output-dir', tmp / 'elsewhere')
     assert r.returncode == 1 and 'autoencoder_path' in r.stderr and 'grids of 16 tokens' in r.stderr, r.stderr[-2000:]
     ph = make_phantom((24, 16, 16), 3)
     write_nifti(ph['seg'].astype(np.int16), tmp / 'wrong_mask.nii.gz', ph['affine'])

@@ -52,8 +52,10 @@ def trained(tmp_path_factory):
 # 2 -------------------------------------------------------------------------------------------------------------------------
 def test_second_run_in_the_same_output_dir_is_refused(cli, trained):
     before = {p.name: p.read_bytes() for p in trained['run'].glob('*.ckpt')}
-    with RunLock(trained['run']):           # a run in progress
-        r = cli('prod9-train-autoencoder', 'train', '--config', trained['cfg'])
+    r = cli('prod9-train-autoencoder', 'train', '--config', trained['cfg'])          # a finished run: refused, names --resume/--overwrite
+    one_line_error(r, trained['run'], 'already holds a training run', '--resume', '--overwrite')
+    with RunLock(trained['run']):           # a run in progress: not even --overwrite touches its checkpoints
+        r = cli('prod9-train-autoencoder', 'train', '--config', trained['cfg'], '--overwrite')
     one_line_error(r, trained['run'] / '.prod9.lock', 'another prod9 run is training into this output_dir', '--output-dir')
     assert {p.name: p.read_bytes() for p in trained['run'].glob('*.ckpt')} == before
     assert not (trained['run'] / '.prod9.lock').exists()

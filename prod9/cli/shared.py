@@ -115,7 +115,7 @@ def earlier_run(out) -> list[Path]:
 def claim_output(cfg, args):
     """`train` never silently replaces a run: when `output_dir` holds one, `--resume` continues it from its `last.ckpt` (set as
     `args.checkpoint`), `--overwrite` deletes its checkpoints first, and with neither the command stops and says so."""
-    from ..training.engine import _rank_zero
+    from ..training.engine import _rank_zero, RunLock
     out = Path(cfg.output_dir)
     if getattr(args, 'resume', False) and getattr(args, 'overwrite', False): raise ValueError("--resume and --overwrite exclude each other; give one")
     if getattr(args, 'resume', False):
@@ -132,7 +132,8 @@ def claim_output(cfg, args):
         raise ValueError(f"{out} already holds a training run ({names}); pass --resume to continue it from last.ckpt, --overwrite to replace it "
                          "with a new run, or choose another --output-dir")
     if _rank_zero():
-        for p in old: p.unlink(missing_ok=True)
+        with RunLock(out):                  # a run still training into the folder keeps its checkpoints: RunLockedError
+            for p in old: p.unlink(missing_ok=True)
         print(f"--overwrite: deleted the {len(old)} checkpoint(s) of the earlier run in {out}")
 
 def require_kind(cfg, key:str, kind:str) -> Path:

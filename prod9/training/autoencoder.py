@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from pydantic import Field
 from monai.losses import PatchAdversarialLoss
 from monai.metrics import PSNRMetric, SSIMMetric
-from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig, lr_multiplier
+from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig, ProgressiveConfig, lr_multiplier
 from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator, adversarial_weight
 from .engine import StageModule
 from ..metrics import foreground_mask, masked_psnr_ssim
@@ -70,6 +70,7 @@ class AutoencoderStageBase(StageConfig):
     training: OptimConfig = Field(default_factory=OptimConfig)
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
     validation: AEValidationConfig = Field(default_factory=AEValidationConfig)
+    progressive: ProgressiveConfig | None = None       # None: one crop size (data.roi_size) throughout
     export_path: str | None = None      # default: {output_dir}/{export_name}
     export_name: ClassVar[str] = 'autoencoder.safetensors'
 

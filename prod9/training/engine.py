@@ -19,8 +19,8 @@ from ..io import atomic_write, _alive, _HOST, _prepare_target
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
            'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'EMAWeights',
-           'LastEveryEpochCheckpoint', 'make_trainer', 'fit_stage', 'require_resumable', 'budget_trainer_config',
-           'find_lr', 'StageModule']
+           'LastEveryEpochCheckpoint', 'ProgressiveResolution', 'make_trainer', 'fit_stage', 'require_resumable',
+           'budget_trainer_config', 'find_lr', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -165,6 +165,48 @@ class LastEveryEpochCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer, pl_module):
         super().on_validation_end(trainer, pl_module); self._last_anyway(trainer, False)
 
+# %% ../../nbs/40_engine.ipynb #4ff23d26
+class ProgressiveResolution(L.Callback):
+    "Move training through `phases` (`ProgressivePhase`: crop, batch size) when the validation metric `monitor` plateaus; resumable."
+    def __init__(self, phases, monitor:str='val_l1', mode:str='min', patience:int=3, min_delta:float=0.0, max_epochs_per_phase:int|None=None):
+        self.phases, self.monitor, self.mode, self.patience, self.min_delta, self.max_epochs = list(phases), monitor, mode, patience, min_delta, max_epochs_per_phase
+        self.phase, self.best, self.wait, self.epochs = 0, None, 0, 0
+
+    def state_dict(self): return {'phase': self.phase, 'best': self.best, 'wait': self.wait, 'epochs': self.epochs}
+    def load_state_dict(self, state): self.phase, self.best, self.wait, self.epochs = state['phase'], state['best'], state['wait'], state['epochs']
+
+    def _apply(self, trainer):
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, 'cfg'): raise ValueError("progressive training needs the stage's DataModule (fit_stage(datamodule=...))")
+        ph = self.phases[self.phase]
+        dm.cfg = dm.cfg.model_copy(update={'roi_size': tuple(ph.roi_size), 'batch_size': ph.batch_size or dm.cfg.batch_size})
+        dm.datasets.pop('train', None)                       # rebuilt with the phase's crop when the loader is next asked for
+
+    def on_fit_start(self, trainer, pl_module):
+        if not trainer.reload_dataloaders_every_n_epochs: trainer.reload_dataloaders_every_n_epochs = 1    # the loader follows the phase
+        self._apply(trainer)                                 # phase 0, or the phase a resumed run was in
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or self.phase >= len(self.phases) - 1: return
+        v = trainer.callback_metrics.get(self.monitor)
+        if v is None: raise ValueError(f"progressive.monitor {self.monitor!r} is not logged; logged: {', '.join(sorted(trainer.callback_metrics))}")
+        v = float(v); better = self.best is None or (v < self.best - self.min_delta if self.mode == 'min' else v > self.best + self.min_delta)
+        if better: self.best, self.wait = v, 0
+        else: self.wait += 1
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.phase >= len(self.phases) - 1: return
+        self.epochs += 1
+        why = (f"{self.monitor} did not improve for {self.wait} validations" if self.wait >= self.patience else
+               f"{self.epochs} epochs in this phase" if self.max_epochs and self.epochs >= self.max_epochs else None)
+        if why is None: return
+        self.phase, self.best, self.wait, self.epochs = self.phase + 1, None, 0, 0
+        self._apply(trainer)
+        ph = self.phases[self.phase]
+        if trainer.is_global_zero:
+            print(f"progressive: phase {self.phase + 1} of {len(self.phases)} from epoch {trainer.current_epoch + 1}: crops {list(ph.roi_size)}, "
+                  f"batch {trainer.datamodule.cfg.batch_size} ({why})")
+
 # %% ../../nbs/40_engine.ipynb #cd6b8efa
 def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), find_unused:bool=False, **overrides) -> L.Trainer:
     """A Lightning `Trainer` from `cfg.trainer` and `cfg.callbacks`: best/last checkpoints in `output_dir`, optional early stopping, EMA weights,
@@ -185,6 +227,8 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
     ckpt = LastEveryEpochCheckpoint(dirpath=out, filename='best' if k == 1 else 'best-{epoch:03d}', monitor=cb.checkpoint.monitor or monitor, mode=mode,
                                     save_last=True, save_top_k=k, enable_version_counter=False)
     extra = [ckpt] + ([EMAWeights(cfg.ema.decay, cfg.ema.start_step)] if cfg.ema.enabled else [])
+    if (pg := getattr(cfg, 'progressive', None)) is not None:
+        extra.append(ProgressiveResolution(pg.phases, pg.monitor or monitor, mode, pg.patience, pg.min_delta, pg.max_epochs_per_phase))
     if (pc := cb.periodic) is not None:     # newest `keep` by step: Lightning offers `step` as a metric to every ModelCheckpoint
         extra.append(ModelCheckpoint(dirpath=out / 'periodic', filename='epoch={epoch:03d}-step={step:07d}', auto_insert_metric_name=False,
                                      monitor='step', mode='max', save_top_k=pc.keep, every_n_epochs=pc.every_n_epochs,
