@@ -13,19 +13,19 @@ import numpy as np
 import torch
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
-from monai.data import MetaTensor, CacheDataset
+from monai.data import MetaTensor, CacheDataset, list_data_collate
 from monai.transforms import (Compose, MapTransform, Orientationd, Spacingd, ScaleIntensityRangePercentilesd,
-                              SpatialPadd, RandSpatialCropd, ResizeWithPadOrCropd, EnsureTyped)
+                              SpatialPadd, RandSpatialCropd, RandCropByPosNegLabeld, DeleteItemsd, ResizeWithPadOrCropd, EnsureTyped)
 from .config import (MODALITIES, PhantomDataConfig, BratsDataConfig, MedMNIST3DDataConfig, NiftiFolderDataConfig)
 from .io import read_volume, VolumeError
 from .phantoms import make_phantom
 
 # %% auto #0
-__all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'RecordAffined',
-           'volume_transforms', 'split_indices', 'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule',
-           'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_file',
-           'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config',
-           'resolve_classes', 'mask_condition', 'read_mask']
+__all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'ForegroundLabeld',
+           'RecordAffined', 'volume_transforms', 'split_indices', 'VolumeDataModule', 'PhantomSourced',
+           'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule',
+           'medmnist_file', 'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule',
+           'datamodule_from_config', 'resolve_classes', 'mask_condition', 'read_mask']
 
 # %% ../nbs/03_data.ipynb #f806d449
 class LoadVolumed(MapTransform):
@@ -62,6 +62,14 @@ class AxialSliced(MapTransform):
             d[k] = d[k][..., z]
         return d
 
+class ForegroundLabeld(MapTransform):
+    "`d[out_key]` = 1 where any channel of `d[key]` is above `threshold`: the positive region of foreground-weighted crops."
+    def __init__(self, key='image', out_key='_fg', threshold:float=0.05): super().__init__([key]); self.out_key, self.threshold = out_key, threshold
+    def __call__(self, data):
+        d = dict(data); x = d[self.keys[0]]
+        d[self.out_key] = (x > self.threshold).any(0, keepdim=True).to(torch.uint8) if torch.is_tensor(x) else (np.asarray(x) > self.threshold).any(0, keepdims=True).astype(np.uint8)
+        return d
+
 class RecordAffined(MapTransform):
     "Copy the voxel-to-world affine of `key` (after orientation, resampling and cropping) to `d['affine']` (4×4 float64)."
     def __init__(self, key='image'): super().__init__([key])
@@ -71,8 +79,10 @@ class RecordAffined(MapTransform):
         return d
 
 def volume_transforms(roi_size, train:bool, image_key='image', seg_key:str|None=None, spacing=None,
-                      percentiles=(0.5, 99.5), spatial_dims:int=3, load:bool=True, scale:bool=True) -> Compose:
-    "MONAI chain: load → RAS → spacing → percentile scaling → (axial slice) → crop/pad to `roi_size`."
+                      percentiles=(0.5, 99.5), spatial_dims:int=3, load:bool=True, scale:bool=True,
+                      foreground_crops:float=0.0, foreground_threshold:float=0.05) -> Compose:
+    """MONAI chain: load → RAS → spacing → percentile scaling → (axial slice) → crop/pad to `roi_size`. Training crops are random; a share
+    `foreground_crops` of them is centred on a foreground voxel (image above `foreground_threshold`) by MONAI's `RandCropByPosNegLabeld`."""
     keys = [image_key] + ([seg_key] if seg_key else [])
     t = [LoadVolumed(keys)] if load else []
     t += [Orientationd(keys, axcodes='RAS', labels=(('L', 'R'), ('P', 'A'), ('I', 'S')))]
@@ -82,7 +92,10 @@ def volume_transforms(roi_size, train:bool, image_key='image', seg_key:str|None=
         t += [ScaleIntensityRangePercentilesd(image_key, lower=percentiles[0], upper=percentiles[1], b_min=0.0, b_max=1.0,
                                               clip=True, channel_wise=True)]
     if spatial_dims == 2: t += [AxialSliced(keys)]
-    if train: t += [SpatialPadd(keys, roi_size), RandSpatialCropd(keys, roi_size, random_size=False)]
+    if train and foreground_crops > 0:       # the crop returns a list of one sample: the training loader collates with list_data_collate
+        t += [SpatialPadd(keys, roi_size), ForegroundLabeld(image_key, '_fg', foreground_threshold),
+              RandCropByPosNegLabeld(keys, '_fg', roi_size, pos=foreground_crops, neg=1 - foreground_crops, num_samples=1), DeleteItemsd('_fg')]
+    elif train: t += [SpatialPadd(keys, roi_size), RandSpatialCropd(keys, roi_size, random_size=False)]
     elif roi_size is not None: t += [ResizeWithPadOrCropd(keys, roi_size)]          # None: the whole volume (evaluation through the sliding window)
     t += [RecordAffined(image_key), EnsureTyped(image_key, dtype=torch.float32, track_meta=False)]
     if seg_key: t += [EnsureTyped(seg_key, dtype=torch.int64, track_meta=False)]
@@ -148,7 +161,7 @@ class VolumeDataModule(L.LightningDataModule):
         ds = self.datasets[split]
         if len(ds) == 0: raise ValueError(f"the {split} split is empty; raise data.{split}_fraction or add cases")
         bs = 1 if (self.whole_eval and split != 'train') else self.cfg.batch_size     # whole volumes differ in size
-        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=self.cfg.num_workers,
+        return DataLoader(ds, batch_size=bs, shuffle=shuffle, collate_fn=list_data_collate, num_workers=self.cfg.num_workers,
                           persistent_workers=self.cfg.num_workers > 0)
     def train_dataloader(self): return self._loader('train', shuffle=True)
     def val_dataloader(self): return self._loader('val')
@@ -182,7 +195,8 @@ class PhantomDataModule(VolumeDataModule):
     def transforms(self, train):
         shape = self.cfg.shape
         return Compose([PhantomSourced(shape), volume_transforms(self.roi(train), train, seg_key='seg', load=False, scale=False,
-                                                                 spatial_dims=self.cfg.spatial_dims)])
+                                                                 spatial_dims=self.cfg.spatial_dims, foreground_crops=self.cfg.foreground_crops,
+                                                                 foreground_threshold=self.cfg.foreground_threshold)])
 
 # %% ../nbs/03_data.ipynb #a5787043
 BRATS_SUFFIX = {
@@ -246,6 +260,7 @@ class BraTSDataModule(VolumeDataModule):
         c = self.cfg
         return Compose([LoadVolumed(['image', 'seg']), MapBratsLabelsd(),
                         volume_transforms(self.roi(train), train, seg_key='seg', spacing=c.spacing, spatial_dims=c.spatial_dims,
+                                          foreground_crops=c.foreground_crops, foreground_threshold=c.foreground_threshold,
                                           percentiles=(c.lower_percentile, c.upper_percentile), load=False)])
 
 # %% ../nbs/03_data.ipynb #01f45c7d
@@ -325,6 +340,7 @@ class NiftiFolderDataModule(VolumeDataModule):
     def transforms(self, train):
         c = self.cfg
         return volume_transforms(self.roi(train), train, spacing=c.spacing, spatial_dims=c.spatial_dims,
+                                 foreground_crops=c.foreground_crops, foreground_threshold=c.foreground_threshold,
                                  percentiles=(c.lower_percentile, c.upper_percentile))
 
 # %% ../nbs/03_data.ipynb #84102c45
