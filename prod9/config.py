@@ -176,6 +176,7 @@ class _DataCommon(StrictModel):
     cache_rate: float = Field(1.0, ge=0, le=1)
     slices_per_volume: int = Field(8, ge=1)   # 2D only: axial slices taken from the central part of each volume
     foreground_crops: float = Field(0.0, ge=0, le=1)      # share of training crops centred on a foreground voxel (the rest: anywhere)
+    crops_per_volume: int = Field(1, ge=1)                # training samples drawn from each volume per epoch (a few large volumes: many crops)
     foreground_threshold: float = Field(0.05, ge=0, lt=1)  # foreground: any channel of the [0, 1]-scaled image above it
 
     @model_validator(mode='after')

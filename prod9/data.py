@@ -22,7 +22,7 @@ from .phantoms import make_phantom
 
 # %% auto #0
 __all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'ForegroundLabeld',
-           'RecordAffined', 'volume_transforms', 'split_indices', 'VolumeDataModule', 'PhantomSourced',
+           'RecordAffined', 'volume_transforms', 'split_indices', 'Repeated', 'VolumeDataModule', 'PhantomSourced',
            'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule',
            'medmnist_file', 'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule',
            'datamodule_from_config', 'resolve_classes', 'mask_condition', 'read_mask']
@@ -111,6 +111,12 @@ def split_indices(n:int, val_fraction:float, test_fraction:float=0.0, seed:int=0
     return {'val': sorted(order[:n_val]), 'test': sorted(order[n_val:n_val + n_test]), 'train': sorted(order[n_val + n_test:])}
 
 # %% ../nbs/03_data.ipynb #afd13c88
+class Repeated(Dataset):
+    "`times` passes over `base` per epoch: each item's random transforms (the training crop) run anew; the cached part is shared."
+    def __init__(self, base, times:int): self.base, self.times = base, times
+    def __len__(self): return len(self.base) * self.times
+    def __getitem__(self, i): return self.base[i % len(self.base)]
+
 class VolumeDataModule(L.LightningDataModule):
     """Shared logic of prod9's DataModules; subclasses give `cases()` and `transforms(train)`. `whole_eval`: validation and test
     samples are whole volumes (one per batch), not `roi_size` crops, for evaluation through the sliding window."""
@@ -152,9 +158,10 @@ class VolumeDataModule(L.LightningDataModule):
         for split, cases in self.split_cases().items():
             if split in self.datasets: continue          # a split dropped to be rebuilt (a new training crop) is built alone
             recs = [r for c in cases for r in self.expand(c)]
-            try: self.datasets[split] = CacheDataset(recs, self.transforms(split == 'train'), cache_rate=self.cfg.cache_rate,
-                                                     num_workers=0, progress=False)
+            try: ds = CacheDataset(recs, self.transforms(split == 'train'), cache_rate=self.cfg.cache_rate, num_workers=0, progress=False)
             except RuntimeError as e: raise transform_error_cause(e) from None
+            n = getattr(self.cfg, 'crops_per_volume', 1)
+            self.datasets[split] = Repeated(ds, n) if split == 'train' and n > 1 else ds
 
     def _loader(self, split, shuffle=False):
         self.setup()
