@@ -270,7 +270,7 @@ def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_k
     if args.command == 'infer':
         if not args.checkpoint: raise ValueError("infer needs --checkpoint (best.ckpt or the exported .safetensors)")
         print(f"wrote {infer(cfg, stage1_module(cfg, args.checkpoint, module_cls, export_kind), args)}"); return 0
-    dm = datamodule_from_config(cfg.data)
+    dm = datamodule_from_config(cfg.data, whole_eval=cfg.validation.whole_volume)     # whole volumes through the sliding window
     if args.command == 'lr-find':
         if cfg.loss.adversarial.weight > 0:
             print("lr-find: searching with the adversarial term off (Lightning's finder steps one optimiser): the rate is the autoencoder's")
