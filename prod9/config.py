@@ -177,6 +177,7 @@ class _DataCommon(StrictModel):
     slices_per_volume: int = Field(8, ge=1)   # 2D only: axial slices taken from the central part of each volume
     foreground_crops: float = Field(0.0, ge=0, le=1)      # share of training crops centred on a foreground voxel (the rest: anywhere)
     crops_per_volume: int = Field(1, ge=1)                # training samples drawn from each volume per epoch (a few large volumes: many crops)
+    cache_dir: str | None = None    # seed 000: preprocessed volumes cached on disk (MONAI PersistentDataset) instead of in memory; stage 2's caches go under it
     foreground_threshold: float = Field(0.05, ge=0, lt=1)  # foreground: any channel of the [0, 1]-scaled image above it
 
     @model_validator(mode='after')
@@ -425,7 +426,6 @@ KEY_ALIASES = [
 ]
 
 NOT_YET = {     # seed keys whose feature prod9 lacks: refused with the reason, never silently ignored
-    'data.cache_dir': "the stage-2 caches are token_cache_dir (MaskGiT) and latent_cache_dir (MAISI); stage 1 caches in memory (data.cache_rate)",
 }
 
 def _pop_dotted(d:dict, key:str):

@@ -6,14 +6,15 @@ Docs: https://prod9.github.io/prod9/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #7b480941
 from __future__ import annotations
-import re, functools
+import os, re, functools
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
-from monai.data import MetaTensor, CacheDataset, list_data_collate
+from monai.data import MetaTensor, CacheDataset, PersistentDataset, list_data_collate
+from monai.data.utils import pickle_hashing
 from monai.transforms import (Compose, MapTransform, Orientationd, Spacingd, ScaleIntensityRangePercentilesd,
                               SpatialPadd, RandSpatialCropd, RandCropByPosNegLabeld, DeleteItemsd, ResizeWithPadOrCropd, EnsureTyped)
 from .config import (MODALITIES, PhantomDataConfig, BratsDataConfig, MedMNIST3DDataConfig, NiftiFolderDataConfig)
@@ -22,9 +23,9 @@ from .phantoms import make_phantom
 
 # %% auto #0
 __all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'ForegroundLabeld',
-           'RecordAffined', 'volume_transforms', 'split_indices', 'Repeated', 'VolumeDataModule', 'PhantomSourced',
-           'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule',
-           'medmnist_file', 'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule',
+           'RecordAffined', 'volume_transforms', 'split_indices', 'record_hash', 'Repeated', 'VolumeDataModule',
+           'PhantomSourced', 'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd',
+           'BraTSDataModule', 'medmnist_file', 'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule',
            'datamodule_from_config', 'resolve_classes', 'mask_condition', 'read_mask']
 
 # %% ../nbs/03_data.ipynb #f806d449
@@ -111,6 +112,14 @@ def split_indices(n:int, val_fraction:float, test_fraction:float=0.0, seed:int=0
     return {'val': sorted(order[:n_val]), 'test': sorted(order[n_val:n_val + n_test]), 'train': sorted(order[n_val + n_test:])}
 
 # %% ../nbs/03_data.ipynb #afd13c88
+def record_hash(item:dict) -> bytes:
+    "The on-disk cache key of a record: its fields, and the size and modification time of every file it names (an edited file is preprocessed anew)."
+    files = {}
+    for v in item.values():
+        for f in (v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(f, str) and os.path.isfile(f): st = os.stat(f); files[f] = (st.st_size, st.st_mtime_ns)
+    return pickle_hashing({**item, '_files': files})
+
 class Repeated(Dataset):
     "`times` passes over `base` per epoch: each item's random transforms (the training crop) run anew; the cached part is shared."
     def __init__(self, base, times:int): self.base, self.times = base, times
@@ -158,7 +167,11 @@ class VolumeDataModule(L.LightningDataModule):
         for split, cases in self.split_cases().items():
             if split in self.datasets: continue          # a split dropped to be rebuilt (a new training crop) is built alone
             recs = [r for c in cases for r in self.expand(c)]
-            try: ds = CacheDataset(recs, self.transforms(split == 'train'), cache_rate=self.cfg.cache_rate, num_workers=0, progress=False)
+            try:
+                if getattr(self.cfg, 'cache_dir', None):      # on disk, shared by runs: keyed by each record and the transforms' settings
+                    ds = PersistentDataset(recs, self.transforms(split == 'train'), cache_dir=Path(self.cfg.cache_dir).expanduser() / 'volumes',
+                                           hash_func=record_hash, hash_transform=pickle_hashing)
+                else: ds = CacheDataset(recs, self.transforms(split == 'train'), cache_rate=self.cfg.cache_rate, num_workers=0, progress=False)
             except RuntimeError as e: raise transform_error_cause(e) from None
             n = getattr(self.cfg, 'crops_per_volume', 1)
             self.datasets[split] = Repeated(ds, n) if split == 'train' and n > 1 else ds

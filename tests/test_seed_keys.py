@@ -103,3 +103,29 @@ def test_modality_processor_section_builds_a_patched_in_context_transformer(tmp_
         MaskGiTLightning.from_cache(c, {**info, 'class_names': ['T1', 'T2']})
     with pytest.raises(ConfigError, match=r'model.latent_dim: latent_dim 5 configured, but the autoencoder quantises 3 dimensions'):
         MaskGiTLightning.from_cache(c, {**info, 'levels': [8, 8, 8]})
+
+def test_data_cache_dir_keeps_preprocessed_volumes_on_disk(tmp_path, monkeypatch):
+    "seed 000's `data.cache_dir: ${CACHE_DIR:/tmp/cache}`: preprocessed volumes go to disk (MONAI PersistentDataset) and are read back from there; stage 2's caches go under it."
+    import numpy as np, nibabel as nib
+    from prod9.data import datamodule_from_config
+    from prod9.phantoms import make_phantom
+    from prod9.training.diffusion import DiffusionStageConfig
+    scans = tmp_path / 'scans'; scans.mkdir()
+    for i in range(3): nib.save(nib.Nifti1Image(make_phantom((24, 24, 24), i)['T1'].astype(np.float32), np.eye(4)), scans / f'a{i}.nii.gz')
+    monkeypatch.setenv('CACHE_DIR', str(tmp_path / 'cache'))
+    p = tmp_path / 'seed.yaml'
+    p.write_text(f"autoencoder_path: x\ndata: {{source: nifti_folder, data_dir: {scans}, roi_size: [16, 16, 16], val_fraction: 0.34, "
+                 "cache_dir: '${CACHE_DIR:/tmp/cache}'}\n")
+    c = load_config(p, TransformerStageConfig)
+    assert c.data.cache_dir == str(tmp_path / 'cache') and c.cache_dir == tmp_path / 'cache' / 'tokens'
+    dm = datamodule_from_config(c.data); dm.setup()
+    first = dm.datasets['val'][0]['image']
+    assert len(list((tmp_path / 'cache' / 'volumes').glob('*.pt'))) == 1          # the validation volume, preprocessed
+    dm2 = datamodule_from_config(c.data); dm2.setup()
+    assert (dm2.datasets['val'][0]['image'] == first).all() and len(list((tmp_path / 'cache' / 'volumes').glob('*.pt'))) == 1   # read back
+    val_file = dm2.datasets['val'].data[0]['image']
+    nib.save(nib.Nifti1Image(np.flip(nib.load(val_file).get_fdata(), 0).astype(np.float32), np.eye(4)), val_file)     # edited in place
+    dm3 = datamodule_from_config(c.data); dm3.setup()
+    assert not (dm3.datasets['val'][0]['image'] == first).all() and len(list((tmp_path / 'cache' / 'volumes').glob('*.pt'))) == 2
+    p.write_text(f"vae_path: x\ndata: {{source: phantoms, cache_dir: {tmp_path / 'c2'}}}\n")
+    assert load_config(p, DiffusionStageConfig).cache_dir == tmp_path / 'c2' / 'latents'

@@ -28,7 +28,9 @@ class ControlNetStageConfig(DiffusionStageConfig):
     controlnet: ControlNetModelConfig = Field(default_factory=ControlNetModelConfig)
 
     @property
-    def cache_dir(self) -> Path: return Path(self.latent_cache_dir or Path(self.output_dir) / 'latents')
+    def cache_dir(self) -> Path:
+        "`latent_cache_dir`, else `{data.cache_dir}/latents`, else `{output_dir}/latents`."
+        return Path(self.latent_cache_dir or (Path(self.data.cache_dir) / 'latents' if getattr(self.data, 'cache_dir', None) else Path(self.output_dir) / 'latents'))
 
 # %% ../../nbs/49_train_controlnet.ipynb #24011847
 class ControlDataset(Dataset):

@@ -44,7 +44,9 @@ class DiffusionStageConfig(StageConfig):
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
 
     @property
-    def cache_dir(self) -> Path: return Path(self.latent_cache_dir or Path(self.output_dir) / 'latents')
+    def cache_dir(self) -> Path:
+        "`latent_cache_dir`, else `{data.cache_dir}/latents`, else `{output_dir}/latents`."
+        return Path(self.latent_cache_dir or (Path(self.data.cache_dir) / 'latents' if getattr(self.data, 'cache_dir', None) else Path(self.output_dir) / 'latents'))
 
 # %% ../../nbs/48_train_diffusion.ipynb #e5fc91f3
 class LatentDataset(Dataset):

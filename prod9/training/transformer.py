@@ -82,7 +82,9 @@ class TransformerStageConfig(StageConfig):
     validation: ValidationSamplingConfig = Field(default_factory=ValidationSamplingConfig)
 
     @property
-    def cache_dir(self) -> Path: return Path(self.token_cache_dir or Path(self.output_dir) / 'tokens')
+    def cache_dir(self) -> Path:
+        "`token_cache_dir`, else `{data.cache_dir}/tokens`, else `{output_dir}/tokens`."
+        return Path(self.token_cache_dir or (Path(self.data.cache_dir) / 'tokens' if getattr(self.data, 'cache_dir', None) else Path(self.output_dir) / 'tokens'))
 
 # %% ../../nbs/46_train_transformer.ipynb #8091c012
 def build_transformer(cfg:TransformerModelConfig, vocab_size:int, latent_shape, num_classes:int):
