@@ -65,3 +65,17 @@ def test_infer_writes_the_input_units_and_header(cli, c, tmp_path):
     assert 0 <= outs['norm'].min() and outs['norm'].max() <= 1
     np.testing.assert_allclose(outs['units'], outs['norm'] * (hi - lo) + lo, rtol=1e-5, atol=1e-2)       # the scaling, inverted
     assert lo - 1e-3 <= outs['units'].min() and outs['units'].max() <= hi + 1e-3 and outs['units'].max() > 100
+
+def test_validation_reports_the_perceptual_distance_with_a_local_medicalnet_file(cli, c, tmp_path):
+    "loss.perceptual with MedicalNet's file layout (random weights: the real file cannot be downloaded here): training uses it, validation reports it."
+    import csv
+    from monai.networks.nets import resnet10
+    w = tmp_path / 'resnet_10_23dataset.pth'
+    torch.save({'state_dict': {f'module.{k}': v for k, v in resnet10(spatial_dims=3, n_input_channels=1, shortcut_type='B', bias_downsample=False).state_dict().items()}}, w)
+    r = cli('prod9-train-autoencoder', 'train', '--config', c, '--set', 'loss.perceptual.weight=0.1', '--set', f'loss.perceptual.weights_path={w}')
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(next((tmp_path / 'run' / 'logs').rglob('metrics.csv')))))
+    assert any(row.get('val_perceptual') for row in rows) and any(row.get('train/perceptual') for row in rows)
+    r = cli('prod9-train-autoencoder', 'train', '--config', c, '--output-dir', tmp_path / 'r2', '--set', 'loss.perceptual.weight=0.1',
+            '--set', f'loss.perceptual.weights_path={tmp_path / "nope.pth"}')
+    assert r.returncode == 1 and "nope.pth does not exist; expected MedicalNet's resnet_10_23dataset.pth" in r.stderr
