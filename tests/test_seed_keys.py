@@ -129,3 +129,17 @@ def test_data_cache_dir_keeps_preprocessed_volumes_on_disk(tmp_path, monkeypatch
     assert not (dm3.datasets['val'][0]['image'] == first).all() and len(list((tmp_path / 'cache' / 'volumes').glob('*.pt'))) == 2
     p.write_text(f"vae_path: x\ndata: {{source: phantoms, cache_dir: {tmp_path / 'c2'}}}\n")
     assert load_config(p, DiffusionStageConfig).cache_dir == tmp_path / 'c2' / 'latents'
+
+def test_seed_003_lpips_snippet_is_medicalnet_from_a_local_file(tmp_path):
+    "seed 003's LPIPS block, as written: accepted; without a local weights file the stage says which file it needs; with one it builds."
+    import torch
+    from monai.networks.nets import resnet10
+    from seed_commands import seed_blocks, seed_file
+    snippet = next(t for lang, t in seed_blocks(seed_file('003')) if lang == 'yaml' and 'medicalnet_resnet10_23datasets' in t)
+    c = cfg(tmp_path, snippet, AutoencoderStageConfig)
+    assert (c.loss.perceptual.weight, c.loss.perceptual.network_type) == (0.1, 'medicalnet_resnet10_23datasets')
+    with pytest.raises(ValueError, match="weights_path to MedicalNet's resnet_10_23dataset.pth"): AutoencoderFSQLightning(c.model_dump())
+    w = tmp_path / 'resnet_10_23dataset.pth'
+    torch.save({'state_dict': {f'module.{k}': v for k, v in resnet10(spatial_dims=3, n_input_channels=1, shortcut_type='B', bias_downsample=False).state_dict().items()}}, w)
+    c2 = cfg(tmp_path, snippet.replace('network_type:', f'weights_path: {w}\n    network_type:'), AutoencoderStageConfig)
+    assert type(AutoencoderFSQLightning(c2.model_dump()).perceptual).__name__ == 'MedicalNetPerceptual'
