@@ -45,16 +45,16 @@ class AutoencoderInferenceWrapper(nn.Module):
         if bad: raise ValueError(f"sliding-window roi_size {roi} must be a multiple of the autoencoder's downsampling factor {self.factor}")
         self.roi = roi
 
-    def _inferer(self, roi):
-        f = self.factor if tuple(roi) == self.roi else 1   # windows on the latent grid need no alignment
-        ov = [aligned_overlap(r, self.cfg.overlap, f) for r in roi]
+    def _inferer(self, roi, factor:int=1):
+        "MONAI's inferer for windows `roi`, strides aligned to `factor` (the image grid: the downsampling factor; the latent grid: 1)."
+        ov = [aligned_overlap(r, self.cfg.overlap, factor) for r in roi]
         return SlidingWindowInferer(roi_size=roi, sw_batch_size=self.cfg.sw_batch_size, overlap=ov, mode=self.cfg.mode,
                                     sigma_scale=self.cfg.sigma_scale, padding_mode=self.cfg.padding_mode, progress=False)
 
     def _pad(self, x):
-        "Pad the spatial dims to a multiple of the factor (and at least the ROI); returns padded x and the original size."
+        "Pad the spatial dims (at the end) to a multiple of the factor; returns padded x and the original size."
         size = x.shape[2:]
-        target = [max(r, math.ceil(s / self.factor) * self.factor) for s, r in zip(size, self.roi)]
+        target = [math.ceil(s / self.factor) * self.factor for s in size]
         pad = []
         for s, t in reversed(list(zip(size, target))): pad += [0, t - s]
         return (F.pad(x, pad, mode='constant') if any(pad) else x), tuple(size)
@@ -66,7 +66,8 @@ class AutoencoderInferenceWrapper(nn.Module):
             if not self.cfg.enabled: return tuple(t.float() for t in self.autoencoder.encode(self._pad(x)[0]))
             xp, _ = self._pad(x)
             enc = lambda w: torch.cat(self.autoencoder.encode(w), dim=1)
-            both = self._inferer(self.roi)(xp, enc).float()
+            roi = tuple(min(r, s) for r, s in zip(self.roi, xp.shape[2:]))      # a volume smaller than the window: one pass, no padding
+            both = self._inferer(roi, self.factor)(xp, enc).float()
         d = both.shape[1] // 2
         return both[:, :d], both[:, d:]
 
@@ -75,7 +76,7 @@ class AutoencoderInferenceWrapper(nn.Module):
         "Latent (or codes) `(B, d, *s)` → image `(B, C, *s·f)`, cropped to `output_size` when given."
         if isinstance(z, (tuple, list)): z = z[0]
         with autocast_for(self.precision, z.device):
-            if self.cfg.enabled: out = self._inferer(tuple(r // self.factor for r in self.roi))(z, self.autoencoder.decode)
+            if self.cfg.enabled: out = self._inferer(tuple(min(r // self.factor, s) for r, s in zip(self.roi, z.shape[2:])))(z, self.autoencoder.decode)
             else: out = self.autoencoder.decode(z)
         out = out.float()
         if output_size is not None: out = out[(..., *[slice(0, s) for s in output_size])]
