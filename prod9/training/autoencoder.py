@@ -16,7 +16,7 @@ from pydantic import Field
 from monai.losses import PatchAdversarialLoss
 from monai.metrics import PSNRMetric, SSIMMetric
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig, ProgressiveConfig, lr_multiplier
-from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator, adversarial_weight
+from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator, adversarial_weight, counts_stats
 from .engine import StageModule
 from ..metrics import foreground_mask, masked_psnr_ssim
 
@@ -227,8 +227,8 @@ def codebook_health(self:AutoencoderLightning, split:str) -> dict|None:
     c = self.__dict__.get('_code_counts', {}).pop(split, None)
     if c is None: return None
     c = self.trainer.strategy.reduce(c.float(), reduce_op='sum') if self._trainer is not None else c.float()
-    n = float(c.sum()); p = c[c > 0] / max(n, 1.0)
-    h = {'codebook_usage': float((c > 0).float().mean()), 'perplexity': float((-(p * p.log()).sum()).exp()), 'tokens': n}
+    n = float(c.sum())
+    h = {**counts_stats(c), 'tokens': n}
     key = 'train/epoch_' if split == 'train' else f'{split}_'
     self.log_dict({f'{key}{k}': v for k, v in h.items()}, prog_bar=False, sync_dist=False)
     floor = getattr(getattr(self.cfg, 'codebook', None), 'min_perplexity', None)

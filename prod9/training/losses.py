@@ -15,7 +15,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['MEDICALNET_DEPTHS', 'PERCEPTUAL_NETWORKS', 'FocalFrequencyLoss', 'read_medicalnet_weights', 'MedicalNetPerceptual',
-           'make_perceptual_loss', 'make_discriminator', 'adversarial_weight', 'codebook_stats']
+           'make_perceptual_loss', 'make_discriminator', 'adversarial_weight', 'codebook_stats', 'counts_stats']
 
 # %% ../../nbs/41_losses.ipynb #fef2838e
 class FocalFrequencyLoss(nn.Module):
@@ -150,7 +150,11 @@ def codebook_stats(indices:torch.Tensor, codebook_size:int) -> dict:
     idx = indices.flatten().long()
     if idx.numel() and (idx.min() < 0 or idx.max() >= codebook_size):     # what NaN or infinite latents quantise to
         raise FloatingPointError(f"codes outside the codebook (0..{codebook_size - 1}): the encoder's output is not finite; lower training.lr")
-    counts = torch.bincount(idx, minlength=codebook_size).float()
+    return counts_stats(torch.bincount(idx, minlength=codebook_size))
+
+def counts_stats(counts:torch.Tensor) -> dict:
+    "`codebook_stats` of a table of per-code counts (tokens accumulated over many batches, say)."
+    counts = counts.float()
     p = counts / counts.sum().clamp_min(1)
     ent = -(p[p > 0] * p[p > 0].log()).sum()
     return {'codebook_usage': float((counts > 0).float().mean()), 'perplexity': float(ent.exp())}
