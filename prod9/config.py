@@ -418,6 +418,7 @@ KEY_ALIASES = [
     KeyAlias('training.target_modality', 'in_context.target_modalities', 'the class generated; an index or a name', _as_names),
     KeyAlias('condition', 'controlnet.control_type', "the MAISI ControlNet's condition; `both` is mask and label", _control_type),
     KeyAlias('controlnet.control_type', 'controlnet.control_type', '`both` is `mask+label`', _control_type),
+    KeyAlias('model.control_type', 'controlnet.control_type', "seed 001's MaskGiT ControlNet: what the control branch reads (mask, label or both)", _control_type),
     KeyAlias('modality_processor.patch_size', 'model.patch_size', 'tokens per sequence element along each axis (token patching)'),
     KeyAlias('modality_processor.max_context_length', 'model.max_context_length', 'context volumes an in-context sequence holds'),
     KeyAlias('modality_processor.hidden_dim', 'model.hidden_dim', "the transformer's width (one width in prod9)"),

@@ -110,3 +110,30 @@ def test_bad_inputs(runs, capsys):
     assert r.returncode == 1 and 'does not match the model' in r.stderr and '(16, 16, 16)' in r.stderr
     r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', tmp / 'stage2' / 'last.ckpt', '--output', tmp / 'w')
     assert r.returncode == 1 and 'not a prod9-train-maskgit-controlnet checkpoint' in r.stderr
+
+def test_seed_control_types(cli, runs):
+    """seed 001's stage-3 snippet (`model: {control_type: "both", num_classes: 4}`) trains a mask+label ControlNet; a `label` one
+    generates without a mask; a wrong `num_classes` names the key and the count."""
+    from seed_commands import seed_blocks, seed_file
+    tmp = runs['tmp']
+    snippet = next(t for lang, t in seed_blocks(seed_file('001')) if lang == 'yaml' and 'control_type' in t)
+    seed_part = snippet.replace('outputs/maskgit_stage2_label/best.ckpt', f'{tmp}/stage2/last.ckpt')
+    both = runs['cfg']('both', STAGE3.replace('transformer_path: {tmp}/stage2/last.ckpt\n', '') + seed_part)
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', both, '--output-dir', tmp / 'both'); assert r.returncode == 0, r.stderr[-3000:]
+    sd = torch.load(tmp / 'both' / 'last.ckpt', weights_only=True)
+    assert sd['hyper_parameters']['config']['controlnet']['control_type'] == 'mask+label'
+    assert {'transformer.controlnet.label_embed.weight', 'transformer.controlnet.embed.proj.weight'} <= set(sd['state_dict'])
+    label = runs['cfg']('label', STAGE3.replace('controlnet: {{', 'controlnet: {{control_type: label, ').replace('num_samples: 2', 'num_samples: 0'))
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', label, '--output-dir', tmp / 'label'); assert r.returncode == 0, r.stderr[-3000:]
+    assert 'transformer.controlnet.embed.proj.weight' not in torch.load(tmp / 'label' / 'last.ckpt', weights_only=True)['state_dict']
+    r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', label, '--checkpoint', tmp / 'label' / 'last.ckpt', '--output', tmp / 'lab',
+            '--num-samples', 1, '--modality', 'T2', '--steps', 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in (tmp / 'lab').glob('*.nii.gz')) == ['sample_0001_T2.nii.gz']     # no mask to write
+    ph = make_phantom((16, 16, 16), 2); write_nifti(ph['seg'].astype(np.int16), tmp / 'm.nii.gz', ph['affine'])
+    r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', label, '--checkpoint', tmp / 'label' / 'last.ckpt', '--output', tmp / 'lab2',
+            '--mask', tmp / 'm.nii.gz')
+    assert r.returncode == 1 and 'reads the class label only' in r.stderr
+    wrong = runs['cfg']('wrong', STAGE3.replace('transformer_path: {tmp}/stage2/last.ckpt\n', '') + seed_part.replace('num_classes: 4', 'num_classes: 3'))
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', wrong, '--output-dir', tmp / 'wrong')
+    assert r.returncode == 1 and 'model.num_classes' in r.stderr and 'trained on 4 classes' in r.stderr, r.stderr[-2000:]

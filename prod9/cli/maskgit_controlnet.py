@@ -30,7 +30,8 @@ def _parser():
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate, e.g. FLAIR (default: every class trained on)")
-    p.add_argument('--mask', help="generate: a NIfTI label map (image size of the training data) to condition on; default: held-out masks")
+    p.add_argument('--mask', help="generate: a NIfTI label map (image size of the training data) to condition on; default: held-out masks "
+                                  "(a label ControlNet, controlnet.control_type: label, takes none)")
     p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
     p.add_argument('--conditioning-scale', type=float, help="override controlnet.conditioning_scale")
@@ -43,6 +44,10 @@ def stage3_config(cfg:MaskGiTControlNetStageConfig):
     if base.cfg.model.transformer_type != 'label':
         raise ConfigError(f"{cfg.transformer_path} is an in-context (single_stream) transformer; the ControlNet needs a label-conditional one",
                           cfg._source, 'transformer_path')
+    n, want = cfg.model.num_classes, len(base.class_names)
+    if n is not None and n != want:           # seed 001 writes model.num_classes in the stage-3 config
+        raise ConfigError(f"model.num_classes is {n}, but the stage-2 transformer {cfg.transformer_path} was trained on {want} classes "
+                          f"({', '.join(base.class_names)}); set {want} or remove it (stage 3 takes its model from stage 2)", cfg._source, 'model.num_classes')
     merged = cfg.model_copy(update={'model': base.cfg.model, 'masking': base.cfg.masking})
     return MaskGiTControlNetStageConfig.model_validate(merged.model_dump()), base
 
@@ -57,7 +62,7 @@ def _data(cfg, base, log=print):
         raise ConfigError(f"{ae} codes volumes as {got[1]} grids of {got[0]} tokens, but the stage-2 transformer {cfg.transformer_path} "
                           f"was trained on {want[1]} grids of {want[0]}: use the autoencoder and data of stage 2", cfg._source, 'autoencoder_path')
     classes = resolve_classes(cfg.controlnet.target_modalities, info['class_names'], 'controlnet.target_modalities')
-    ds = {s: ControlTokenDataset(p, cfg.controlnet.mask_classes, classes) for s, p in paths.items()}
+    ds = {s: ControlTokenDataset(p, cfg.controlnet.mask_classes, classes, cfg.controlnet.control_type) for s, p in paths.items()}
     return paths, ds, info, ae
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #42ef5e44
@@ -71,7 +76,10 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
     n, names, cn = args.num_samples, module.class_names, module.cfg.controlnet
     if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
     image_shape = [s * module.hparams.control_downsample_factor for s in module.latent_shape]
-    if args.mask:
+    if 'mask' not in cn.control_type:
+        if args.mask: raise ValueError(f"--mask: this ControlNet reads the class label only (controlnet.control_type {cn.control_type!r}); leave --mask out")
+        seg = None
+    elif args.mask:
         labels, _ = read_mask(args.mask, image_shape, cn.mask_classes)      # BraTS 2020's 4 read as 3, unknown labels refused
         seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
     else:
@@ -79,19 +87,21 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
         split = 'test' if len(ds['test']) else 'val'
         if len(ds[split]) == 0: raise ValueError("no held-out volumes to take masks from; give --mask FILE")
         seg = torch.stack([ds[split][i % len(ds[split])]['seg'] for i in range(n)]).long()
-    control = mask_condition(seg, cn.mask_classes)
+    control = mask_condition(seg, cn.mask_classes) if seg is not None else None
     classes = resolve_classes([args.modality], names, '--modality') if args.modality else \
               (resolve_classes(cn.target_modalities, names, 'controlnet.target_modalities') or list(range(len(names))))
     over = {k: v for k, v in (('steps', args.steps), ('guidance_scale', args.guidance_scale)) if v is not None}
     out, written = Path(args.output), []
     for c in classes:
         def make(start, count, seed, c=c):
-            toks = module.generate_tokens(torch.full((count,), c, dtype=torch.long), seed=seed, control=control[start:start + count],
+            toks = module.generate_tokens(torch.full((count,), c, dtype=torch.long), seed=seed,
+                                          control=control[start:start + count] if control is not None else None,
                                           conditioning_scale=args.conditioning_scale, **over)
-            return [module.decode(toks).cpu(), seg[start:start + count].to(torch.int16)]
-        names_of = lambda i, c=c: [f'sample_{i + 1:04d}_{names[c]}.nii.gz', f'sample_{i + 1:04d}_mask.nii.gz']     # one mask per sample number
+            return [module.decode(toks).cpu()] + ([seg[start:start + count].to(torch.int16)] if seg is not None else [])
+        names_of = lambda i, c=c: [f'sample_{i + 1:04d}_{names[c]}.nii.gz'] + ([f'sample_{i + 1:04d}_mask.nii.gz'] if seg is not None else [])  # one mask per sample number
         written += generate_batches(out, n, args.batch_size, names_of, make, seed=(args.seed or 0) + 1000 * c, label=names[c],
-                                    checkpoint=args.checkpoint, affine=module.affine, montage=f'controlled_{names[c]}', montage_seg=seg[0, 0])
+                                    checkpoint=args.checkpoint, affine=module.affine, montage=f'controlled_{names[c]}',
+                                    montage_seg=seg[0, 0] if seg is not None else None)
     return [f for f in written if not f.name.endswith('_mask.nii.gz')]
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #cfe6ac67

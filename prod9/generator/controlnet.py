@@ -13,9 +13,11 @@ from torch import nn
 from .transformer import TransformerDecoder
 
 # %% auto #0
-__all__ = ['ConditionEmbedding', 'MaskGiTControlNet', 'ControlledTransformer']
+__all__ = ['CONTROL_TYPES', 'ConditionEmbedding', 'MaskGiTControlNet', 'ControlledTransformer']
 
 # %% ../../nbs/23_generator_controlnet.ipynb #64d7ef47
+CONTROL_TYPES = ('mask', 'label', 'mask+label')    # what the control branch reads
+
 class ConditionEmbedding(nn.Module):
     """Condition image (B, C, *grid·f) → one vector per token (B, N, hidden_dim). A 3×3(×3) convolution at full resolution, then
     one stride-2 convolution per further width in `channels` (while the factor `f` allows), a patchify convolution for the rest of
@@ -39,28 +41,42 @@ class ConditionEmbedding(nn.Module):
 class MaskGiTControlNet(nn.Module):
     "Trainable copy of the first `num_layers` blocks of a `TransformerDecoder`, reading a condition image; returns zero-initialised block residuals."
     def __init__(self, base:TransformerDecoder, control_channels:int, downsample_factor:int, num_layers:int|None=None,
-                 embed_channels:Sequence[int]=(16, 32)):
+                 embed_channels:Sequence[int]=(16, 32), control_type:str='mask'):
         super().__init__()
         n = num_layers or max(1, len(base.blocks) // 2)
         if n > len(base.blocks): raise ValueError(f"controlnet.num_layers={n}, but the stage-2 transformer has {len(base.blocks)} blocks")
+        if control_type not in CONTROL_TYPES: raise ValueError(f"control_type {control_type!r}: expected one of {CONTROL_TYPES} (seed 001's 'both' is 'mask+label')")
         D = base.tok_emb.embedding_dim
         self.control_channels, self.downsample_factor, self.latent_shape = control_channels, downsample_factor, base.latent_shape
+        self.control_type, self.uses_mask, self.uses_label = control_type, 'mask' in control_type, 'label' in control_type
         # one vector per sequence element: per token, or per group of p³ tokens when the base is patched (p·f voxels a side)
-        self.embed = ConditionEmbedding(control_channels, D, downsample_factor * getattr(base, 'patch_size', 1), len(base.latent_shape), embed_channels)
+        if self.uses_mask:
+            self.embed = ConditionEmbedding(control_channels, D, downsample_factor * getattr(base, 'patch_size', 1), len(base.latent_shape), embed_channels)
+        if self.uses_label:                                          # one vector per class, and one for the null label of guidance
+            self.label_embed, self.label_proj = nn.Embedding(base.num_modalities + 1, D), nn.Linear(D, D)
+            nn.init.zeros_(self.label_proj.weight); nn.init.zeros_(self.label_proj.bias)
         self.blocks = copy.deepcopy(base.blocks[:n])                  # initialised from the trained stage-2 blocks
         self.zero_out = nn.ModuleList([nn.Linear(D, D) for _ in range(n)])
         for z in self.zero_out: nn.init.zeros_(z.weight); nn.init.zeros_(z.bias)
 
-    def check(self, tokens:torch.Tensor, control:torch.Tensor):
-        "A clear error for a condition whose batch, channels or size do not fit the token grid."
+    def check(self, tokens:torch.Tensor, control:torch.Tensor|None):
+        "A clear error for a condition whose batch, channels or size do not fit the token grid, or that the control type does not read."
+        if not self.uses_mask:
+            if control is not None: raise ValueError(f"this ControlNet reads the label only (control_type {self.control_type!r}); it takes no mask")
+            return
+        if control is None: raise ValueError(f"this ControlNet reads a mask (control_type {self.control_type!r}): pass control=")
         want = (tokens.shape[0], self.control_channels, *[s * self.downsample_factor for s in tokens.shape[1:]])
         if tuple(control.shape) != want:
             raise ValueError(f"control must be (B, {self.control_channels} mask channels, *image size) = {want} for tokens {tuple(tokens.shape)} "
                              f"(autoencoder factor {self.downsample_factor}), got {tuple(control.shape)}")
 
-    def forward(self, x:torch.Tensor, c:torch.Tensor, control:torch.Tensor, scale:float=1.0) -> list[torch.Tensor]:
-        "`x` (B, N, D) the base blocks' input, `c` (B, D) its condition vector, `control` (B, C, *image) → `num_layers` residuals (B, N, D)."
-        h, out = x + self.embed(control.to(x.dtype)), []
+    def forward(self, x:torch.Tensor, c:torch.Tensor, control:torch.Tensor|None=None, scale:float=1.0,
+                labels:torch.Tensor|None=None) -> list[torch.Tensor]:
+        """`x` (B, N, D) the base blocks' input, `c` (B, D) its condition vector, `control` (B, C, *image) the mask (types with `mask`),
+        `labels` (B,) the class labels (types with `label`; the null label for unconditional) → `num_layers` residuals (B, N, D)."""
+        h, out = x, []
+        if self.uses_mask: h = h + self.embed(control.to(x.dtype))
+        if self.uses_label: h = h + self.label_proj(self.label_embed(labels))[:, None]
         for blk, z in zip(self.blocks, self.zero_out):
             h = blk(h, c); out.append(z(h) * scale)
         return out
@@ -68,7 +84,7 @@ class MaskGiTControlNet(nn.Module):
 # %% ../../nbs/23_generator_controlnet.ipynb #4ab5012b
 class ControlledTransformer(nn.Module):
     """A frozen `TransformerDecoder` steered by a `MaskGiTControlNet`. It has the base's interface (`MaskGiTSampler` uses it
-    unchanged) plus `control=` and `conditioning_scale=`; without `control` it is the base."""
+    unchanged) plus `control=` and `conditioning_scale=`; a mask ControlNet without `control` is the base."""
     def __init__(self, base:TransformerDecoder, controlnet:MaskGiTControlNet):
         super().__init__()
         self.base, self.controlnet = base.requires_grad_(False), controlnet
@@ -83,10 +99,12 @@ class ControlledTransformer(nn.Module):
 
     def forward(self, tokens:torch.Tensor, labels:torch.Tensor|None=None, control:torch.Tensor|None=None, conditioning_scale:float=1.0,
                 features_only:bool=False) -> torch.Tensor:
-        if control is None: return self.base(tokens, labels, features_only=features_only)
-        self.base._check(tokens); self.controlnet.check(tokens, control)
+        cn = self.controlnet
+        if control is None and cn.uses_mask: return self.base(tokens, labels, features_only=features_only)
+        self.base._check(tokens); cn.check(tokens, control)
         x, c = self.base.embed(tokens, labels)
-        return self.base(tokens, labels, block_residuals=self.controlnet(x, c, control, conditioning_scale), features_only=features_only)
+        if labels is None: labels = torch.full((tokens.shape[0],), self.null_label, device=tokens.device, dtype=torch.long)
+        return self.base(tokens, labels, block_residuals=cn(x, c, control, conditioning_scale, labels=labels.long()), features_only=features_only)
 
     def train(self, mode:bool=True):
         super().train(mode); self.base.eval(); return self          # the frozen base keeps its eval behaviour (dropout off)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 import torch
 from fastcore.basics import patch
+from typing import Literal
 from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StrictModel
@@ -28,7 +29,8 @@ __all__ = ['MaskGiTControlNetConfig', 'MaskGiTControlNetStageConfig', 'ControlTo
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #c84cd487
 class MaskGiTControlNetConfig(StrictModel):
-    "The control branch: which labels of the mask it reads, how many transformer blocks it copies, its stem, its strength."
+    "The control branch: what it reads (`control_type`), which labels of the mask, how many transformer blocks it copies, its stem, its strength."
+    control_type: Literal['mask', 'label', 'mask+label'] = 'mask'   # seed 001's mask | label | both (`both` is read as mask+label)
     mask_classes: list[int] = [1, 2, 3]           # segmentation labels, one channel each (phantoms/BraTS: NCR, ED, ET)
     num_layers: int | None = Field(None, ge=1)     # blocks copied from the base (default: half of them, at least 1)
     embed_channels: list[int] = Field([16, 32], min_length=1)   # condition stem widths: the first at full resolution, each next one stride 2
@@ -43,20 +45,23 @@ class MaskGiTControlNetStageConfig(TransformerStageConfig):
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #61e6d745
 class ControlTokenDataset(Dataset):
-    "Cached token grids with their tumour mask as the condition: `{'tokens', 'label', 'control', 'seg'}` per volume, only the `classes` kept (default: all)."
-    def __init__(self, cache:dict|str|Path, mask_classes:Sequence[int], classes:Sequence[int]|None=None):
+    """Cached token grids with their tumour mask as the condition: `{'tokens', 'label', 'control', 'seg'}` per volume, only the `classes`
+    kept (default: all). A `label` ControlNet needs no mask: its items are `{'tokens', 'label'}` (and `seg` when the cache has masks)."""
+    def __init__(self, cache:dict|str|Path, mask_classes:Sequence[int], classes:Sequence[int]|None=None, control_type:str='mask'):
         c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
-        self.labels, self.mask_classes = c['labels'], list(mask_classes)
+        self.labels, self.mask_classes, self.uses_mask = c['labels'], list(mask_classes), 'mask' in control_type
         self.class_names = c.get('class_names', [])
-        if len(self.labels) and c.get('seg') is None:
+        if self.uses_mask and len(self.labels) and c.get('seg') is None:
             raise ValueError(f"the token cache has no tumour masks (data source {c.get('source')!r}); "
                              "a mask ControlNet needs a data source with segmentations: phantoms or brats")
         self.tokens, self.seg = c['tokens'], c.get('seg')                 # read per item (lazily, from a path)
         self.idx = [i for i in range(len(self.labels)) if classes is None or int(self.labels[i]) in classes]
     def __len__(self): return len(self.idx)
     def __getitem__(self, i):
-        j = self.idx[i]; seg = self.seg[j]
-        return {'tokens': self.tokens[j].long(), 'label': self.labels[j], 'control': mask_condition(seg[None].long(), self.mask_classes)[0], 'seg': seg}
+        j = self.idx[i]; d = {'tokens': self.tokens[j].long(), 'label': self.labels[j]}
+        if self.seg is not None: d['seg'] = self.seg[j]
+        if self.uses_mask: d['control'] = mask_condition(d['seg'][None].long(), self.mask_classes)[0]
+        return d
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #ea8c82ec
 class MaskGiTControlNetLightning(MaskGiTLightning):
@@ -70,7 +75,8 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
             raise ValueError(f"{self.cfg.transformer_path}: the MaskGiT ControlNet steers a label-conditional transformer "
                              f"(model.transformer_type: label), not {self.cfg.model.transformer_type!r}")
         cn, base = self.cfg.controlnet, self.transformer
-        self.transformer = ControlledTransformer(base, MaskGiTControlNet(base, len(cn.mask_classes), control_downsample_factor, cn.num_layers, cn.embed_channels))
+        self.transformer = ControlledTransformer(base, MaskGiTControlNet(base, len(cn.mask_classes), control_downsample_factor, cn.num_layers,
+                                                                         cn.embed_channels, cn.control_type))
 
     @classmethod
     def from_cache(cls, cfg, cache, **kw):
@@ -93,7 +99,7 @@ def configure_optimizers(self:MaskGiTControlNetLightning):
     return {'optimizer': opt, 'lr_scheduler': lr_schedule_entry(self, opt, t)}
 
 @patch
-def _context(self:MaskGiTControlNetLightning, batch): return {'control': batch['control']}
+def _context(self:MaskGiTControlNetLightning, batch): return {'control': batch['control']} if 'control' in batch else {}
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #08db86ba
 @patch
@@ -101,13 +107,16 @@ def _eval_step(self:MaskGiTControlNetLightning, batch, batch_idx, prefix):
     masked, mask = super(MaskGiTControlNetLightning, self)._eval_step(batch, batch_idx, prefix)
     tokens, labels, bs = batch['tokens'], batch['label'], batch['tokens'].shape[0]
     ce = lambda feats: chunked_cross_entropy(feats[mask], self.transformer.head, tokens[mask])
-    self.log_dict({f'{prefix}_ce_without_control': ce(self.transformer.base(masked, labels, features_only=True)),
-                   f'{prefix}_ce_mirrored_mask': ce(self.transformer(masked, labels, control=batch['control'].flip(-1), features_only=True))}, batch_size=bs)
+    logs = {f'{prefix}_ce_without_control': ce(self.transformer.base(masked, labels, features_only=True))}
+    if self.transformer.controlnet.uses_mask:
+        logs[f'{prefix}_ce_mirrored_mask'] = ce(self.transformer(masked, labels, control=batch['control'].flip(-1), features_only=True))
+    self.log_dict(logs, batch_size=bs)
 
 @patch
 def on_validation_epoch_end(self:MaskGiTControlNetLightning):
     n, ds = self.cfg.validation.num_samples, self.reference
     if n == 0 or self.autoencoder is None or ds is None or len(ds) == 0 or self.trainer.sanity_checking: return
+    if not self.transformer.controlnet.uses_mask: return               # the lesion statistics score a requested lesion
     items = [ds[i] for i in range(min(n, len(ds)))]
     labels, control = torch.stack([it['label'] for it in items]), torch.stack([it['control'] for it in items])
     real, seg = self.decode(torch.stack([it['tokens'] for it in items]).to(self.device)), torch.stack([it['seg'] for it in items]).to(self.device) > 0
@@ -121,11 +130,11 @@ def on_validation_epoch_end(self:MaskGiTControlNetLightning):
 @torch.no_grad()
 def generate_tokens(self:MaskGiTControlNetLightning, labels:torch.Tensor, seed:int=0, control:torch.Tensor|None=None, conditioning_scale:float|None=None,
                     **sampler_overrides) -> torch.Tensor:
-    "Token grids for `labels` (B,) with the lesion of `control` (B, len(mask_classes), *image), reproducible from `seed`."
-    if control is None: raise ValueError("a ControlNet generates from a mask: pass control=mask_condition(seg, cfg.controlnet.mask_classes)")
+    "Token grids for `labels` (B,) with the lesion of `control` (B, len(mask_classes), *image; none for a `label` ControlNet), reproducible from `seed`."
+    if control is None and self.transformer.controlnet.uses_mask: raise ValueError("a ControlNet generates from a mask: pass control=mask_condition(seg, cfg.controlnet.mask_classes)")
     scale = self.cfg.controlnet.conditioning_scale if conditioning_scale is None else conditioning_scale
-    return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, control=control.to(self.device),
-                                                    conditioning_scale=scale)
+    ctx = {'control': control.to(self.device)} if control is not None else {}
+    return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, conditioning_scale=scale, **ctx)
 
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #7dfad9e9
 def load_maskgit_controlnet_checkpoint(path, map_location='cpu') -> MaskGiTControlNetLightning:
