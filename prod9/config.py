@@ -216,6 +216,9 @@ class MedMNIST3DDataConfig(_DataCommon):
                                 'vesselmnist3d', 'synapsemnist3d', 'all'], list[str]] = 'organmnist3d'
     size: Literal[28, 64] = 28
     download: bool = False
+    # condition labels over several data sets (`all` or a list): `dataset` one class per data set, `dataset_class` one per data set and
+    # class ('organmnist3d/liver', ...), `class` MedMNIST's own label (one data set only); `auto`: `class` for one, `dataset` for several
+    class_labels: Literal['auto', 'class', 'dataset', 'dataset_class'] = 'auto'
 
 class NiftiFolderDataConfig(_DataCommon):
     "Any folder of NIfTI (or NRRD) volumes, one image per file."

@@ -25,8 +25,9 @@ from .phantoms import make_phantom
 __all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'ForegroundLabeld',
            'RecordAffined', 'volume_transforms', 'split_indices', 'record_hash', 'Repeated', 'VolumeDataModule',
            'PhantomSourced', 'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd',
-           'BraTSDataModule', 'medmnist_file', 'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule',
-           'datamodule_from_config', 'resolve_classes', 'mask_condition', 'read_mask']
+           'BraTSDataModule', 'medmnist_flags', 'medmnist_classes', 'medmnist_file', 'MedMNIST3DVolumes',
+           'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config', 'resolve_classes',
+           'mask_condition', 'read_mask']
 
 # %% ../nbs/03_data.ipynb #f806d449
 class LoadVolumed(MapTransform):
@@ -286,17 +287,40 @@ class BraTSDataModule(VolumeDataModule):
 # %% ../nbs/03_data.ipynb #01f45c7d
 MEDMNIST3D_FLAGS = ('organmnist3d', 'nodulemnist3d', 'adrenalmnist3d', 'fracturemnist3d', 'vesselmnist3d', 'synapsemnist3d')
 
+def medmnist_flags(flags) -> list[str]:
+    "`data.dataset_name` as a list of flags: `all` is the six MedMNIST 3D data sets."
+    return list(MEDMNIST3D_FLAGS) if flags == 'all' or flags == ['all'] else ([flags] if isinstance(flags, str) else list(flags))
+
+def medmnist_classes(flags, class_labels:str='auto') -> tuple[list[str], list[int]]:
+    """The condition classes of MedMNIST 3D data sets `flags` under `class_labels` (see `MedMNIST3DDataConfig`), and each data set's
+    first label: its class names, its flag (`dataset`), or `flag/class` (`dataset_class`). Needs only `medmnist.INFO`, no data."""
+    import medmnist
+    flags = medmnist_flags(flags)
+    for f in flags:
+        if f not in MEDMNIST3D_FLAGS: raise ValueError(f"unknown MedMNIST 3D flag {f!r}; expected one of {MEDMNIST3D_FLAGS} or 'all'")
+    own = lambda f: [v for _, v in sorted(medmnist.INFO[f]['label'].items(), key=lambda kv: int(kv[0]))]
+    mode = class_labels if class_labels != 'auto' else ('class' if len(flags) == 1 else 'dataset')
+    if mode == 'class':
+        if len(flags) > 1: raise ValueError(f"data.class_labels: class: the {len(flags)} data sets {flags} number their classes from 0 each; "
+                                            f"use dataset (one class per data set) or dataset_class (one per data set and class)")
+        return own(flags[0]), [0]
+    if mode == 'dataset': return list(flags), list(range(len(flags)))
+    names, offsets = [], []
+    for f in flags: offsets.append(len(names)); names += [f'{f}/{n}' for n in own(f)]
+    return names, offsets
+
 def medmnist_file(flag:str, size:int=28) -> str:
     "The file name MedMNIST uses for `flag` at `size`."
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
 class MedMNIST3DVolumes(Dataset):
     "One split of one or more MedMNIST 3D data sets as prod9 samples (`image` (1, S, S, S) in [0, 1], `label` = class)."
-    def __init__(self, flags, split:str, root, size:int=28, download:bool=False, roi_size=None):
+    def __init__(self, flags, split:str, root, size:int=28, download:bool=False, roi_size=None, class_labels:str='auto'):
         import medmnist
-        flags = list(MEDMNIST3D_FLAGS) if flags == 'all' else ([flags] if isinstance(flags, str) else list(flags))
+        flags = medmnist_flags(flags)
         root = Path(root).expanduser()
         self.sets, self.flags = [], flags
+        self.class_names, self.label_offsets = medmnist_classes(flags, class_labels)
         for flag in flags:
             if flag not in MEDMNIST3D_FLAGS: raise ValueError(f"unknown MedMNIST 3D flag {flag!r}; expected one of {MEDMNIST3D_FLAGS} or 'all'")
             f = root / medmnist_file(flag, size)
@@ -324,13 +348,15 @@ class MedMNIST3DVolumes(Dataset):
                 raise ValueError(f"{f}: {split}_images has shape {ds.imgs.shape}, expected (N, {size}, {size}, {size})")
             self.sets.append(ds)
         self.offsets = np.cumsum([0] + [len(s) for s in self.sets])
+        self.per_class = len(self.class_names) > len(flags)           # every MedMNIST 3D set has 2+ classes: names = flags means `dataset`
         self.pad = ResizeWithPadOrCropd('image', roi_size) if roi_size is not None and tuple(roi_size) != (size,) * 3 else None
 
     def __len__(self): return int(self.offsets[-1])
     def __getitem__(self, i):
         j = int(np.searchsorted(self.offsets, i, side='right') - 1)
         img, target = self.sets[j][i - self.offsets[j]]
-        d = {'image': torch.as_tensor(img, dtype=torch.float32), 'label': int(np.asarray(target).ravel()[0]),
+        label = int(np.asarray(target).ravel()[0])
+        d = {'image': torch.as_tensor(img, dtype=torch.float32), 'label': self.label_offsets[j] + (label if self.per_class else 0),
              'case_id': f"{self.flags[j]}_{i - self.offsets[j]:05d}", 'dataset': j}
         if self.pad is not None:
             x = self.pad(d)['image']
@@ -345,7 +371,7 @@ class MedMNIST3DDataModule(VolumeDataModule):
         c = self.cfg
         for split in ('train', 'val', 'test'):
             if split in self.datasets: continue
-            self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, self.roi(split == 'train'))
+            self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, self.roi(split == 'train'), c.class_labels)
 
 # %% ../nbs/03_data.ipynb #d3999e6e
 class NiftiFolderDataModule(VolumeDataModule):

@@ -67,7 +67,8 @@ class AutoencoderInferenceWrapper(nn.Module):
             xp, _ = self._pad(x)
             enc = lambda w: torch.cat(self.autoencoder.encode(w), dim=1)
             roi = tuple(min(r, s) for r, s in zip(self.roi, xp.shape[2:]))      # a volume smaller than the window: one pass, no padding
-            both = self._inferer(roi, self.factor)(xp, enc).float()
+            # one window covers the volume: the whole batch in one call (MONAI's inferer runs each sample alone; ~3x slower at 28³)
+            both = (enc(xp) if roi == tuple(xp.shape[2:]) else self._inferer(roi, self.factor)(xp, enc)).float()
         d = both.shape[1] // 2
         return both[:, :d], both[:, d:]
 
@@ -76,8 +77,9 @@ class AutoencoderInferenceWrapper(nn.Module):
         "Latent (or codes) `(B, d, *s)` → image `(B, C, *s·f)`, cropped to `output_size` when given."
         if isinstance(z, (tuple, list)): z = z[0]
         with autocast_for(self.precision, z.device):
-            if self.cfg.enabled: out = self._inferer(tuple(min(r // self.factor, s) for r, s in zip(self.roi, z.shape[2:])))(z, self.autoencoder.decode)
-            else: out = self.autoencoder.decode(z)
+            roi = tuple(min(r // self.factor, s) for r, s in zip(self.roi, z.shape[2:]))
+            if self.cfg.enabled and roi != tuple(z.shape[2:]): out = self._inferer(roi)(z, self.autoencoder.decode)
+            else: out = self.autoencoder.decode(z)                           # no window, or one window over the whole grid: the batch at once
         out = out.float()
         if output_size is not None: out = out[(..., *[slice(0, s) for s in output_size])]
         return out

@@ -23,7 +23,7 @@ __all__ = ['EXPECTED_ERRORS', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser', 'p
            'load_stage_config', 'print_config', 'check_args', 'begin', 'earlier_run', 'claim_output', 'require_kind',
            'check_resume', 'device_from_config', 'error_line', 'run_cli', 'report_best', 'stage1_module',
            'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find', 'stage1_cli',
-           'read_manifest', 'generate_batches']
+           'read_manifest', 'safe_file_name', 'generate_batches']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -312,6 +312,11 @@ def _write_manifest(out_dir, rows:dict):
             wr.writerows(rows[k] for k in sorted(rows))
     atomic_write(Path(out_dir) / MANIFEST, w, suffix='.tmp')
 
+def safe_file_name(name:str) -> str:
+    "`name` with every character but letters, digits and `._+-` replaced by `_` (class names can hold `/` and spaces)."
+    import re
+    return re.sub(r'[^A-Za-z0-9._+-]', '_', str(name))
+
 def generate_batches(out_dir, n:int, batch_size:int, names, make, *, seed:int=0, label:str='', checkpoint='', affine=None,
                      montage:str|None=None, montage_seg=None, progress:bool=True) -> list[Path]:
     """Sample `n` volumes in batches into `out_dir`, resumably. `names(i)` gives sample i's file names (the volume first, then files
@@ -319,6 +324,8 @@ def generate_batches(out_dir, n:int, batch_size:int, names, make, *, seed:int=0,
     integer masks as int16). Returns every file of the `n` samples."""
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     rows, files = read_manifest(out), []
+    names = (lambda given: lambda i: [safe_file_name(f) for f in given(i)])(names)      # class names such as 'fracturemnist3d/buckle rib fracture'
+    montage = safe_file_name(montage) if montage else montage
     from tqdm.auto import tqdm
     bar = tqdm(total=n, unit='volume', desc=f'generating{" " + label if label else ""}', disable=None if progress else True)
     for start in range(0, n, batch_size):

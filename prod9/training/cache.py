@@ -15,7 +15,7 @@ import lightning as L
 from torch.utils.data import Dataset, DataLoader
 from safetensors.torch import save_file, safe_open
 from ..config import MODALITIES, SlidingWindowConfig
-from ..data import datamodule_from_config, VolumeDataModule, transform_error_cause
+from ..data import datamodule_from_config, VolumeDataModule, transform_error_cause, medmnist_classes
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
@@ -41,11 +41,7 @@ def token_cache_key(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, prec
 def class_names(data_cfg) -> list[str]:
     "Names of the condition labels: modalities for phantoms/BraTS, classes for MedMNIST, one class for a NIfTI folder."
     if data_cfg.source in ('phantoms', 'brats'): return list(MODALITIES)
-    if data_cfg.source == 'medmnist3d':
-        import medmnist
-        flags = data_cfg.dataset_name if isinstance(data_cfg.dataset_name, list) else [data_cfg.dataset_name]
-        if flags == ['all'] or len(flags) > 1: return list(flags if flags != ['all'] else [])
-        return [v for _, v in sorted(medmnist.INFO[flags[0]]['label'].items(), key=lambda kv: int(kv[0]))]
+    if data_cfg.source == 'medmnist3d': return medmnist_classes(data_cfg.dataset_name, getattr(data_cfg, 'class_labels', 'auto'))[0]
     return ['image']
 
 # %% ../../nbs/42_cache.ipynb #c28dceb8

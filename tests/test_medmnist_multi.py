@@ -1,0 +1,75 @@
+"""MedMNIST 3D with several data sets (seed 003's `dataset_name: all`, or a list) in the conditional stages (issue 21): one label space
+over the data sets (`data.class_labels`), a label-conditional transformer and a conditional diffusion model trained and sampled per class."""
+import numpy as np, nibabel as nib, torch
+import pytest
+from prod9.data import medmnist_file, medmnist_classes
+
+FLAGS = ['adrenalmnist3d', 'fracturemnist3d']        # the two smallest official splits: 1,584 and 1,370 volumes
+
+@pytest.fixture(scope='module')
+def mm(tmp_path_factory):
+    "The two data sets in the exact MedMNIST format (official split sizes), a tiny FSQ export and a tiny MAISI VAE export."
+    import medmnist
+    from prod9.autoencoder.autoencoder_fsq import build_autoencoder, FSQModelConfig
+    from prod9.training.autoencoder_fsq import export_autoencoder
+    from prod9.autoencoder.autoencoder_maisi import MAISIVAEModelConfig, MAISIVAE
+    from prod9.training.maisi_vae import export_vae
+    root = tmp_path_factory.mktemp('mm'); rng = np.random.default_rng(0)
+    for k, flag in enumerate(FLAGS):
+        arrays = {}
+        for s in ('train', 'val', 'test'):
+            n = medmnist.INFO[flag]['n_samples'][s]
+            imgs = np.zeros((n, 28, 28, 28), np.uint8); imgs[:, 8:20, 8:20, 8:20] = 60 + 120 * k      # the data sets differ in brightness
+            arrays[f'{s}_images'], arrays[f'{s}_labels'] = imgs, rng.integers(0, len(medmnist.INFO[flag]['label']), (n, 1))
+        np.savez(root / medmnist_file(flag), **arrays)
+    torch.manual_seed(0)
+    m = FSQModelConfig(channels=[8, 8], levels=[5, 5, 5])
+    export_autoencoder(build_autoencoder(m), m, root / 'ae.safetensors')
+    v = MAISIVAEModelConfig(num_channels=[8, 8], num_res_blocks=1, norm_num_groups=8, latent_channels=4)
+    export_vae(MAISIVAE(**v.model_dump()), v, root / 'vae.safetensors')
+    return root
+
+COMMON = """
+seed: 0
+data: {{source: medmnist3d, data_dir: {root}, dataset_name: {flags}, class_labels: {mode}, roi_size: [28, 28, 28], batch_size: 16}}
+sliding_window: {{roi_size: [28, 28, 28]}}
+encode_batch_size: 64
+trainer: {{max_epochs: 1, limit_train_batches: 2, limit_val_batches: 1, enable_progress_bar: false, log_every_n_steps: 1, loggers: [csv]}}
+"""
+
+def test_label_conditional_transformer_over_data_set_and_class(cli, mm, tmp_path):
+    cfg = tmp_path / 's2.yaml'
+    cfg.write_text(COMMON.format(root=mm, flags=FLAGS, mode='dataset_class') + f"""
+output_dir: {tmp_path}/s2
+autoencoder_path: {mm}/ae.safetensors
+model: {{hidden_dim: 16, num_layers: 1, num_heads: 2}}
+sampler: {{steps: 2}}
+validation: {{num_samples: 0}}
+""")
+    r = cli('prod9-train-transformer', 'train', '--config', cfg); assert r.returncode == 0, r.stderr[-3000:]
+    names, _ = medmnist_classes(FLAGS, 'dataset_class')
+    ck = torch.load(tmp_path / 's2' / 'last.ckpt', weights_only=True)
+    assert ck['hyper_parameters']['class_names'] == names and len(names) == 5          # 2 adrenal + 3 fracture classes
+    assert ck['state_dict']['transformer.cond_emb.weight'].shape[0] == len(names) + 1      # one embedding per class, and the null label
+    r = cli('prod9-train-transformer', 'generate', '--config', cfg, '--checkpoint', tmp_path / 's2' / 'last.ckpt', '--output', tmp_path / 'gen',
+            '--num-samples', 1, '--modality', 'fracturemnist3d/displaced rib fracture')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.name for p in (tmp_path / 'gen').glob('*.nii.gz')] == ['sample_0001_fracturemnist3d_displaced_rib_fracture.nii.gz']
+    r = cli('prod9-train-transformer', 'generate', '--config', cfg, '--checkpoint', tmp_path / 's2' / 'last.ckpt', '--output', tmp_path / 'bad',
+            '--modality', 'liver')
+    assert r.returncode == 1 and "unknown class 'liver'" in r.stderr and 'adrenalmnist3d/normal' in r.stderr
+
+def test_conditional_diffusion_one_class_per_data_set(cli, mm, tmp_path):
+    cfg = tmp_path / 'd.yaml'
+    cfg.write_text(COMMON.format(root=mm, flags=FLAGS, mode='dataset') + f"""
+output_dir: {tmp_path}/d
+vae_path: {mm}/vae.safetensors
+model: {{num_channels: [8, 8], num_res_blocks: 1, attention_levels: [false, false], num_head_channels: [0, 8], norm_num_groups: 8, conditional: true}}
+scheduler: {{num_inference_steps: 2}}
+""")
+    r = cli('prod9-train-maisi-diffusion', 'train', '--config', cfg); assert r.returncode == 0, r.stderr[-3000:]
+    r = cli('prod9-train-maisi-diffusion', 'generate', '--config', cfg, '--checkpoint', tmp_path / 'd' / 'last.ckpt', '--output', tmp_path / 'gen',
+            '--num-samples', 1)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / 'gen').glob('*.nii.gz')) == [f'sample_0001_{f}.nii.gz' for f in FLAGS]
+    assert nib.load(tmp_path / 'gen' / 'sample_0001_adrenalmnist3d.nii.gz').shape == (28, 28, 28)
