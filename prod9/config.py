@@ -179,6 +179,8 @@ class _DataCommon(StrictModel):
     crops_per_volume: int = Field(1, ge=1)                # training samples drawn from each volume per epoch (a few large volumes: many crops)
     cache_dir: str | None = None    # seed 000: preprocessed volumes cached on disk (MONAI PersistentDataset) instead of in memory; stage 2's caches go under it
     foreground_threshold: float = Field(0.05, ge=0, lt=1)  # foreground: any channel of the [0, 1]-scaled image above it
+    # MAISI region conditioning (seed 004): the body region of every volume, head_neck | chest | abdomen | lower_body | chest_abdomen
+    body_region: Literal['head_neck', 'chest', 'abdomen', 'lower_body', 'chest_abdomen'] | None = None
 
     @model_validator(mode='after')
     def _check(self):

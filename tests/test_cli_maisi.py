@@ -101,3 +101,28 @@ def test_ddpm_strategy_and_errors(cli, tmp_path):
     bad = write(tmp_path, 'bad', DIFF.replace('{out}/vae.safetensors', '{out}/diffusion/last.ckpt'), cond='false', strategy='rflow')
     r = cli('prod9-train-maisi-diffusion', 'train', '--config', bad, '--output-dir', tmp_path / 'bad')
     assert r.returncode == 1 and 'vae_path' in r.stderr and 'not a MAISI VAE export' in r.stderr
+
+def test_body_region_and_spacing_conditioning(cli, tmp_path):
+    "maisi3d-ddpm's conditions (issue 21): the body region and the voxel spacing change the output; bad values are clear errors."
+    import torch
+    vae = write(tmp_path, 'vae', VAE); ok(cli('prod9-train-maisi-vae', 'train', '--config', vae))
+    text = DIFF.replace('conditional: {cond}}}', 'conditional: {cond}, region_conditioning: true, spacing_conditioning: true}}')
+    diff = write(tmp_path, 'diff', text.replace('batch_size: 4,', 'batch_size: 4, body_region: head_neck,'), cond='false', strategy='ddpm')
+    ok(cli('prod9-train-maisi-diffusion', 'train', '--config', diff, '--set', 'trainer.max_epochs=3'))
+    ck = tmp_path / 'diffusion' / 'last.ckpt'
+    hp = torch.load(ck, weights_only=True)['hyper_parameters']
+    mm = np.linalg.norm(make_phantom((16,) * 3, 0)['affine'][:3, :3], axis=0)        # a 16^3 phantom of a head: 15 mm voxels
+    assert hp['conditions']['region'] == [0, 0] and np.allclose(hp['conditions']['spacing'], mm, atol=1e-3)      # head_neck; the data's spacing
+    def gen(name, *flags):
+        ok(cli('prod9-train-maisi-diffusion', 'generate', '--config', diff, '--checkpoint', ck, '--output', tmp_path / name,
+               '--num-samples', 1, '--num-inference-steps', 3, '--seed', 4, *flags))
+        return nib.load(tmp_path / name / 'sample_0001.nii.gz').get_fdata()
+    default, head, chest = gen('d'), gen('h', '--body-region', 'head_neck'), gen('c', '--body-region', 'chest_abdomen')
+    np.testing.assert_array_equal(default, head)                   # the default is the training data's region and spacing
+    assert not np.array_equal(head, chest)                         # the same seed, another region: another volume
+    assert not np.array_equal(head, gen('s', '--spacing', '2', '2', '3'))
+    r = cli('prod9-train-maisi-diffusion', 'generate', '--config', diff, '--checkpoint', ck, '--output', tmp_path / 'x', '--body-region', 'pelvis')
+    assert r.returncode == 1 and "unknown body region 'pelvis'" in r.stderr and 'chest_abdomen' in r.stderr and not (tmp_path / 'x').exists()
+    nodata = write(tmp_path, 'nodata', text, cond='false', strategy='ddpm')
+    r = cli('prod9-train-maisi-diffusion', 'train', '--config', nodata, '--output-dir', tmp_path / 'nd')
+    assert r.returncode == 1 and 'data.body_region' in r.stderr

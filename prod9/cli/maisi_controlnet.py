@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from ..data import resolve_classes, mask_condition, read_mask
 from .shared import begin, run_cli, require_kind, device_from_config, use_window_flags, check_resume, generate_batches
-from .maisi_diffusion import _parser, _latents, _fit_or_eval
+from .maisi_diffusion import _parser, _latents, _fit_or_eval, conditions_from_flags
 from ..training.cache import load_tokens
 from ..training.maisi_vae import load_vae
 from ..training.diffusion import load_diffusion_checkpoint
@@ -60,7 +60,8 @@ def _controlnet(argv) -> int:
         def make(start, count, s):
             sl = slice(start, start + count)
             z = m.generate_latents(count, None if label is None else [label] * count, seed=s, num_inference_steps=args.num_inference_steps,
-                                   control=None if control is None else control[sl], conditioning_scale=args.conditioning_scale)
+                                   control=None if control is None else control[sl], conditioning_scale=args.conditioning_scale,
+                                   **conditions_from_flags(m.cfg.model, args))
             return [m.decode(z).cpu()] + ([seg[sl].to(torch.int16)] if beside == 'mask' else [control[sl].float()] if beside else [])
         files = generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}{tag}.nii.gz'] + ([f'sample_{i + 1:04d}_{beside}.nii.gz'] if beside else []),
                                  make, seed=args.seed or 0, label=tag[1:], checkpoint=args.checkpoint, affine=m.affine, montage=f'controlled{tag}',

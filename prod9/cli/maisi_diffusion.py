@@ -16,7 +16,7 @@ from ..training.maisi_vae import load_vae
 from ..training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['conditions_from_flags', 'main']
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #4e282734
 def _parser(prog, description, extra=()):
@@ -24,6 +24,10 @@ def _parser(prog, description, extra=()):
     p.add_argument('--output', help="generate: folder for NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4); p.add_argument('--num-inference-steps', type=int)
     p.add_argument('--modality', help="class to generate (conditional models), e.g. T1")
+    p.add_argument('--body-region', help="generate: body region (models with model.region_conditioning): head_neck, chest, abdomen, "
+                                         "lower_body or chest_abdomen (default: the training data's)")
+    p.add_argument('--spacing', type=float, nargs=3, metavar=('X', 'Y', 'Z'),
+                   help="generate: voxel spacing in mm (models with model.spacing_conditioning; default: the training data's median)")
     for a, kw in extra: p.add_argument(a, **kw)
     return add_window_flags(p, 'generate')
 
@@ -44,6 +48,19 @@ def _fit_or_eval(args, cfg, module, datasets:dict):
     if args.command == 'validate': trainer.validate(module, val_dl)
     else: trainer.test(module, _loader(datasets['test'] if len(datasets['test']) else datasets['val'], cfg))
 
+def conditions_from_flags(model_cfg, args) -> dict:
+    "`region`/`spacing` for `generate_latents` from `--body-region` / `--spacing`, checked against what the UNet reads."
+    from prod9.diffusion.diffusion_model import region_indices
+    out = {}
+    if args.body_region:
+        if not model_cfg.region_conditioning: raise ValueError("--body-region needs a model trained with model.region_conditioning: true")
+        region_indices(args.body_region); out['region'] = args.body_region          # an unknown name: the valid ones in the error
+    if args.spacing:
+        if not model_cfg.spacing_conditioning: raise ValueError("--spacing needs a model trained with model.spacing_conditioning: true")
+        if min(args.spacing) <= 0: raise ValueError(f"--spacing must be positive (mm), got {args.spacing}")
+        out['spacing'] = list(args.spacing)
+    return out
+
 def _loader(ds, cfg, shuffle=False):
     if len(ds) == 0: raise ValueError("a data split is empty; raise data.val_fraction / data.test_fraction or add cases")
     return DataLoader(ds, batch_size=cfg.data.batch_size, shuffle=shuffle, num_workers=cfg.data.num_workers)
@@ -59,6 +76,7 @@ def _diffusion(argv) -> int:
         m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
         n, names = args.num_samples, m.class_names
         if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
+        cond = conditions_from_flags(m.cfg.model, args)
         if m.cfg.model.conditional:
             classes = resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))
         else:
@@ -67,7 +85,8 @@ def _diffusion(argv) -> int:
         files = []
         for c in classes:
             def make(start, count, s, c=c):
-                return [m.decode(m.generate_latents(count, None if c is None else [c] * count, seed=s, num_inference_steps=args.num_inference_steps)).cpu()]
+                return [m.decode(m.generate_latents(count, None if c is None else [c] * count, seed=s, num_inference_steps=args.num_inference_steps,
+                                                    **cond)).cpu()]
             tag = '' if c is None else f'_{names[c]}'
             files += generate_batches(args.output, n, args.batch_size, lambda i, tag=tag: [f'sample_{i + 1:04d}{tag}.nii.gz'], make,
                                       seed=seed + 1000 * (c or 0), label=tag[1:], checkpoint=args.checkpoint, affine=m.affine,

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 from pydantic import Field, model_validator
 from ..config import StrictModel, PositiveInt, Widths
+import torch
 
 # %% auto #0
-__all__ = ['DiffusionUNetConfig', 'build_unet']
+__all__ = ['BODY_REGIONS', 'REGION_SPANS', 'DiffusionUNetConfig', 'build_unet', 'region_indices', 'unet_conditions']
 
 # %% ../../nbs/31_diffusion_model.ipynb #72042063
 class DiffusionUNetConfig(StrictModel):
@@ -23,6 +24,8 @@ class DiffusionUNetConfig(StrictModel):
     norm_num_groups: PositiveInt = 32
     resblock_updown: bool = False
     conditional: bool = False             # class (modality) conditioning through the UNet's class embedding
+    region_conditioning: bool = False     # maisi3d-ddpm's body region: top and bottom region of each volume, one-hot over 4 regions
+    spacing_conditioning: bool = False    # the voxel spacing (mm, 3 values) of each volume
 
     @model_validator(mode='after')
     def _check(self):
@@ -46,4 +49,32 @@ def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, n
     from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
     return DiffusionModelUNetMaisi(spatial_dims, latent_channels, latent_channels, num_res_blocks=cfg.num_res_blocks, num_channels=cfg.num_channels,
                                    attention_levels=cfg.attention_levels, norm_num_groups=cfg.norm_num_groups, num_head_channels=cfg.num_head_channels,
-                                   resblock_updown=cfg.resblock_updown, num_class_embeds=num_classes if cfg.conditional else None)
+                                   resblock_updown=cfg.resblock_updown, num_class_embeds=num_classes if cfg.conditional else None,
+                                   include_top_region_index_input=cfg.region_conditioning, include_bottom_region_index_input=cfg.region_conditioning,
+                                   include_spacing_input=cfg.spacing_conditioning)
+
+# %% ../../nbs/31_diffusion_model.ipynb #8ac4481c
+BODY_REGIONS = ('head_neck', 'chest', 'abdomen', 'lower_body')          # the four one-hot positions
+REGION_SPANS = {**{r: (r, r) for r in BODY_REGIONS}, 'chest_abdomen': ('chest', 'abdomen')}
+
+def region_indices(name:str) -> tuple[int, int]:
+    "Top and bottom region index (0-3) of a seed-004 region name; an unknown name is an error that lists the valid ones."
+    if name not in REGION_SPANS:
+        raise ValueError(f"unknown body region {name!r}; expected one of {', '.join(REGION_SPANS)}")
+    top, bottom = REGION_SPANS[name]
+    return BODY_REGIONS.index(top), BODY_REGIONS.index(bottom)
+
+def unet_conditions(cfg:DiffusionUNetConfig, region=None, spacing=None, batch:int|None=None, device=None) -> dict:
+    """The UNet's region and spacing inputs for `cfg`: `region` (B, 2) top/bottom indices, or a region name for the whole batch;
+    `spacing` (B, 3) mm, or 3 numbers for the whole batch. Returns the keyword arguments of `DiffusionModelUNetMaisi.forward`."""
+    out = {}
+    if cfg.region_conditioning:
+        if region is None: raise ValueError("this UNet conditions on the body region (model.region_conditioning): give a region, e.g. head_neck")
+        idx = torch.tensor([region_indices(region)] * (batch or 1)) if isinstance(region, str) else torch.as_tensor(region).long().reshape(-1, 2)
+        oh = torch.nn.functional.one_hot(idx.to(device), len(BODY_REGIONS)).float()
+        out.update(top_region_index_tensor=oh[:, 0], bottom_region_index_tensor=oh[:, 1])
+    if cfg.spacing_conditioning:
+        if spacing is None: raise ValueError("this UNet conditions on the voxel spacing (model.spacing_conditioning): give 3 spacings in mm")
+        s = torch.as_tensor(spacing, dtype=torch.float32, device=device).reshape(-1, 3)
+        out['spacing_tensor'] = s.expand(batch, 3) if batch and s.shape[0] == 1 else s
+    return out

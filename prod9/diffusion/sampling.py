@@ -19,9 +19,10 @@ __all__ = ['sample_latents', 'SamplingInferer']
 @torch.no_grad()
 def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_inference_steps:int|None=None, class_labels=None,
                    seed:int=0, device=None, controlnet=None, control=None, conditioning_scale:float=1.0, spatial_dims:int=3,
-                   controlnet_labels=None) -> torch.Tensor:
+                   controlnet_labels=None, unet_kwargs:dict|None=None) -> torch.Tensor:
     """Generate scaled latents `(B, C, *s)` with `unet` (and an optional `controlnet` fed `control`; its class labels are
-    `controlnet_labels`, since a ControlNet may be label-conditioned when the UNet is not)."""
+    `controlnet_labels`, since a ControlNet may be label-conditioned when the UNet is not). `unet_kwargs`: more inputs of the UNet
+    at every step (body region and spacing, `unet_conditions`)."""
     device = device or next(unet.parameters()).device
     sch = make_noise_scheduler(cfg, spatial_dims)
     n = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
@@ -41,7 +42,7 @@ def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_infe
         if controlnet is not None:
             down, mid = controlnet(x, tb, control, conditioning_scale=conditioning_scale, class_labels=controlnet_labels)
             extra = {'down_block_additional_residuals': down, 'mid_block_additional_residual': mid}
-        out = unet(x, tb, class_labels=class_labels, **extra)
+        out = unet(x, tb, class_labels=class_labels, **extra, **(unet_kwargs or {}))
         x = sch.step(out, t, x, tn)[0] if cfg.strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
     return x
 
@@ -53,6 +54,6 @@ class SamplingInferer(Inferer):
         self.cfg, self.num_inference_steps, self.seed, self.spatial_dims = cfg, num_inference_steps, seed, spatial_dims
 
     def __call__(self, inputs:torch.Tensor, network, class_labels=None, controlnet=None, control=None, conditioning_scale:float=1.0,
-                 controlnet_labels=None) -> torch.Tensor:
+                 controlnet_labels=None, unet_kwargs:dict|None=None) -> torch.Tensor:
         return sample_latents(network, self.cfg, tuple(inputs.shape), self.num_inference_steps, class_labels, self.seed, inputs.device,
-                              controlnet, control, conditioning_scale, self.spatial_dims, controlnet_labels)
+                              controlnet, control, conditioning_scale, self.spatial_dims, controlnet_labels, unet_kwargs)

@@ -16,12 +16,13 @@ from torch.utils.data import Dataset, DataLoader
 from safetensors.torch import save_file, safe_open
 from ..config import MODALITIES, SlidingWindowConfig
 from ..data import datamodule_from_config, VolumeDataModule, transform_error_cause, medmnist_classes
+from ..diffusion.diffusion_model import region_indices
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
-__all__ = ['LAZY_KEYS', 'file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'encode_dataset',
-           'save_tokens', 'load_tokens', 'LazyRows', 'load_any_autoencoder', 'pre_encode', 'TokenDataset',
-           'TokenDataModule']
+__all__ = ['LAZY_KEYS', 'file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'item_spacing',
+           'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'load_any_autoencoder', 'pre_encode',
+           'TokenDataset', 'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -81,14 +82,23 @@ def split_datasets(dm:VolumeDataModule) -> dict:
         out[split] = MDataset(recs, dm.transforms(False))
     return out
 
+def item_spacing(d:dict) -> list[float]:
+    "Voxel spacing (mm, 3 values) of a sample: the column norms of its affine (`affine`, or the image's MetaTensor affine); 1 mm without one."
+    a = d.get('affine', getattr(d.get('image'), 'affine', None))
+    if a is None: return [1.0, 1.0, 1.0]
+    a = np.asarray(a.cpu() if torch.is_tensor(a) else a, dtype=np.float64)
+    return [float(v) for v in np.linalg.norm(a[:3, :3], axis=0)]
+
 @torch.no_grad()
 def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, device='cpu', progress:bool=False, latents:bool=False,
-                   store_images:bool=False, store_masks:bool=True, rows_dir=None) -> dict:
+                   store_images:bool=False, store_masks:bool=True, rows_dir=None, body_region:str|None=None) -> dict:
     """Encode every sample of `ds`: token grids (FSQ) or, with `latents=True`, `z_mu`/`z_sigma` (KL VAE).
     Returns `tokens` (or `z_mu`, `z_sigma`), `labels`, `case_index`, `case_ids`, `affine`, with `store_masks` the `seg` when the samples
-    have one, and with `store_images` the (float16) images themselves (for image-conditioned ControlNets). With `rows_dir` (a path
+    have one, and with `store_images` the (float16) images themselves (for image-conditioned ControlNets). Every sample's voxel `spacing`
+    (mm, from its affine) is kept, and its `region` (top/bottom index, `region_indices`) when it or `body_region` names one. With `rows_dir` (a path
     stem), masks and images go to disk as they come (`{rows_dir}.seg/{case}.npy`, `{rows_dir}.image/{i}.npy`) and are returned as `RowFiles`."""
     toks, mus, sigmas, segs, imgs, labels, case_ids, case_index, affine = [], [], [], [], [], [], [], [], None
+    spacings, regions = [], []
     seen, has_seg = {}, store_masks
     seg_dir, img_dir = (Path(f'{rows_dir}.seg'), Path(f'{rows_dir}.image')) if rows_dir is not None else (None, None)
     for d in (seg_dir, img_dir):
@@ -107,6 +117,9 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
         has_seg = has_seg and all('seg' in d for d in items)
         for k, d in enumerate(items):
             labels.append(max(int(d.get('label', 0)), 0))
+            spacings.append(item_spacing(d))
+            r = d.get('body_region', body_region)
+            regions.append(region_indices(r) if r else (-1, -1))
             cid = str(d.get('case_id', f'sample_{len(case_index)}'))
             new = cid not in seen
             case_index.append(seen.setdefault(cid, len(seen)))
@@ -115,7 +128,9 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
         if store_images and img_dir is None: imgs.append(x.half().cpu())
         if has_seg and seg_dir is None: segs.append(torch.stack([torch.as_tensor(d['seg']).to(torch.uint8) for d in items]))
     out = {'labels': torch.tensor(labels, dtype=torch.int64), 'case_index': torch.tensor(case_index, dtype=torch.int64),
-           'case_ids': list(seen), 'affine': affine if affine is not None else np.eye(4)}
+           'case_ids': list(seen), 'affine': affine if affine is not None else np.eye(4),
+           'spacing': torch.tensor(spacings, dtype=torch.float32).reshape(-1, 3)}
+    if any(r[0] >= 0 for r in regions): out['region'] = torch.tensor(regions, dtype=torch.int64)
     if latents: out.update(z_mu=torch.cat(mus), z_sigma=torch.cat(sigmas))
     else: out['tokens'] = torch.cat(toks)
     if has_seg and len(ds): out['seg'] = RowFiles(seg_dir, index=case_index) if seg_dir is not None else torch.cat(segs)
@@ -201,7 +216,7 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
     def fresh(p):
         try: c = load_tokens(p)
         except (FileNotFoundError, ValueError): return False
-        return c['key'] == key and (not store_masks or c.get('masks_requested', 'seg' in c))
+        return c['key'] == key and (not store_masks or c.get('masks_requested', 'seg' in c)) and 'spacing' in c     # older caches: no spacing
     if all(fresh(p) for p in paths.values()):
         log(f"token cache {cache_dir} is up to date (key {key})"); return paths
     if (rank if rank is not None else (0 if _rank_zero() else 1)) > 0:
@@ -224,9 +239,11 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
         ds = datasets.get(s)
         if ds is None or len(ds) == 0:
             enc = {('z_mu' if latents else 'tokens'): torch.zeros((0,), dtype=torch.float32 if latents else torch.int32), 'labels': torch.zeros(0, dtype=torch.int64),
+                   'spacing': torch.zeros((0, 3)),
                    'case_index': torch.zeros(0, dtype=torch.int64), 'case_ids': [], 'affine': np.eye(4)}
             save_tokens(enc, paths[s], {**meta, 'grid': []}); continue
-        enc = encode_dataset(wrapper, ds, batch_size, device, progress, latents, store_images, store_masks, rows_dir=cache_dir / s)
+        enc = encode_dataset(wrapper, ds, batch_size, device, progress, latents, store_images, store_masks, rows_dir=cache_dir / s,
+                             body_region=getattr(data_cfg, 'body_region', None))
         grid = enc['z_mu'].shape[2:] if latents else enc['tokens'].shape[1:]
         save_tokens(enc, paths[s], {**meta, 'grid': list(grid)})
         log(f"encoded {s}: {len(enc['labels'])} volumes → {'latents' if latents else 'tokens'} {tuple(grid)} ({paths[s]})")

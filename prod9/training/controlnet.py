@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from ..data import mask_condition
 from ..controlnet.controlnet_model import ControlNetModelConfig, condition_channels, build_controlnet
 from ..diffusion.sampling import sample_latents
+from ..diffusion.diffusion_model import unet_conditions
 from .cache import load_tokens
 from .diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset
 
@@ -67,16 +68,18 @@ class ControlDataset(Dataset):
 class ControlNetLightning(MAISIDiffusionLightning):
     "Trains a `ControlNetMaisi` against the frozen diffusion UNet with the stage-2 diffusion loss."
     config_class = ControlNetStageConfig
-    def __init__(self, config:dict, latent_shape, latent_channels:int, class_names, scale_factor:float, affine=None, downsample_factor:int=4):
-        super().__init__(config, latent_shape, latent_channels, class_names, scale_factor, affine, downsample_factor=int(downsample_factor))
+    def __init__(self, config:dict, latent_shape, latent_channels:int, class_names, scale_factor:float, affine=None, downsample_factor:int=4,
+                 **more):
+        super().__init__(config, latent_shape, latent_channels, class_names, scale_factor, affine, downsample_factor=int(downsample_factor), **more)
         self.controlnet = build_controlnet(self.cfg.model, self.cfg.controlnet, self.spatial_dims, latent_channels, len(class_names), downsample_factor)
         self.unet.requires_grad_(False)
 
     @classmethod
     def from_base(cls, cfg, base:MAISIDiffusionLightning, downsample_factor:int):
         "A ControlNet for stage config `cfg` on the trained diffusion module `base` (frozen; its weights copied into the ControlNet)."
+        more = {'conditions': base.hparams['conditions']} if base.hparams.get('conditions') else {}      # region/spacing defaults
         return cls(cfg, base.latent_shape, base.latent_channels, base.class_names, base.scale_factor, base.affine.tolist(),
-                   downsample_factor).init_from_unet(base.unet.state_dict())
+                   downsample_factor, **more).init_from_unet(base.unet.state_dict())
 
     def init_from_unet(self, unet_state:dict):
         "Load the trained UNet (frozen) and copy its weights into the ControlNet's matching layers."
@@ -93,15 +96,19 @@ class ControlNetLightning(MAISIDiffusionLightning):
 
     def predict(self, x_t, t, batch):
         down, mid = self.controlnet(x_t, t, batch['control'], conditioning_scale=1.0, class_labels=self.control_labels(batch['label']))
-        return self.unet(x_t, t, class_labels=self.class_labels(batch), down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        return self.unet(x_t, t, class_labels=self.class_labels(batch), down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                         **self.unet_inputs(batch))
 
     def train(self, mode=True):
         super().train(mode); self.unet.eval(); return self     # the frozen UNet stays in eval mode
 
     @torch.no_grad()
     def generate_latents(self, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, control=None,
-                         conditioning_scale:float|None=None) -> torch.Tensor:
-        "Scaled latents for `control` (B, C_cond, *S) (and `class_labels`), reproducible from `seed`."
+                         conditioning_scale:float|None=None, region=None, spacing=None) -> torch.Tensor:
+        "Scaled latents for `control` (B, C_cond, *S) (and `class_labels`, and `region`/`spacing` for a UNet that reads them), reproducible from `seed`."
+        known = self.hparams.get('conditions') or {}
+        if region is None and known.get('region') is not None: region = [known['region']] * num_samples
+        extra = unet_conditions(self.cfg.model, region, known.get('spacing') if spacing is None else spacing, num_samples, self.device)
         labels = None if class_labels is None else torch.as_tensor(class_labels, device=self.device).long()
         unet_labels = labels if self.cfg.model.conditional else None
         cn_labels = self.control_labels(labels) if labels is not None else None
@@ -111,4 +118,4 @@ class ControlNetLightning(MAISIDiffusionLightning):
         with autocast_for(self.cfg.trainer.precision, self.device):
             return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
                                   unet_labels, seed, self.device, controlnet=self.controlnet, control=control.to(self.device), conditioning_scale=scale,
-                                  spatial_dims=self.spatial_dims, controlnet_labels=cn_labels).float()
+                                  spatial_dims=self.spatial_dims, controlnet_labels=cn_labels, unet_kwargs=extra).float()

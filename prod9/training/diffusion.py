@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from pydantic import Field
 from torch.utils.data import Dataset
 from ..config import StageConfig, SlidingWindowConfig, LRScheduleConfig
-from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet
+from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet, unet_conditions, BODY_REGIONS, REGION_SPANS
 from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target, min_snr_weight
 from ..diffusion.sampling import sample_latents
 from .cache import load_tokens
@@ -21,8 +21,8 @@ from .engine import StageModule, lr_schedule_entry
 from ..loader import load
 
 # %% auto #0
-__all__ = ['DiffusionOptimConfig', 'DiffusionStageConfig', 'LatentDataset', 'latent_scale_factor', 'MAISIDiffusionLightning',
-           'load_diffusion_checkpoint']
+__all__ = ['DiffusionOptimConfig', 'DiffusionStageConfig', 'LatentDataset', 'latent_scale_factor', 'data_conditions',
+           'MAISIDiffusionLightning', 'load_diffusion_checkpoint']
 
 # %% ../../nbs/48_train_diffusion.ipynb #ffe6c4c4
 class DiffusionOptimConfig(LRScheduleConfig):
@@ -56,6 +56,7 @@ class LatentDataset(Dataset):
         if 'z_mu' not in c: raise ValueError("this cache holds tokens, not latents: encode with a MAISI VAE export (vae_path)")
         self.z_mu, self.z_sigma, self.labels = c['z_mu'], c.get('z_sigma'), c['labels']
         self.seg, self.case_index = c.get('seg'), c['case_index']
+        self.spacing, self.region = c.get('spacing'), c.get('region')          # per volume: mm (3), top/bottom region index (2)
         self.class_names, self.scale_factor, self.sample = c.get('class_names', []), scale_factor, sample
     def __len__(self): return len(self.labels)
     def __getitem__(self, i):
@@ -63,6 +64,8 @@ class LatentDataset(Dataset):
         if self.sample and self.z_sigma is not None: z = z + self.z_sigma[i] * torch.randn_like(z)
         d = {'latent': z * self.scale_factor, 'label': self.labels[i]}
         if self.seg is not None: d['seg'] = self.seg[i].long()
+        if self.spacing is not None: d['spacing'] = self.spacing[i].float()
+        if self.region is not None: d['region'] = self.region[i].long()
         return d
 
 def latent_scale_factor(cache:dict|str|Path, seed:int=0, max_volumes:int=256) -> float:
@@ -73,6 +76,16 @@ def latent_scale_factor(cache:dict|str|Path, seed:int=0, max_volumes:int=256) ->
     mu, sigma = c['z_mu'][:n], c['z_sigma'][:n]
     z = mu + sigma * torch.randn(mu.shape, generator=g)
     return float(1.0 / z.float().std().clamp_min(1e-8))
+
+def data_conditions(cache:dict|str|Path) -> dict:
+    "The training latents' most common body region (top, bottom indices) and median voxel spacing: what generation uses unless told."
+    c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
+    out = {'region': None, 'spacing': None}
+    if c.get('spacing') is not None and len(c['spacing']): out['spacing'] = [round(float(v), 4) for v in c['spacing'].float().median(0).values]
+    if c.get('region') is not None and len(c['region']):
+        pairs, counts = torch.unique(c['region'], dim=0, return_counts=True)
+        out['region'] = [int(v) for v in pairs[counts.argmax()]]
+    return out
 
 # %% ../../nbs/48_train_diffusion.ipynb #224f603b
 class MAISIDiffusionLightning(StageModule):
@@ -92,10 +105,11 @@ class MAISIDiffusionLightning(StageModule):
 
     @classmethod
     def from_cache(cls, cfg, cache, scale_factor:float|None=None):
-        "The module for stage config `cfg`, sized by a latent cache (grid, channels, classes, affine); the scale factor 1/std(z) from it unless given."
+        """The module for stage config `cfg`, sized by a latent cache (grid, channels, classes, affine); the scale factor 1/std(z) from it
+        unless given; the training data's most common body region and median spacing as the defaults for generation."""
         info = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         sf = latent_scale_factor(info) if scale_factor is None else scale_factor
-        return cls(cfg, info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'])
+        return cls(cfg, info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'], conditions=data_conditions(info))
 
     def attach_vae(self, vae):
         "The frozen VAE used to decode samples (kept out of `state_dict`)."
@@ -114,6 +128,15 @@ def configure_optimizers(self:MAISIDiffusionLightning):
 def class_labels(self:MAISIDiffusionLightning, batch): return batch['label'].long() if self.cfg.model.conditional else None
 
 @patch
+def unet_inputs(self:MAISIDiffusionLightning, batch) -> dict:
+    "The body region and spacing of a batch, as the UNet takes them (none unless `model.region_conditioning` / `spacing_conditioning`)."
+    m = self.cfg.model
+    if m.region_conditioning and batch.get('region') is None:
+        raise ValueError("model.region_conditioning needs each volume's body region: set data.body_region (head_neck, chest, abdomen, "
+                         "lower_body or chest_abdomen), or give it per volume in the data list")
+    return unet_conditions(m, batch.get('region'), batch.get('spacing'), batch['latent'].shape[0], batch['latent'].device)
+
+@patch
 def timesteps(self:MAISIDiffusionLightning, x0, generator=None):
     if self.cfg.scheduler.strategy == 'rflow':
         if generator is None: return self.noise_scheduler.sample_timesteps(x0)
@@ -124,7 +147,7 @@ def timesteps(self:MAISIDiffusionLightning, x0, generator=None):
 @patch
 def predict(self:MAISIDiffusionLightning, x_t, t, batch):
     "The UNet's output for a noisy batch (the ControlNet stage adds residuals here)."
-    return self.unet(x_t, t, class_labels=self.class_labels(batch))
+    return self.unet(x_t, t, class_labels=self.class_labels(batch), **self.unet_inputs(batch))
 
 @patch
 def diffusion_loss(self:MAISIDiffusionLightning, batch, generator=None):
@@ -161,9 +184,15 @@ def test_step(self:MAISIDiffusionLightning, batch, batch_idx): self._eval(batch,
 # %% ../../nbs/48_train_diffusion.ipynb #103a9278
 @patch
 @torch.no_grad()
-def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, **control) -> torch.Tensor:
-    "Scaled latents `(B, C, *latent_shape)`, reproducible from `seed`."
+def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None,
+                     region=None, spacing=None, **control) -> torch.Tensor:
+    """Scaled latents `(B, C, *latent_shape)`, reproducible from `seed`. `region` (a name such as `chest`) and `spacing` (3 values, mm)
+    for a UNet that conditions on them; default: the training data's (`hparams.conditions`)."""
     cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
+    known = self.hparams.get('conditions') or {}
+    if region is None and known.get('region') is not None: region = [known['region']] * num_samples
+    if spacing is None: spacing = known.get('spacing')
+    control.setdefault('unet_kwargs', unet_conditions(self.cfg.model, region, spacing, num_samples, self.device))
     from prod9.autoencoder.inference import autocast_for
     with autocast_for(self.cfg.trainer.precision, self.device):        # bf16-mixed: the UNet in bf16, the latents updated in fp32
         return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
