@@ -32,8 +32,11 @@ def _parser(prog, description, extra=()):
     return add_window_flags(p, 'generate')
 
 def _latents(cfg, store_images=False, store_masks=False):
-    "Encode (or reuse) the latent cache of `cfg.data` with the VAE export."
+    "Encode (or reuse) the latent cache of `cfg.data` with the VAE export; with `embeddings_dir`, read the workflow's embedding files instead."
     vae = require_kind(cfg, 'vae_path', 'MAISIVAE')
+    if getattr(cfg, 'embeddings_dir', None):
+        from prod9.training.cache import embeddings_to_cache
+        return embeddings_to_cache(cfg.embeddings_dir, cfg.cache_dir, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed), vae
     return pre_encode(vae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size,
                       store_images=store_images, precision=cfg.trainer.precision, store_masks=store_masks), vae
 

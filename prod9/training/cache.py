@@ -22,7 +22,7 @@ from ..autoencoder.inference import AutoencoderInferenceWrapper
 # %% auto #0
 __all__ = ['LAZY_KEYS', 'file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'item_spacing',
            'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'load_any_autoencoder', 'pre_encode',
-           'TokenDataset', 'TokenDataModule']
+           'embedding_files', 'embeddings_to_cache', 'TokenDataset', 'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -247,6 +247,59 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
         grid = enc['z_mu'].shape[2:] if latents else enc['tokens'].shape[1:]
         save_tokens(enc, paths[s], {**meta, 'grid': list(grid)})
         log(f"encoded {s}: {len(enc['labels'])} volumes → {'latents' if latents else 'tokens'} {tuple(grid)} ({paths[s]})")
+    return paths
+
+# %% ../../nbs/42_cache.ipynb #a624178d
+def embedding_files(folder) -> list[tuple[Path, Path]]:
+    "`(embedding, json)` pairs in a MAISI embedding folder, sorted; a missing JSON is an error that names the file and the step that writes it."
+    folder = Path(folder)
+    if not folder.is_dir(): raise FileNotFoundError(f"{folder}: embedding folder not found; run the embedding step first")
+    files = sorted(p for p in folder.glob('*.nii.gz') if not p.name.startswith('.'))
+    if not files: raise FileNotFoundError(f"{folder}: no *.nii.gz embeddings; run the embedding step first")
+    missing = [p for p in files if not Path(f'{p}.json').is_file()]
+    if missing: raise FileNotFoundError(f"{missing[0]}.json not found ({len(missing)} embedding(s) without their JSON); "
+                                        "write them with `prod9-maisi-workflow setup --create-json-only`")
+    return [(p, Path(f'{p}.json')) for p in files]
+
+def embeddings_to_cache(folder, cache_dir, val_fraction:float=0.2, test_fraction:float=0.0, split_seed:int=0, log=print) -> dict:
+    """The latent caches (`train`/`val`/`test`, as `pre_encode` writes them) for a folder of MAISI embeddings with their JSON: `z_mu` the
+    embedding (`z_sigma` 0), each volume's spacing and, when the JSON has them, its top/bottom region. Reused while the folder is unchanged."""
+    import nibabel as nib
+    from prod9.data import split_indices
+    pairs = embedding_files(folder)
+    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns, j.stat().st_mtime_ns) for p, j in pairs]
+    key = hashlib.sha256(json.dumps({'files': stamp, 'split': [val_fraction, test_fraction, split_seed]}).encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir); paths = {s: cache_dir / f'{s}.safetensors' for s in ('train', 'val', 'test')}
+    def fresh(p):
+        try: return load_tokens(p)['key'] == key
+        except (FileNotFoundError, ValueError): return False
+    if all(fresh(p) for p in paths.values()): log(f"latent cache {cache_dir} is up to date (key {key})"); return paths
+    zs, spacings, regions, dims, affine = [], [], [], [], None
+    for p, j in pairs:
+        img = nib.load(p); z = np.asarray(img.dataobj, dtype=np.float32)
+        if z.ndim != 4: raise ValueError(f"{p}: an embedding is a 4-D latent (x, y, z, channels), got shape {z.shape}")
+        meta = json.loads(j.read_text())
+        for k in ('dim', 'spacing'):
+            if k not in meta: raise ValueError(f"{j}: no {k!r}; rewrite it with `prod9-maisi-workflow setup --create-json-only`")
+        zs.append(torch.from_numpy(np.moveaxis(z, -1, 0).copy())); spacings.append([float(v) for v in meta['spacing']]); dims.append(list(meta['dim']))
+        if 'top_region_index' in meta: regions.append([int(np.argmax(meta['top_region_index'])), int(np.argmax(meta['bottom_region_index']))])
+        if affine is None:
+            f = [d / s for d, s in zip(meta['dim'], z.shape[:3])]
+            affine = img.affine @ np.diag([1 / f[0], 1 / f[1], 1 / f[2], 1])              # the image's affine: the latent's, f times finer
+    shapes = {tuple(z.shape) for z in zs}
+    if len(shapes) > 1: raise ValueError(f"{folder}: embeddings of different shapes {sorted(shapes)}; preprocess the volumes to one shape and spacing first")
+    if regions and len(regions) != len(zs): raise ValueError(f"{folder}: some JSON files have body regions and some do not; rewrite them with --create-json-only")
+    factor = int(round(dims[0][0] / zs[0].shape[1]))
+    meta = {'key': key, 'autoencoder': str(folder), 'class_names': ['image'], 'source': 'embeddings', 'latent_channels': int(zs[0].shape[0]),
+            'downsample_factor': factor, 'grid': list(zs[0].shape[1:])}
+    for split, idx in split_indices(len(zs), val_fraction, test_fraction, split_seed).items():
+        enc = {'z_mu': torch.stack([zs[i] for i in idx]) if idx else torch.zeros((0,)), 'labels': torch.zeros(len(idx), dtype=torch.int64),
+               'case_index': torch.arange(len(idx)), 'case_ids': [pairs[i][0].name.replace('.nii.gz', '') for i in idx], 'affine': affine,
+               'spacing': torch.tensor([spacings[i] for i in idx], dtype=torch.float32).reshape(-1, 3)}
+        enc['z_sigma'] = torch.zeros_like(enc['z_mu'])
+        if regions: enc['region'] = torch.tensor([regions[i] for i in idx], dtype=torch.int64).reshape(-1, 2)
+        save_tokens(enc, paths[split], meta)
+        log(f"{split}: {len(idx)} embeddings → latents {tuple(zs[0].shape)} ({paths[split]})")
     return paths
 
 # %% ../../nbs/42_cache.ipynb #9c2ca3dc

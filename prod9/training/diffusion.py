@@ -36,6 +36,7 @@ class DiffusionStageConfig(StageConfig):
     "Config of `prod9-train-maisi-diffusion`."
     vae_path: str
     latent_cache_dir: str | None = None      # default: {output_dir}/latents
+    embeddings_dir: str | None = None        # MAISI workflow: train on per-volume embedding files + JSON (prod9-maisi-workflow embed) instead of encoding data
     export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
     encode_batch_size: int = Field(2, ge=1)
     model: DiffusionUNetConfig = Field(default_factory=DiffusionUNetConfig)
