@@ -72,6 +72,7 @@ def test_in_context_round_trip(cli, tmp_path, ae_path):
     assert nib.load(tmp_path / 'tr' / 'sample_0001_T1_to_T2.nii.gz').shape == (16, 16, 16)
     r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', ck, '--output', tmp_path / 'x', '--modality', 'T1')
     assert r.returncode == 1 and 'in-context model' in r.stderr
+    check_translation_of_a_file(cli, tmp_path, c, ck)
 
 def test_bad_inputs(cli, tmp_path, ae_path):
     c = write_cfg(tmp_path, tmp_path / 'missing_ae.safetensors')
@@ -85,3 +86,38 @@ def test_bad_inputs(cli, tmp_path, ae_path):
     bad = tmp_path / 'bad.yaml'; bad.write_text(c.read_text().replace('sampler: {steps: 4}', 'sampler: {stepz: 4}'))
     r = cli('prod9-train-transformer', 'train', '--config', bad)
     assert r.returncode == 1 and 'sampler.stepz: unknown key' in r.stderr
+
+def check_translation_of_a_file(cli, tmp_path, c, ck):
+    """generate --input (issue 21): a held-out case's T1 given as a file translates exactly as the held-out path does (same tokens,
+    same seed), and the result lies on the input's grid with its affine; a larger, shifted file comes back at its own size."""
+    from prod9.training.cache import TokenDataset, load_tokens
+    r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', ck, '--output', tmp_path / 'held', '--num-samples', 1,
+            '--source-modality', 'T1', '--target-modality', 'T2', '--seed', 3)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cache = tmp_path / 'single_stream' / 'tokens' / 'test.safetensors'
+    held = TokenDataset(cache, 'in_context', [0], [2])
+    case = load_tokens(cache)['case_ids'][int(held[0]['case_index'])]                     # the held-out case sample 1 came from
+    seed = 0 * 100_003 + int(case.split('_')[1])                                          # its phantom (data.seed 0)
+    ph = make_phantom((16, 16, 16), seed)
+    from prod9.io import write_nifti
+    write_nifti(ph['T1'], tmp_path / 'my_t1.nii.gz', ph['affine'])
+    r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', ck, '--input', tmp_path / 'my_t1.nii.gz',
+            '--source-modality', 'T1', '--target-modality', 'T2', '--output', tmp_path / 'out' / 't2.nii.gz', '--seed', 3)
+    assert r.returncode == 0, r.stderr[-3000:]
+    mine, ref = nib.load(tmp_path / 'out' / 't2.nii.gz'), nib.load(tmp_path / 'held' / 'sample_0001_T1_to_T2.nii.gz')
+    np.testing.assert_allclose(mine.affine, ph['affine'], atol=1e-5)
+    np.testing.assert_allclose(mine.get_fdata(), ref.get_fdata(), atol=1e-4)              # the same translation as the held-out path
+    big = np.zeros((20, 18, 16), np.float32); big[2:18, 1:17] = ph['T1']                   # a larger volume around the head
+    aff = ph['affine'].copy(); aff[:3, 3] -= aff[:3, :3] @ np.array([2, 1, 0])
+    write_nifti((big * 900).astype(np.int16), tmp_path / 'big_t1.nii.gz', aff)
+    r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', ck, '--input', tmp_path / 'big_t1.nii.gz',
+            '--source-modality', 'T1', '--target-modality', 'T2', '--output', tmp_path / 'big_t2.nii.gz')
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = nib.load(tmp_path / 'big_t2.nii.gz')
+    assert out.shape == (20, 18, 16) and np.allclose(out.affine, aff, atol=1e-5) and out.get_fdata().max() > 0
+    r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', ck, '--input', tmp_path / 'my_t1.nii.gz',
+            '--source-modality', 'T1', '--target-modality', 'T1', '--output', tmp_path / 'x.nii.gz')
+    assert r.returncode == 1 and 'is the source' in r.stderr
+    r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', ck, '--input', tmp_path / 'my_t1.nii.gz',
+            '--source-modality', 'T1', '--target-modality', 'T2', '--output', tmp_path / 'folder')
+    assert r.returncode == 1 and 'the NIfTI file to write' in r.stderr

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 import torch
 from ..data import resolve_classes
-from ..io import save_montage, read_volume
+from ..io import save_montage, read_volume, write_nifti
+import numpy as np
 from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
                               check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
@@ -18,7 +19,7 @@ from ..training.autoencoder_fsq import load_autoencoder
 from ..training.transformer import TransformerStageConfig, MaskGiTLightning, load_transformer_checkpoint
 
 # %% auto #0
-__all__ = ['generate', 'main']
+__all__ = ['read_model_input', 'translate_file', 'generate', 'main']
 
 # %% ../../nbs/53_cli_transformer.ipynb #1ea09e6e
 def _parser():
@@ -28,6 +29,8 @@ def _parser():
     p.add_argument('--modality', help="generate: class to generate (label-conditional), e.g. T1")
     p.add_argument('--source-modality', nargs='+', help="generate (in-context): context modality(ies)")
     p.add_argument('--target-modality', help="generate (in-context): modality to generate")
+    p.add_argument('--input', help="generate (in-context): your own volume (NIfTI/NRRD) of --source-modality; --output is then the file "
+                                   "to write (e.g. t2.nii.gz), on the input's grid and affine")
     p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
     return add_window_flags(p, 'generate')
@@ -52,12 +55,51 @@ def _new_module(cfg, paths, ae_path):
     ref = TokenDataset(paths['val']) if len(TokenDataset(paths['val'])) else None
     return m.attach_autoencoder(load_autoencoder(ae_path), ref)
 
+# %% ../../nbs/53_cli_transformer.ipynb #75227d96
+def read_model_input(cfg, module, path) -> tuple[torch.Tensor, dict]:
+    """Volume `path` as the model's training data was read (RAS, `data.spacing`, [0, 1] scaling, centred crop/pad to the model's image
+    size): `(image (1, 1, *S), geometry)`, `geometry` holding the transformed affine and the input's affine, shape and header."""
+    from prod9.data import volume_transforms
+    v = read_volume(path)                                    # clear errors for missing, non-3-D or non-finite files
+    size = [s * module.autoencoder.downsample_factor for s in module.latent_shape]
+    d = cfg.data
+    t = volume_transforms(size, False, spacing=getattr(d, 'spacing', None), scale=d.source != 'phantoms',
+                          percentiles=(getattr(d, 'lower_percentile', 0.5), getattr(d, 'upper_percentile', 99.5)))
+    x = t({'image': str(path)})
+    return torch.as_tensor(x['image'])[None].float(), {'affine': np.asarray(x['affine'], dtype=np.float64), 'in_affine': v.affine,
+                                                        'in_shape': v.shape, 'header': v.header}
+
+def translate_file(cfg, module:MaskGiTLightning, args) -> Path:
+    "In-context translation of the volume `--input` (`--source-modality`) into `--target-modality`, written to the file `--output`."
+    from monai.data import MetaTensor
+    from monai.transforms import ResampleToMatch
+    if not module.in_context: raise ValueError("--input needs an in-context model (model.transformer_type: single_stream)")
+    if not args.source_modality or len(args.source_modality) != 1 or not args.target_modality:
+        raise ValueError("--input takes one volume: give one --source-modality (what the file is) and --target-modality")
+    names = module.class_names
+    src = resolve_classes(args.source_modality, names, '--source-modality')[0]; tgt = resolve_classes([args.target_modality], names, '--target-modality')[0]
+    if src == tgt: raise ValueError(f"--target-modality {args.target_modality} is the source; pick another")
+    out = Path(args.output)
+    if not out.name.endswith(('.nii', '.nii.gz')): raise ValueError(f"--output {out}: with --input it is the NIfTI file to write, e.g. t2.nii.gz")
+    x, geo = read_model_input(cfg, module, args.input)
+    from prod9.autoencoder.inference import AutoencoderInferenceWrapper
+    wrapper = AutoencoderInferenceWrapper(module.autoencoder.to(module.device), cfg.sliding_window, cfg.trainer.precision)
+    tokens = wrapper.quantize_stage_2_inputs(x.to(module.device)).long()      # sliding-window encoding, as the token cache was made
+    ctx = {'context_tokens': tokens[:, None], 'context_labels': torch.tensor([[src]]), 'context_mask': torch.tensor([[True]])}
+    over = {k: v for k, v in (('steps', args.steps), ('guidance_scale', args.guidance_scale)) if v is not None}
+    gen = module.decode(module.generate_tokens(torch.tensor([tgt]), seed=_seed(args), context=ctx, **over)).cpu()[0]
+    dst = MetaTensor(torch.zeros(1, *geo['in_shape']), affine=torch.as_tensor(geo['in_affine']))
+    back = ResampleToMatch(mode='bilinear', padding_mode='zeros')(MetaTensor(gen, affine=torch.as_tensor(geo['affine'])), img_dst=dst)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_nifti(back[0].as_tensor().float().numpy(), out, geo['in_affine'], header=geo['header'] if hasattr(geo['header'], 'get_xyzt_units') else None)
+
 # %% ../../nbs/53_cli_transformer.ipynb #83180f35
 def _seed(args) -> int: return 0 if args.seed is None else args.seed
 
 def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
     "Generate `--num-samples` volumes; write NIfTI files and montages into `--output`."
     if not args.output: raise ValueError("generate needs --output DIR")
+    if getattr(args, 'input', None): return [translate_file(cfg, module, args)]
     out = Path(args.output); out.mkdir(parents=True, exist_ok=True)
     names, n = module.class_names, args.num_samples
     if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
