@@ -181,6 +181,9 @@ class _DataCommon(StrictModel):
     foreground_threshold: float = Field(0.05, ge=0, lt=1)  # foreground: any channel of the [0, 1]-scaled image above it
     # MAISI region conditioning (seed 004): the body region of every volume, head_neck | chest | abdomen | lower_body | chest_abdomen
     body_region: Literal['head_neck', 'chest', 'abdomen', 'lower_body', 'chest_abdomen'] | None = None
+    # what a sample's `image` holds: the scan, or the tumour mask as one-hot channels over mask_classes (MedGen's seg mode and its VAE)
+    content: Literal['image', 'mask'] = 'image'
+    mask_classes: list[int] = [1, 2, 3]           # segmentation labels, one channel each (phantoms/BraTS: NCR, ED, ET)
 
     @model_validator(mode='after')
     def _check(self):

@@ -23,11 +23,11 @@ from .phantoms import make_phantom
 
 # %% auto #0
 __all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'ForegroundLabeld',
-           'RecordAffined', 'volume_transforms', 'split_indices', 'record_hash', 'Repeated', 'VolumeDataModule',
-           'PhantomSourced', 'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases', 'MapBratsLabelsd',
-           'BraTSDataModule', 'medmnist_flags', 'medmnist_classes', 'medmnist_file', 'MedMNIST3DVolumes',
-           'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config', 'resolve_classes',
-           'mask_condition', 'read_mask']
+           'RecordAffined', 'volume_transforms', 'split_indices', 'record_hash', 'Repeated', 'MaskAsImaged',
+           'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases',
+           'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_flags', 'medmnist_classes', 'medmnist_file',
+           'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config',
+           'resolve_classes', 'mask_condition', 'read_mask']
 
 # %% ../nbs/03_data.ipynb #f806d449
 class LoadVolumed(MapTransform):
@@ -127,6 +127,15 @@ class Repeated(Dataset):
     def __len__(self): return len(self.base) * self.times
     def __getitem__(self, i): return self.base[i % len(self.base)]
 
+class MaskAsImaged(MapTransform):
+    "The sample's `image` replaced by its tumour mask `seg` as one-hot float channels over `classes` (the mask kept as `seg`)."
+    def __init__(self, classes): super().__init__(['image']); self.classes = list(classes)
+    def __call__(self, data):
+        d = dict(data)
+        seg = torch.as_tensor(d['seg'])
+        d['image'] = torch.cat([(seg == c).float() for c in self.classes], dim=0)
+        return d
+
 class VolumeDataModule(L.LightningDataModule):
     """Shared logic of prod9's DataModules; subclasses give `cases()` and `transforms(train)`. `whole_eval`: validation and test
     samples are whole volumes (one per batch), not `roi_size` crops, for evaluation through the sliding window."""
@@ -138,6 +147,12 @@ class VolumeDataModule(L.LightningDataModule):
 
     def cases(self) -> list[dict]: raise NotImplementedError
     def transforms(self, train:bool) -> Compose: raise NotImplementedError
+    def sample_transforms(self, train:bool) -> Compose:
+        "`transforms(train)`, and with `data.content: mask` the tumour mask (one-hot over `data.mask_classes`) as the sample's `image`."
+        t = self.transforms(train)
+        if getattr(self.cfg, 'content', 'image') != 'mask': return t
+        if not self.has_seg: raise ValueError(f"data.content: mask needs tumour masks, which data source {self.cfg.source!r} has none of; use phantoms or brats")
+        return Compose([t, MaskAsImaged(self.cfg.mask_classes)])
     def roi(self, train:bool):
         "The crop of a training sample; `None` (whole volumes) for evaluation when `whole_eval` is set."
         return None if (self.whole_eval and not train) else self.cfg.roi_size
@@ -155,7 +170,7 @@ class VolumeDataModule(L.LightningDataModule):
         for r in recs: r.pop('modalities', None)
         if self.cfg.spatial_dims == 2:
             fr = np.linspace(0.3, 0.7, self.cfg.slices_per_volume) if self.cfg.slices_per_volume > 1 else [0.5]
-            recs = [{**r, 'slice_frac': float(f)} for r in recs for f in fr]
+            recs = [{**r, 'slice_frac': float(f), 'case_id': f"{r['case_id']}_z{float(f):.2f}"} for r in recs for f in fr]   # a slice is its own case: its mask, its modalities
         return recs
 
     def split_cases(self) -> dict:
@@ -170,9 +185,9 @@ class VolumeDataModule(L.LightningDataModule):
             recs = [r for c in cases for r in self.expand(c)]
             try:
                 if getattr(self.cfg, 'cache_dir', None):      # on disk, shared by runs: keyed by each record and the transforms' settings
-                    ds = PersistentDataset(recs, self.transforms(split == 'train'), cache_dir=Path(self.cfg.cache_dir).expanduser() / 'volumes',
+                    ds = PersistentDataset(recs, self.sample_transforms(split == 'train'), cache_dir=Path(self.cfg.cache_dir).expanduser() / 'volumes',
                                            hash_func=record_hash, hash_transform=pickle_hashing)
-                else: ds = CacheDataset(recs, self.transforms(split == 'train'), cache_rate=self.cfg.cache_rate, num_workers=0, progress=False)
+                else: ds = CacheDataset(recs, self.sample_transforms(split == 'train'), cache_rate=self.cfg.cache_rate, num_workers=0, progress=False)
             except RuntimeError as e: raise transform_error_cause(e) from None
             n = getattr(self.cfg, 'crops_per_volume', 1)
             self.datasets[split] = Repeated(ds, n) if split == 'train' and n > 1 else ds
@@ -415,7 +430,7 @@ def mask_condition(seg:torch.Tensor, classes:Sequence[int]) -> torch.Tensor:
 # %% ../nbs/03_data.ipynb #0fec8fff
 def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3)) -> tuple[np.ndarray, np.ndarray]:
     "`(labels, affine)` of the label map at `path`, as training saw masks: integers, BraTS 2020/2021's 4 read as 3, known labels only, `shape` voxels."
-    v = read_volume(path)
+    v = read_volume(path, ndim=len(shape))                  # a 2-D model's mask is a 2-D file
     if list(v.shape) != list(shape):
         raise VolumeError(path, f"shape {tuple(v.shape)} does not match the model's image size {tuple(shape)}; resample it first "
                                 f"(prod9-preprocess resample --target-shape {' '.join(map(str, shape))})")

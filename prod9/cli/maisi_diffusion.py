@@ -7,16 +7,19 @@ Docs: https://prod9.github.io/prod9/cli_maisi_diffusion.html.md"""
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #1351870e
 from __future__ import annotations
 from torch.utils.data import DataLoader
-from ..data import resolve_classes
+from pathlib import Path
+import torch
+from ..config import ConfigError
+from ..data import resolve_classes, read_mask
 from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
                               check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
-from ..training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint
+from ..training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint, mask_labels
 
 # %% auto #0
-__all__ = ['conditions_from_flags', 'main']
+__all__ = ['conditions_from_flags', 'image_shape', 'generate', 'main']
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #4e282734
 def _parser(prog, description, extra=()):
@@ -32,8 +35,17 @@ def _parser(prog, description, extra=()):
     return add_window_flags(p, 'generate')
 
 def _latents(cfg, store_images=False, store_masks=False):
-    "Encode (or reuse) the latent cache of `cfg.data` with the VAE export; with `embeddings_dir`, read the workflow's embedding files instead."
+    "Encode (or reuse) the latent cache of `cfg.data` with the VAE export; with `embeddings_dir`, read the workflow's embedding files instead; in pixel space, the images."
+    if getattr(cfg, 'space', 'latent') == 'pixel':
+        return pre_encode(None, cfg.data, cfg.sliding_window, cfg.cache_dir, batch_size=cfg.encode_batch_size, store_masks=store_masks), None
     vae = require_kind(cfg, 'vae_path', 'MAISIVAE')
+    want = len(cfg.data.mask_classes) if getattr(cfg.data, 'content', 'image') == 'mask' else \
+           (len(cfg.data.modalities) if getattr(cfg.data, 'stack_modalities', False) else 1)
+    got = load_vae(vae).in_channels
+    if got != want:
+        raise ConfigError(f"{vae} is a VAE of {got} channel(s), but mode {getattr(cfg, 'mode', 'image')} samples have {want} "
+                          f"({'the mask classes ' + str(cfg.data.mask_classes) if want != 1 and cfg.data.content == 'mask' else 'image channels'}); "
+                          f"train a VAE on the same data (model.in_channels / out_channels: {want})", cfg._source, 'vae_path')
     if getattr(cfg, 'embeddings_dir', None):
         from prod9.training.cache import embeddings_to_cache
         return embeddings_to_cache(cfg.embeddings_dir, cfg.cache_dir, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed), vae
@@ -68,37 +80,101 @@ def _loader(ds, cfg, shuffle=False):
     if len(ds) == 0: raise ValueError("a data split is empty; raise data.val_fraction / data.test_fraction or add cases")
     return DataLoader(ds, batch_size=cfg.data.batch_size, shuffle=shuffle, num_workers=cfg.data.num_workers)
 
+# %% ../../nbs/56_cli_maisi_diffusion.ipynb #1bc84d99
+def _load_model(path, what:str):
+    "A diffusion checkpoint with what it decodes with attached: its VAE in latent space (from its own config), nothing in pixel space."
+    m = load_diffusion_checkpoint(path)
+    if m.cfg.space == 'latent':
+        vae = Path(m.cfg.vae_path)
+        if not vae.is_file(): raise FileNotFoundError(f"{what} {path}: its VAE {vae} (vae_path in the checkpoint's config) does not exist")
+        m.attach_vae(load_vae(vae))
+    return m
+
+def image_shape(m) -> list[int]:
+    "The image size a diffusion module generates: its latent grid times the VAE's factor (1 in pixel space)."
+    f = 1 if m.cfg.space == 'pixel' else int(m.vae.downsample_factor)
+    return [s * f for s in m.latent_shape]
+
+def _channel_names(m) -> list[str]:
+    d = m.cfg.data
+    if m.cfg.mode == 'dual' or getattr(d, 'stack_modalities', False): return list(d.modalities)
+    mods = getattr(d, 'modalities', None)
+    return [mods[0]] if mods and len(mods) == 1 else ['image']
+
+def generate(cfg, args) -> list[Path]:
+    "`generate` for every mode: image (by class), seg (masks), bravo and dual (images for masks from --mask, --seg-model or held-out cases)."
+    ck = args.image_model or args.checkpoint
+    if not ck or not args.output: raise ValueError("generate needs --checkpoint (or --image-model) and --output")
+    n = args.num_images or args.num_samples
+    if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
+    m = _load_model(ck, '--checkpoint')
+    m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
+    cond, seed, names, mode = conditions_from_flags(m.cfg.model, args), args.seed or 0, m.class_names, m.cfg.mode
+    gen = lambda count, s, labels=None, mask=None: m.decode(m.generate_latents(count, labels, seed=s, num_inference_steps=args.num_inference_steps,
+                                                                                mask=mask, **cond)).cpu()
+    if (args.mask or args.seg_model) and mode not in ('bravo', 'dual'):
+        raise ValueError(f"--mask / --seg-model: a {mode} model takes no mask; they are for bravo and dual models")
+    if mode == 'seg':
+        classes = m.cfg.data.mask_classes
+        make = lambda start, count, s: [mask_labels(gen(count, s), classes).to(torch.int16)]
+        return generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}_mask.nii.gz'], make, seed=seed,
+                                label='mask', checkpoint=ck, affine=m.affine, montage='samples_mask')
+    if mode in ('bravo', 'dual'):
+        shape = image_shape(m)
+        if args.seg_model:
+            sm = _load_model(args.seg_model, '--seg-model').to(m.device)
+            if sm.cfg.mode != 'seg': raise ValueError(f"--seg-model {args.seg_model} is a {sm.cfg.mode} model, not a seg model")
+            if image_shape(sm) != shape: raise ValueError(f"--seg-model makes {image_shape(sm)} masks, but the image model needs {shape}")
+            masks = lambda start, count, s: mask_labels(sm.decode(sm.generate_latents(count, seed=s + 500_000)), sm.cfg.data.mask_classes).cpu()
+        elif args.mask:
+            labels, _ = read_mask(args.mask, shape, m.cfg.data.mask_classes)
+            one = torch.from_numpy(labels)[None, None].long()
+            masks = lambda start, count, s: one.expand(count, 1, *shape)
+        else:
+            paths, _ = _latents(cfg, store_masks=True)
+            held = LatentDataset(paths['test'] if len(LatentDataset(paths['test'])) else paths['val'], m.scale_factor)
+            if len(held) == 0 or held.seg is None: raise ValueError("no held-out masks to generate for; give --mask FILE or --seg-model")
+            masks = lambda start, count, s: torch.stack([held.seg[(start + j) % len(held)].long() for j in range(count)])
+        chans = _channel_names(m)
+        labels_of = (lambda c, count: None if c is None else [c] * count)
+        classes = (resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))) if m.cfg.model.conditional else [None]
+        files = []
+        for c in classes:
+            tag = chans if c is None else [names[c]]
+            def make(start, count, s, c=c):
+                mk = masks(start, count, s)
+                img = gen(count, s, labels_of(c, count), mk)
+                return [img[:, k:k + 1] for k in range(img.shape[1])] + [mk.to(torch.int16)]
+            files += generate_batches(args.output, n, args.batch_size, lambda i, tag=tag: [f'sample_{i + 1:04d}_{t}.nii.gz' for t in tag] + [f'sample_{i + 1:04d}_mask.nii.gz'],
+                                      make, seed=seed + 1000 * (c or 0), label='+'.join(tag), checkpoint=ck, affine=m.affine,
+                                      montage=f"{mode}_{'_'.join(tag)}")
+        return files
+    if args.modality and not m.cfg.model.conditional: raise ValueError("--modality needs a class-conditional model (model.conditional: true)")
+    classes = (resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))) if m.cfg.model.conditional else [None]
+    files = []
+    for c in classes:
+        make = lambda start, count, s, c=c: [gen(count, s, None if c is None else [c] * count)]
+        tag = '' if c is None else f'_{names[c]}'
+        files += generate_batches(args.output, n, args.batch_size, lambda i, tag=tag: [f'sample_{i + 1:04d}{tag}.nii.gz'], make,
+                                  seed=seed + 1000 * (c or 0), label=tag[1:], checkpoint=ck, affine=m.affine, montage=f'samples{tag or "_unconditional"}')
+    return files
+
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #d1da0993
 def _diffusion(argv) -> int:
-    args = _parser('prod9-train-maisi-diffusion', "MAISI stage 2: latent rectified-flow (or DDPM) diffusion.").parse_args(argv)
+    args = _parser('prod9-train-maisi-diffusion', "MAISI stage 2 (and MedGen's modes): latent or pixel-space rectified-flow (or DDPM) diffusion.", [
+        ('--mask', dict(help="generate (bravo, dual): a NIfTI label map (the model's image size) to generate for; default: held-out masks")),
+        ('--seg-model', dict(help="generate (bravo, dual): a seg model's checkpoint that makes the masks (MedGen's seg → image chain)")),
+        ('--image-model', dict(help="generate: the image model's checkpoint (the same as --checkpoint)")),
+        ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)"))]).parse_args(argv)
     if (cfg := begin(args, DiffusionStageConfig)) is None: return 0
     seed = args.seed or 0
     if args.command == 'generate':
-        if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
-        m = load_diffusion_checkpoint(args.checkpoint).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
-        m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
-        n, names = args.num_samples, m.class_names
-        if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
-        cond = conditions_from_flags(m.cfg.model, args)
-        if m.cfg.model.conditional:
-            classes = resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))
-        else:
-            if args.modality: raise ValueError("--modality needs a class-conditional model (model.conditional: true)")
-            classes = [None]
-        files = []
-        for c in classes:
-            def make(start, count, s, c=c):
-                return [m.decode(m.generate_latents(count, None if c is None else [c] * count, seed=s, num_inference_steps=args.num_inference_steps,
-                                                    **cond)).cpu()]
-            tag = '' if c is None else f'_{names[c]}'
-            files += generate_batches(args.output, n, args.batch_size, lambda i, tag=tag: [f'sample_{i + 1:04d}{tag}.nii.gz'], make,
-                                      seed=seed + 1000 * (c or 0), label=tag[1:], checkpoint=args.checkpoint, affine=m.affine,
-                                      montage=f'samples{tag or "_unconditional"}')
+        files = generate(cfg, args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
     check_resume(args, 'MAISIDiffusionLightning')                 # a wrong resume file fails before any encoding
     module = load_diffusion_checkpoint(args.checkpoint) if args.command not in ('train', 'lr-find') else None     # a wrong file fails before encoding
-    paths, _ = _latents(cfg)
+    paths, _ = _latents(cfg, store_masks=cfg.mode in ('bravo', 'dual'))
     info = load_tokens(paths['train'], lazy=True)
     if 'z_mu' not in info: raise ValueError(f"vae_path {cfg.vae_path} is not a MAISI VAE export (the cache holds tokens)")
     if args.command in ('train', 'lr-find'):

@@ -44,10 +44,10 @@ class DiffusionUNetConfig(StrictModel):
             if c % self.norm_num_groups: raise ValueError(f"num_channels {self.num_channels} must be multiples of norm_num_groups = {self.norm_num_groups}")
         return self
 
-def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, num_classes:int):
-    "MONAI `DiffusionModelUNetMaisi` for latents with `latent_channels` channels."
+def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, num_classes:int, cond_channels:int=0):
+    "MONAI `DiffusionModelUNetMaisi` for latents with `latent_channels` channels (plus `cond_channels` condition channels at its input)."
     from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
-    return DiffusionModelUNetMaisi(spatial_dims, latent_channels, latent_channels, num_res_blocks=cfg.num_res_blocks, num_channels=cfg.num_channels,
+    return DiffusionModelUNetMaisi(spatial_dims, latent_channels + cond_channels, latent_channels, num_res_blocks=cfg.num_res_blocks, num_channels=cfg.num_channels,
                                    attention_levels=cfg.attention_levels, norm_num_groups=cfg.norm_num_groups, num_head_channels=cfg.num_head_channels,
                                    resblock_updown=cfg.resblock_updown, num_class_embeds=num_classes if cfg.conditional else None,
                                    include_top_region_index_input=cfg.region_conditioning, include_bottom_region_index_input=cfg.region_conditioning,

@@ -21,8 +21,8 @@ from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
 __all__ = ['LAZY_KEYS', 'file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'item_spacing',
-           'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'load_any_autoencoder', 'pre_encode',
-           'embedding_files', 'embeddings_to_cache', 'TokenDataset', 'TokenDataModule']
+           'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'PixelSpace', 'load_any_autoencoder',
+           'pre_encode', 'embedding_files', 'embeddings_to_cache', 'TokenDataset', 'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -36,7 +36,7 @@ def token_cache_key(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, prec
     d = data_cfg.model_dump(mode='json') if hasattr(data_cfg, 'model_dump') else data_cfg
     d = {k: v for k, v in d.items() if k not in ('batch_size', 'num_workers', 'cache_rate')}
     mixed = {'precision': str(precision)} if str(precision) in ('bf16-mixed', 'bf16', '16-mixed', '16') else {}     # full precision: the old keys
-    blob = json.dumps({'ae': file_sha256(autoencoder_path), 'data': d, 'sw': sw_cfg.model_dump(mode='json'), **mixed}, sort_keys=True)
+    blob = json.dumps({'ae': file_sha256(autoencoder_path) if autoencoder_path is not None else 'pixel', 'data': d, 'sw': sw_cfg.model_dump(mode='json'), **mixed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 def class_names(data_cfg) -> list[str]:
@@ -79,7 +79,7 @@ def split_datasets(dm:VolumeDataModule) -> dict:
     out = {}
     for split, cases in dm.split_cases().items():
         recs = [r for c in cases for r in dm.expand(c)]
-        out[split] = MDataset(recs, dm.transforms(False))
+        out[split] = MDataset(recs, dm.sample_transforms(False))
     return out
 
 def item_spacing(d:dict) -> list[float]:
@@ -194,6 +194,13 @@ class LazyRows:
         return torch.stack([sl[j] for j in rows]) if rows else torch.empty((0, *self.shape[1:]))
 
 # %% ../../nbs/42_cache.ipynb #6040329c
+class PixelSpace(torch.nn.Module):
+    "The identity 'autoencoder' of pixel-space diffusion: images in [0, 1] as latents in [-1, 1] and back, factor 1, no weights."
+    downsample_factor = 1
+    def __init__(self, channels:int, spatial_dims:int=3): super().__init__(); self.latent_channels, self.spatial_dims = int(channels), int(spatial_dims)
+    def encode(self, x): return x * 2 - 1, torch.zeros_like(x)
+    def decode(self, z): return (z + 1) / 2
+
 def load_any_autoencoder(path, map_location='cpu'):
     "An exported FSQ autoencoder or MAISI VAE (`prod9.load` with either kind expected)."
     from prod9.loader import load, EXPORTS
@@ -206,7 +213,8 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
     An FSQ export gives token grids; a MAISI VAE export gives latents (`z_mu`, `z_sigma`). In a multi-process run (`rank` > 0, default:
     from RANK/LOCAL_RANK/NODE_RANK/SLURM_PROCID) only the first process encodes; the others wait up to `wait_s` for its cache.
     `precision`: Lightning's precision string; `bf16-mixed` / `16-mixed` encode under autocast (the quantiser stays fp32).
-    `store_masks`: keep the tumour masks (ControlNet stages); a cache with masks serves a stage that needs none, not the reverse."""
+    `store_masks`: keep the tumour masks (ControlNet stages); a cache with masks serves a stage that needs none, not the reverse.
+    `autoencoder_path=None`: pixel space (`PixelSpace`): the images themselves, scaled to [-1, 1], as latents."""
     from prod9.training.engine import _rank_zero
     cache_dir = Path(cache_dir)
     key = token_cache_key(autoencoder_path, data_cfg, sw_cfg, precision) + ('-img' if store_images else '')
@@ -228,13 +236,17 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
                                    "build it first with a one-process run, or check that process's log")
             time.sleep(min(5.0, wait_s / 10))
         return paths
-    ae = load_any_autoencoder(autoencoder_path, map_location='cpu').to(device)
+    datasets = split_datasets(dm)
+    if autoencoder_path is None:
+        first = next((ds[0] for ds in datasets.values() if ds is not None and len(ds)), None)
+        if first is None: raise ValueError("the data has no volumes to cache")
+        ae = PixelSpace(int(torch.as_tensor(first['image']).shape[0]), data_cfg.spatial_dims)
+    else: ae = load_any_autoencoder(autoencoder_path, map_location='cpu').to(device)
     latents = not hasattr(ae, 'codebook_size')
     wrapper = AutoencoderInferenceWrapper(ae, sw_cfg, precision)
     meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg), 'masks_requested': store_masks,
             'downsample_factor': ae.downsample_factor, 'source': data_cfg.source,
             **({'latent_channels': ae.latent_channels} if latents else {'vocab_size': ae.codebook_size, 'levels': list(ae.levels)})}
-    datasets = split_datasets(dm)
     for s in names:
         ds = datasets.get(s)
         if ds is None or len(ds) == 0:

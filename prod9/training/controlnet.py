@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 from ..data import mask_condition
 from ..controlnet.controlnet_model import ControlNetModelConfig, condition_channels, build_controlnet
@@ -27,6 +27,13 @@ class ControlNetStageConfig(DiffusionStageConfig):
     (`diffusion_path`) so that the frozen UNet is rebuilt exactly; set only `controlnet`, `training` and the data."""
     diffusion_path: str
     controlnet: ControlNetModelConfig = Field(default_factory=ControlNetModelConfig)
+
+    @model_validator(mode='after')
+    def _latent_image(self):
+        if self.space != 'latent' or self.mode != 'image':
+            raise ValueError(f"the ControlNet steers a latent image model (space: latent, mode: image), not space: {self.space}, mode: {self.mode}; "
+                             "a bravo or dual model takes the mask itself")
+        return self
 
     @property
     def cache_dir(self) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 import torch
 from fastcore.basics import patch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 from ..config import StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet, unet_conditions, BODY_REGIONS, REGION_SPANS
@@ -19,10 +19,11 @@ from ..diffusion.sampling import sample_latents
 from .cache import load_tokens
 from .engine import StageModule, lr_schedule_entry
 from ..loader import load
+from ..data import mask_condition
 
 # %% auto #0
-__all__ = ['DiffusionOptimConfig', 'DiffusionStageConfig', 'LatentDataset', 'latent_scale_factor', 'data_conditions',
-           'MAISIDiffusionLightning', 'load_diffusion_checkpoint']
+__all__ = ['DIFFUSION_MODES', 'DiffusionOptimConfig', 'DiffusionStageConfig', 'LatentDataset', 'latent_scale_factor',
+           'data_conditions', 'MAISIDiffusionLightning', 'mask_labels', 'load_diffusion_checkpoint']
 
 # %% ../../nbs/48_train_diffusion.ipynb #ffe6c4c4
 class DiffusionOptimConfig(LRScheduleConfig):
@@ -32,9 +33,14 @@ class DiffusionOptimConfig(LRScheduleConfig):
     loss: Literal['l1', 'mse'] = 'l1'
     min_snr_gamma: float | None = Field(None, gt=0)    # Min-SNR-γ loss weighting (MedGen: 5); None = every timestep weighs 1
 
+DIFFUSION_MODES = {'image': 'the scan (optionally class-conditional)', 'seg': 'the tumour mask, unconditionally (MedGen seg)',
+                   'bravo': 'one image for a given tumour mask (MedGen bravo)', 'dual': 'two co-registered images for a given mask (MedGen dual)'}
+
 class DiffusionStageConfig(StageConfig):
     "Config of `prod9-train-maisi-diffusion`."
-    vae_path: str
+    vae_path: str | None = None             # the VAE export; latent space only
+    space: Literal['latent', 'pixel'] = 'latent'   # latent: diffusion on VAE latents (MAISI); pixel: on the images themselves (MedGen), no VAE
+    mode: Literal['image', 'seg', 'bravo', 'dual'] = 'image'   # what is generated (DIFFUSION_MODES); seg sets data.content: mask
     latent_cache_dir: str | None = None      # default: {output_dir}/latents
     embeddings_dir: str | None = None        # MAISI workflow: train on per-volume embedding files + JSON (prod9-maisi-workflow embed) instead of encoding data
     export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
@@ -43,6 +49,20 @@ class DiffusionStageConfig(StageConfig):
     scheduler: NoiseSchedulerConfig = Field(default_factory=NoiseSchedulerConfig)
     training: DiffusionOptimConfig = Field(default_factory=DiffusionOptimConfig)
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
+
+    @model_validator(mode='after')
+    def _modes(self):
+        if self.space == 'latent' and not self.vae_path:
+            raise ValueError("vae_path: latent diffusion needs the VAE export (or set space: pixel for diffusion on the images)")
+        if self.mode == 'seg': self.data.content = 'mask'                 # the sample is the mask
+        elif getattr(self.data, 'content', 'image') == 'mask': raise ValueError(f"data.content: mask is for mode: seg, not mode: {self.mode}")
+        if self.mode == 'dual' and not (getattr(self.data, 'stack_modalities', False) and len(getattr(self.data, 'modalities', [])) == 2):
+            raise ValueError("mode: dual generates two co-registered images: set data.stack_modalities: true and two data.modalities, e.g. [T1, T1ce]")
+        if self.mode != 'image' and self.data.source not in ('phantoms', 'brats'):
+            raise ValueError(f"mode: {self.mode} needs tumour masks: use data.source phantoms or brats")
+        if self.mode in ('seg', 'dual') and self.model.conditional:
+            raise ValueError(f"mode: {self.mode} is not class-conditional; set model.conditional: false")
+        return self
 
     @property
     def cache_dir(self) -> Path:
@@ -99,7 +119,9 @@ class MAISIDiffusionLightning(StageModule):
                          class_names=list(class_names), scale_factor=float(scale_factor), affine=affine, **more)
         self.latent_shape, self.latent_channels, self.class_names = tuple(latent_shape), int(latent_channels), list(class_names)
         self.scale_factor, self.spatial_dims = float(scale_factor), len(latent_shape)
-        self.unet = build_unet(self.cfg.model, self.spatial_dims, latent_channels, max(1, len(class_names)))
+        # bravo / dual: the tumour mask (one-hot over data.mask_classes, on the latent grid) enters as more input channels
+        self.cond_channels = len(self.cfg.data.mask_classes) if self.cfg.mode in ('bravo', 'dual') else 0
+        self.unet = build_unet(self.cfg.model, self.spatial_dims, latent_channels, max(1, len(class_names)), self.cond_channels)
         # MONAI schedulers are nn.Modules with no parameters; keep them out of the module tree (and the checkpoint)
         object.__setattr__(self, 'noise_scheduler', make_noise_scheduler(self.cfg.scheduler, self.spatial_dims))
         self.vae = None
@@ -109,7 +131,8 @@ class MAISIDiffusionLightning(StageModule):
         """The module for stage config `cfg`, sized by a latent cache (grid, channels, classes, affine); the scale factor 1/std(z) from it
         unless given; the training data's most common body region and median spacing as the defaults for generation."""
         info = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
-        sf = latent_scale_factor(info) if scale_factor is None else scale_factor
+        pixel = (cfg.space if hasattr(cfg, 'space') else cfg.get('space')) == 'pixel'       # images in [-1, 1]: no rescaling
+        sf = (1.0 if pixel else latent_scale_factor(info)) if scale_factor is None else scale_factor
         return cls(cfg, info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'], conditions=data_conditions(info))
 
     def attach_vae(self, vae):
@@ -127,6 +150,17 @@ def configure_optimizers(self:MAISIDiffusionLightning):
 # %% ../../nbs/48_train_diffusion.ipynb #b021d2e0
 @patch
 def class_labels(self:MAISIDiffusionLightning, batch): return batch['label'].long() if self.cfg.model.conditional else None
+
+@patch
+def mask_input(self:MAISIDiffusionLightning, seg) -> torch.Tensor|None:
+    "Tumour labels (B, 1, *S) at image resolution → the UNet's condition channels on the latent grid (bravo, dual); None in other modes."
+    if not self.cond_channels: return None
+    if seg is None: raise ValueError(f"mode: {self.cfg.mode} needs each volume's tumour mask; the latent cache has none (encode with store_masks)")
+    c = mask_condition(torch.as_tensor(seg).long(), self.cfg.data.mask_classes).float()
+    if tuple(c.shape[2:]) != tuple(self.latent_shape):
+        pool = torch.nn.functional.adaptive_avg_pool3d if self.spatial_dims == 3 else torch.nn.functional.adaptive_avg_pool2d
+        c = pool(c, tuple(self.latent_shape))                           # the share of each latent cell the label covers
+    return c
 
 @patch
 def unet_inputs(self:MAISIDiffusionLightning, batch) -> dict:
@@ -148,7 +182,9 @@ def timesteps(self:MAISIDiffusionLightning, x0, generator=None):
 @patch
 def predict(self:MAISIDiffusionLightning, x_t, t, batch):
     "The UNet's output for a noisy batch (the ControlNet stage adds residuals here)."
-    return self.unet(x_t, t, class_labels=self.class_labels(batch), **self.unet_inputs(batch))
+    cond = self.mask_input(batch.get('seg'))
+    x_in = x_t if cond is None else torch.cat([x_t, cond.to(x_t)], 1)
+    return self.unet(x_in, t, class_labels=self.class_labels(batch), **self.unet_inputs(batch))
 
 @patch
 def diffusion_loss(self:MAISIDiffusionLightning, batch, generator=None):
@@ -186,25 +222,38 @@ def test_step(self:MAISIDiffusionLightning, batch, batch_idx): self._eval(batch,
 @patch
 @torch.no_grad()
 def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None,
-                     region=None, spacing=None, **control) -> torch.Tensor:
+                     region=None, spacing=None, mask=None, **control) -> torch.Tensor:
     """Scaled latents `(B, C, *latent_shape)`, reproducible from `seed`. `region` (a name such as `chest`) and `spacing` (3 values, mm)
-    for a UNet that conditions on them; default: the training data's (`hparams.conditions`)."""
+    for a UNet that conditions on them; default: the training data's (`hparams.conditions`). `mask` (B, 1, *image size) tumour labels:
+    what a bravo or dual model generates for."""
     cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
     known = self.hparams.get('conditions') or {}
     if region is None and known.get('region') is not None: region = [known['region']] * num_samples
     if spacing is None: spacing = known.get('spacing')
     control.setdefault('unet_kwargs', unet_conditions(self.cfg.model, region, spacing, num_samples, self.device))
+    unet = self.unet
+    if self.cond_channels:
+        if mask is None: raise ValueError(f"a {self.cfg.mode} model generates for a tumour mask: pass mask= (B, 1, *image size) labels")
+        cond = self.mask_input(torch.as_tensor(mask).to(self.device))
+        if cond.shape[0] != num_samples: raise ValueError(f"{cond.shape[0]} masks for {num_samples} samples")
+        unet = lambda x, t, **kw: self.unet(torch.cat([x, cond.to(x)], 1), t, **kw)     # the mask at every step
     from prod9.autoencoder.inference import autocast_for
     with autocast_for(self.cfg.trainer.precision, self.device):        # bf16-mixed: the UNet in bf16, the latents updated in fp32
-        return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
+        return sample_latents(unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
                               cl, seed, self.device, spatial_dims=self.spatial_dims, **control).float()
 
 @patch
 @torch.no_grad()
 def decode(self:MAISIDiffusionLightning, latents:torch.Tensor, sw:SlidingWindowConfig|None=None) -> torch.Tensor:
-    "Scaled latents → volumes `(B, C, *S)` in [0, 1] with the attached VAE (sliding window)."
+    "Scaled latents → volumes `(B, C, *S)` in [0, 1] with the attached VAE (sliding window); in pixel space, the samples rescaled."
+    if self.cfg.space == 'pixel': return ((latents.float() / self.scale_factor + 1) / 2).clamp(0, 1)
     if self.vae is None: raise RuntimeError("no VAE attached; call attach_vae(load_vae(path)) first")
     return self.decode_with(self.vae, latents / self.scale_factor, sw)
+
+def mask_labels(probs:torch.Tensor, classes) -> torch.Tensor:
+    "A seg model's decoded channels (B, len(classes), *S) in [0, 1] → labels (B, 1, *S): the strongest class where it is above 0.5, else 0."
+    lab = torch.as_tensor(list(classes), device=probs.device)[probs.argmax(1, keepdim=True)]
+    return torch.where(probs.max(1, keepdim=True).values > 0.5, lab, torch.zeros_like(lab))
 
 # %% ../../nbs/48_train_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):
