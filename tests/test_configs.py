@@ -28,6 +28,8 @@ def schema_for(name:str):
         from prod9.training.transformer import TransformerStageConfig; return TransformerStageConfig
     if name.startswith('maskgit/') and '/stage3/' in name:
         from prod9.training.maskgit_controlnet import MaskGiTControlNetStageConfig; return MaskGiTControlNetStageConfig
+    if name.startswith('medgen/'):                       # MedGen's modes: prod9-train-maisi-diffusion
+        from prod9.training.diffusion import DiffusionStageConfig; return DiffusionStageConfig
     if name.startswith('maisi/'):
         stem = name.rsplit('/', 1)[-1]
         if 'controlnet' in stem:
@@ -49,7 +51,10 @@ def test_every_config_has_a_schema():
                  'maskgit/medmnist3d/stage2/large.yaml', 'maisi/autoencoder/brats_vae.yaml', 'maisi/autoencoder/medmnist3d_vae.yaml',
                  'maisi/diffusion/brats_diffusion.yaml', 'maisi/diffusion/medmnist3d_diffusion.yaml', 'maisi/diffusion/brats_controlnet.yaml',
                  'maisi/phantoms/vae.yaml', 'maisi/phantoms/diffusion.yaml', 'maisi/phantoms/diffusion_ddpm.yaml', 'maisi/phantoms/controlnet.yaml',
-                 'maskgit/phantoms/stage3/controlnet.yaml', 'maskgit/brats/stage3/controlnet.yaml'):
+                 'maskgit/phantoms/stage3/controlnet.yaml', 'maskgit/brats/stage3/controlnet.yaml',
+                 *[f'{p}/{d}_2d/{s}' for p, ss in (('maskgit', ('stage1/base.yaml', 'stage2/base.yaml', 'stage3/controlnet.yaml')),
+                                                   ('maisi', ('vae.yaml', 'diffusion.yaml', 'controlnet.yaml')),
+                                                   ('medgen', ('seg.yaml', 'bravo.yaml', 'dual.yaml'))) for d in ('phantoms', 'brats') for s in ss]):
         assert name in STAGE_CONFIGS, name
 
 @pytest.mark.parametrize('name', STAGE_CONFIGS)

@@ -47,10 +47,10 @@ class ControlDataset(Dataset):
         c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         self.base, self.cfg = LatentDataset(c, scale_factor), cfg
         t = cfg.control_type
-        if 'mask' in t and c.get('seg') is None: raise ValueError("control_type needs segmentations, but this data source has none (use phantoms or BraTS)")
+        if 'mask' in t and c.get('seg') is None and len(c['labels']): raise ValueError("control_type needs segmentations, but this data source has none (use phantoms or BraTS)")
         self.idx = list(range(len(self.base)))
         if t == 'image':
-            if c.get('image') is None: raise ValueError("control_type 'image' needs the images in the latent cache (pre_encode(..., store_images=True))")
+            if c.get('image') is None and len(c['labels']): raise ValueError("control_type 'image' needs the images in the latent cache (pre_encode(..., store_images=True))")
             if cfg.source_modality not in class_names: raise ValueError(f"controlnet.source_modality {cfg.source_modality!r} is not one of {list(class_names)}")
             src = list(class_names).index(cfg.source_modality)
             tg = [list(class_names).index(n) for n in (cfg.target_modalities or [n for n in class_names if n != cfg.source_modality])]
