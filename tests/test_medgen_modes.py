@@ -1,5 +1,6 @@
 """MedGen's modes (seed 002, issue 21) through prod9-train-maisi-diffusion, end to end on phantoms: seg (masks), bravo (an image for a
 mask), dual (T1 and T1ce for a mask), in pixel and latent space, in 2D and 3D, and the seg → image chain."""
+from pathlib import Path
 import numpy as np, nibabel as nib, torch
 import pytest
 from prod9.io import write_nifti
@@ -71,7 +72,11 @@ def test_modes(cli, tmp_path, space, dims):
     assert r.returncode == 0, r.stderr[-3000:]
     np.testing.assert_allclose(nib.load(tmp_path / 'again' / 'sample_0001_FLAIR.nii.gz').get_fdata(),
                                nib.load(tmp_path / 'chain' / 'sample_0001_FLAIR.nii.gz').get_fdata(), atol=1e-5)
-    if space == 'pixel' and dims == 3:           # errors, once
+    if space == 'pixel' and dims == 3:           # lr-find on a mask-conditioned model, and errors, once
+        r = run('lr-find', '--config', cfgs['bravo'], '--output-dir', tmp_path / 'lr', '--lr-steps', 6)
+        assert r.returncode == 0 and 'learning-rate finder: 6 steps' in r.stdout, r.stdout + r.stderr[-2000:]
+        import re
+        assert Path(re.search(r'table (\S+)', r.stdout).group(1)).is_file()
         r = run('generate', '--config', cfgs['seg'], '--checkpoint', ck['seg'], '--output', tmp_path / 'x', '--mask', tmp_path / 'mask.nii.gz')
         assert r.returncode == 1 and 'takes no mask' in r.stderr
         r = run('generate', '--config', cfgs['bravo'], '--seg-model', ck['dual'], '--image-model', ck['bravo'], '--output', tmp_path / 'y')
