@@ -30,6 +30,8 @@ BENCHES = {
     'maisi': ('bench_maisi', 'MAISI: VAE, rectified flow vs DDPM, ControlNet', [],
               ['--vae-steps', '4000', '--diffusion-steps', '20000', '--controlnet-steps', '8000', '--segmenter-steps', '8000']),
     'real_mri': ('bench_real_mri', 'Reconstruction on real MRI', [], ['--scale', 'large']),
+    'medgen': ('bench_medgen', "MedGen's modes: bravo and dual against unconditioned models, seg masks", [],
+               ['--size', '64', '--steps', '6000', '--segmenter-steps', '3000', '--samples', '64']),
 }
 DEBIAN = ['mricron-data', 'insighttoolkit5-examples']
 PYPI = ['nilearn']
