@@ -58,6 +58,23 @@ validation: {{num_samples: 0}}
     r = cli('prod9-train-transformer', 'generate', '--config', cfg, '--checkpoint', tmp_path / 's2' / 'last.ckpt', '--output', tmp_path / 'bad',
             '--modality', 'liver')
     assert r.returncode == 1 and "unknown class 'liver'" in r.stderr and 'adrenalmnist3d/normal' in r.stderr
+    # a label ControlNet on it (MedMNIST has no tumour masks), on the same token cache
+    s3 = tmp_path / 's3.yaml'
+    s3.write_text(COMMON.format(root=mm, flags=FLAGS, mode='dataset_class') + f"""
+output_dir: {tmp_path}/s3
+autoencoder_path: {mm}/ae.safetensors
+transformer_path: {tmp_path}/s2/last.ckpt
+token_cache_dir: {tmp_path}/s2/tokens
+controlnet: {{control_type: label, num_layers: 1}}
+sampler: {{steps: 2}}
+validation: {{num_samples: 0}}
+""")
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', s3); assert r.returncode == 0, r.stderr[-3000:]
+    assert 'is up to date' in r.stdout                                                       # no second encoding
+    r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', s3, '--checkpoint', tmp_path / 's3' / 'last.ckpt', '--output', tmp_path / 'cn',
+            '--num-samples', 1, '--modality', 'adrenalmnist3d/hyperplasia')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.name for p in (tmp_path / 'cn').glob('*.nii.gz')] == ['sample_0001_adrenalmnist3d_hyperplasia.nii.gz']
 
 def test_conditional_diffusion_one_class_per_data_set(cli, mm, tmp_path):
     cfg = tmp_path / 'd.yaml'

@@ -55,7 +55,7 @@ def _data(cfg, base, log=print):
     "Pre-encode (or reuse) the token cache and check that its codes are the stage-2 transformer's; the train/val/test datasets."
     ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
     paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log,
-                       precision=cfg.trainer.precision, store_masks=True)
+                       precision=cfg.trainer.precision, store_masks='mask' in cfg.controlnet.control_type)     # a label ControlNet reads no masks
     info = load_tokens(paths['train'], lazy=True)
     got, want = (info.get('vocab_size'), list(info.get('grid', []))), (base.hparams.vocab_size, list(base.latent_shape))
     if got != want:
