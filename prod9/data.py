@@ -330,7 +330,8 @@ def medmnist_file(flag:str, size:int=28) -> str:
 
 class MedMNIST3DVolumes(Dataset):
     "One split of one or more MedMNIST 3D data sets as prod9 samples (`image` (1, S, S, S) in [0, 1], `label` = class)."
-    def __init__(self, flags, split:str, root, size:int=28, download:bool=False, roi_size=None, class_labels:str='auto'):
+    def __init__(self, flags, split:str, root, size:int=28, download:bool=False, roi_size=None, class_labels:str='auto',
+                 spatial_dims:int=3, slices_per_volume:int=8):
         import medmnist
         flags = medmnist_flags(flags)
         root = Path(root).expanduser()
@@ -364,15 +365,22 @@ class MedMNIST3DVolumes(Dataset):
             self.sets.append(ds)
         self.offsets = np.cumsum([0] + [len(s) for s in self.sets])
         self.per_class = len(self.class_names) > len(flags)           # every MedMNIST 3D set has 2+ classes: names = flags means `dataset`
-        self.pad = ResizeWithPadOrCropd('image', roi_size) if roi_size is not None and tuple(roi_size) != (size,) * 3 else None
+        self.pad = ResizeWithPadOrCropd('image', roi_size) if roi_size is not None and tuple(roi_size) != (size,) * spatial_dims else None
+        # 2D: axial slices between 30 % and 70 % of each volume's depth, as for the other sources
+        self.fracs = list(np.linspace(0.3, 0.7, slices_per_volume)) if spatial_dims == 2 and slices_per_volume > 1 else [0.5] if spatial_dims == 2 else None
 
-    def __len__(self): return int(self.offsets[-1])
+    def __len__(self): return int(self.offsets[-1]) * (len(self.fracs) if self.fracs else 1)
     def __getitem__(self, i):
+        frac = None
+        if self.fracs: i, k = divmod(i, len(self.fracs)); frac = self.fracs[k]
         j = int(np.searchsorted(self.offsets, i, side='right') - 1)
         img, target = self.sets[j][i - self.offsets[j]]
+        if frac is not None:
+            img = np.asarray(img); z = int(round(frac * (img.shape[-1] - 1)))
+            img = img[..., z]
         label = int(np.asarray(target).ravel()[0])
         d = {'image': torch.as_tensor(img, dtype=torch.float32), 'label': self.label_offsets[j] + (label if self.per_class else 0),
-             'case_id': f"{self.flags[j]}_{i - self.offsets[j]:05d}", 'dataset': j}
+             'case_id': f"{self.flags[j]}_{i - self.offsets[j]:05d}" + (f"_z{frac:.2f}" if frac is not None else ''), 'dataset': j}
         if self.pad is not None:
             x = self.pad(d)['image']
             d['image'] = x.as_tensor() if hasattr(x, 'as_tensor') else torch.as_tensor(x)   # a plain tensor: a MetaTensor in a logged metric made checkpoints unloadable with weights_only
@@ -386,7 +394,8 @@ class MedMNIST3DDataModule(VolumeDataModule):
         c = self.cfg
         for split in ('train', 'val', 'test'):
             if split in self.datasets: continue
-            self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, self.roi(split == 'train'), c.class_labels)
+            self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, self.roi(split == 'train'), c.class_labels,
+                                                     c.spatial_dims, c.slices_per_volume)
 
 # %% ../nbs/03_data.ipynb #d3999e6e
 class NiftiFolderDataModule(VolumeDataModule):

@@ -54,7 +54,8 @@ def test_every_config_has_a_schema():
                  'maskgit/phantoms/stage3/controlnet.yaml', 'maskgit/brats/stage3/controlnet.yaml',
                  *[f'{p}/{d}_2d/{s}' for p, ss in (('maskgit', ('stage1/base.yaml', 'stage2/base.yaml', 'stage3/controlnet.yaml')),
                                                    ('maisi', ('vae.yaml', 'diffusion.yaml', 'controlnet.yaml')),
-                                                   ('medgen', ('seg.yaml', 'bravo.yaml', 'dual.yaml'))) for d in ('phantoms', 'brats') for s in ss]):
+                                                   ('medgen', ('seg.yaml', 'bravo.yaml', 'dual.yaml'))) for d in ('phantoms', 'brats') for s in ss],
+                 'maskgit/medmnist_2d/stage1/base.yaml', 'maskgit/medmnist_2d/stage2/base.yaml', 'maisi/medmnist_2d/vae.yaml', 'maisi/medmnist_2d/diffusion.yaml'):
         assert name in STAGE_CONFIGS, name
 
 @pytest.mark.parametrize('name', STAGE_CONFIGS)

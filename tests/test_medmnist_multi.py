@@ -15,11 +15,11 @@ def mm(tmp_path_factory):
     from prod9.autoencoder.autoencoder_maisi import MAISIVAEModelConfig, MAISIVAE
     from prod9.training.maisi_vae import export_vae
     root = tmp_path_factory.mktemp('mm'); rng = np.random.default_rng(0)
-    for k, flag in enumerate(FLAGS):
+    for k, flag in enumerate(FLAGS + ['organmnist3d']):         # organmnist3d: the packaged 2-D configs' data set
         arrays = {}
         for s in ('train', 'val', 'test'):
             n = medmnist.INFO[flag]['n_samples'][s]
-            imgs = np.zeros((n, 28, 28, 28), np.uint8); imgs[:, 8:20, 8:20, 8:20] = 60 + 120 * k      # the data sets differ in brightness
+            imgs = np.zeros((n, 28, 28, 28), np.uint8); imgs[:, 8:20, 8:20, 8:20] = 60 + 80 * k      # the data sets differ in brightness
             arrays[f'{s}_images'], arrays[f'{s}_labels'] = imgs, rng.integers(0, len(medmnist.INFO[flag]['label']), (n, 1))
         np.savez(root / medmnist_file(flag), **arrays)
     torch.manual_seed(0)
@@ -90,3 +90,24 @@ scheduler: {{num_inference_steps: 2}}
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / 'gen').glob('*.nii.gz')) == [f'sample_0001_{f}.nii.gz' for f in FLAGS]
     assert nib.load(tmp_path / 'gen' / 'sample_0001_adrenalmnist3d.nii.gz').shape == (28, 28, 28)
+
+def test_packaged_2d_configs(cli, mm, tmp_path):
+    "The packaged MedMNIST 2-D configs (axial slices at 28 x 28): stage 1 → stage 2 and VAE → diffusion, then generation; sizes shrunk."
+    env = {'MEDMNIST_DATA_DIR': str(mm), 'PROD9_OUTPUT_DIR': str(tmp_path / 'outputs')}
+    small = ['data.slices_per_volume=1', 'trainer.max_epochs=1', 'trainer.limit_train_batches=2', 'trainer.limit_val_batches=1',
+             'trainer.enable_progress_bar=false']
+    width = {'prod9-train-autoencoder': ['model.channels=[8, 8, 8]'], 'prod9-train-transformer': ['model.hidden_dim=32', 'model.num_layers=1', 'validation.num_samples=0'],
+             'prod9-train-maisi-vae': ['model.num_channels=[8, 8]'], 'prod9-train-maisi-diffusion': ['model.num_channels=[8, 8]', 'model.num_head_channels=8']}
+    def run(prog, *a):
+        sets = [x for kv in small + (width[prog] if a[0] == 'train' else []) for x in ('--set', kv)]
+        r = cli(prog, *map(str, a), *sets, env=env); assert r.returncode == 0, f"{prog} {a[:3]}: {r.stderr[-3000:]}"
+    run('prod9-train-autoencoder', 'train', '--config', 'maskgit/medmnist_2d/stage1/base.yaml')
+    run('prod9-train-transformer', 'train', '--config', 'maskgit/medmnist_2d/stage2/base.yaml')
+    run('prod9-train-transformer', 'generate', '--config', 'maskgit/medmnist_2d/stage2/base.yaml', '--checkpoint', tmp_path / 'outputs' / 'medmnist_2d_transformer.ckpt',
+        '--output', tmp_path / 'g1', '--num-samples', 1, '--modality', 'liver', '--steps', 2)
+    run('prod9-train-maisi-vae', 'train', '--config', 'maisi/medmnist_2d/vae.yaml')
+    run('prod9-train-maisi-diffusion', 'train', '--config', 'maisi/medmnist_2d/diffusion.yaml')
+    run('prod9-train-maisi-diffusion', 'generate', '--config', 'maisi/medmnist_2d/diffusion.yaml', '--checkpoint', tmp_path / 'outputs' / 'medmnist_2d_diffusion.ckpt',
+        '--output', tmp_path / 'g2', '--num-samples', 1, '--modality', 'spleen', '--num-inference-steps', 2)
+    assert nib.load(tmp_path / 'g1' / 'sample_0001_liver.nii.gz').shape == (28, 28)
+    assert nib.load(tmp_path / 'g2' / 'sample_0001_spleen.nii.gz').shape == (28, 28)
