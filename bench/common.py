@@ -106,7 +106,6 @@ def train_segmenter(size, n_cases, steps, device, vae=None):
     and a segmenter that has only seen sharp volumes misses lesions in decoded ones (it would score the decoder, not the conditioning)."""
     import numpy as np
     from monai.networks.nets import UNet
-    from monai.losses import DiceCELoss
     from prod9.phantoms import make_phantom
     torch.manual_seed(0)
     net = UNet(3, 1, 2, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).to(device)
@@ -116,10 +115,15 @@ def train_segmenter(size, n_cases, steps, device, vae=None):
     X, Y = torch.from_numpy(np.stack(xs))[:, None].float().to(device), torch.from_numpy(np.stack(ys))[:, None].to(device)
     if vae is not None:
         with torch.no_grad(): X, Y = torch.cat([X, vae(X)[0].clamp(0, 1)]), torch.cat([Y, Y])
+    return fit_segmenter(net, X, Y, steps, 4)
+
+def fit_segmenter(net, X, Y, steps:int, batch:int):
+    "Train a segmenter `net` (image → background/tumour) on `X`, `Y` for `steps` random batches with MONAI's Dice-CE loss, reproducibly."
+    from monai.losses import DiceCELoss
     opt, lossf = torch.optim.Adam(net.parameters(), 3e-3), DiceCELoss(to_onehot_y=True, softmax=True)
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        idx = torch.randint(0, len(X), (4,), generator=g)
+        idx = torch.randint(0, len(X), (batch,), generator=g)
         loss = lossf(net(X[idx]), Y[idx]); opt.zero_grad(); loss.backward(); opt.step()
     return net.eval()
 

@@ -31,7 +31,7 @@ BENCHES = {
               ['--vae-steps', '4000', '--diffusion-steps', '20000', '--controlnet-steps', '8000', '--segmenter-steps', '8000']),
     'real_mri': ('bench_real_mri', 'Reconstruction on real MRI', [], ['--scale', 'large']),
     'medgen': ('bench_medgen', "MedGen's modes: bravo and dual against unconditioned models, seg masks", [],
-               ['--size', '64', '--steps', '6000', '--segmenter-steps', '3000', '--samples', '64']),
+               ['--size', '64', '--steps', '6000', '--channels', '32', '64', '64', '--segmenter-steps', '3000', '--samples', '64']),
 }
 DEBIAN = ['mricron-data', 'insighttoolkit5-examples']
 PYPI = ['nilearn']

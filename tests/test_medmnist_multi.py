@@ -90,6 +90,21 @@ scheduler: {{num_inference_steps: 2}}
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / 'gen').glob('*.nii.gz')) == [f'sample_0001_{f}.nii.gz' for f in FLAGS]
     assert nib.load(tmp_path / 'gen' / 'sample_0001_adrenalmnist3d.nii.gz').shape == (28, 28, 28)
+    # a label ControlNet on it, reading the same latent cache
+    cn = tmp_path / 'cn.yaml'
+    cn.write_text(COMMON.format(root=mm, flags=FLAGS, mode='dataset') + f"""
+output_dir: {tmp_path}/cn
+vae_path: {mm}/vae.safetensors
+diffusion_path: {tmp_path}/d/last.ckpt
+latent_cache_dir: {tmp_path}/d/latents
+controlnet: {{control_type: label}}
+""")
+    r = cli('prod9-train-maisi-controlnet', 'train', '--config', cn); assert r.returncode == 0, r.stderr[-3000:]
+    assert 'is up to date' in r.stdout
+    r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', tmp_path / 'cn' / 'last.ckpt', '--output', tmp_path / 'cg',
+            '--num-samples', 1, '--modality', 'fracturemnist3d', '--num-inference-steps', 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.name for p in (tmp_path / 'cg').glob('*.nii.gz')] == ['sample_0001_fracturemnist3d.nii.gz']
 
 def test_packaged_2d_configs(cli, mm, tmp_path):
     "The packaged MedMNIST 2-D configs (axial slices at 28 x 28): stage 1 → stage 2 and VAE → diffusion, then generation; sizes shrunk."

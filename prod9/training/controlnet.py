@@ -46,6 +46,7 @@ class ControlDataset(Dataset):
     def __init__(self, cache:dict|str|Path, scale_factor:float, cfg:ControlNetModelConfig, class_names:Sequence[str]):
         c = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         self.base, self.cfg = LatentDataset(c, scale_factor), cfg
+        self.image_shape = [int(g) * int(c.get('downsample_factor', 1)) for g in c.get('grid', [])]
         t = cfg.control_type
         if 'mask' in t and c.get('seg') is None and len(c['labels']): raise ValueError("control_type needs segmentations, but this data source has none (use phantoms or BraTS)")
         self.idx = list(range(len(self.base)))
@@ -68,7 +69,7 @@ class ControlDataset(Dataset):
             j, s = self.pairs[i]; d = self.base[j]; d['control'] = self.images[s].float(); return d
         d = self.base[self.idx[i]]
         if 'mask' in t: d['control'] = mask_condition(d['seg'][None], self.cfg.mask_classes)[0]
-        else: d['control'] = torch.zeros(1, *self.base.seg.shape[2:]) if self.base.seg is not None else None
+        else: d['control'] = torch.zeros(1, *self.image_shape)          # label control: an empty condition image of the data's size
         return d
 
 # %% ../../nbs/49_train_controlnet.ipynb #0c7d0ae2
