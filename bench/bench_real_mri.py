@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse, json, math, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
-from torch.utils.data import Dataset, DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_device, machine_info, markdown_table
 
@@ -39,8 +38,6 @@ from prod9.metrics import foreground_mask, masked_psnr_ssim
 import lightning as L
 from prod9.training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning
 from monai.metrics import PSNRMetric, SSIMMetric, MultiScaleSSIMMetric
-from monai.metrics.regression import compute_ssim_and_cs
-from scipy import ndimage
 
 COLIN27 = Path('/usr/share/mricron/templates/ch2.nii.gz')
 ITK_T1 = Path('/usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz')

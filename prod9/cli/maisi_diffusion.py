@@ -101,6 +101,11 @@ def _channel_names(m) -> list[str]:
     mods = getattr(d, 'modalities', None)
     return [mods[0]] if mods and len(mods) == 1 else ['image']
 
+def _classes(m, args) -> list:
+    "The classes to generate: `--modality`, else every class of a conditional model; `[None]` for an unconditional one."
+    if not m.cfg.model.conditional: return [None]
+    return resolve_classes([args.modality], m.class_names, '--modality') if args.modality else list(range(len(m.class_names)))
+
 def generate(cfg, args) -> list[Path]:
     "`generate` for every mode: image (by class), seg (masks), bravo and dual (images for masks from --mask, --seg-model or held-out cases)."
     ck = args.image_model or args.checkpoint
@@ -137,9 +142,8 @@ def generate(cfg, args) -> list[Path]:
             masks = lambda start, count, s: torch.stack([held.seg[(start + j) % len(held)].long() for j in range(count)])
         chans = _channel_names(m)
         labels_of = (lambda c, count: None if c is None else [c] * count)
-        classes = (resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))) if m.cfg.model.conditional else [None]
         files = []
-        for c in classes:
+        for c in _classes(m, args):
             tag = chans if c is None else [names[c]]
             def make(start, count, s, c=c):
                 mk = masks(start, count, s)
@@ -150,9 +154,8 @@ def generate(cfg, args) -> list[Path]:
                                       montage=f"{mode}_{'_'.join(tag)}")
         return files
     if args.modality and not m.cfg.model.conditional: raise ValueError("--modality needs a class-conditional model (model.conditional: true)")
-    classes = (resolve_classes([args.modality], names, '--modality') if args.modality else list(range(len(names)))) if m.cfg.model.conditional else [None]
     files = []
-    for c in classes:
+    for c in _classes(m, args):
         make = lambda start, count, s, c=c: [gen(count, s, None if c is None else [c] * count)]
         tag = '' if c is None else f'_{names[c]}'
         files += generate_batches(args.output, n, args.batch_size, lambda i, tag=tag: [f'sample_{i + 1:04d}{tag}.nii.gz'], make,
@@ -167,7 +170,6 @@ def _diffusion(argv) -> int:
         ('--image-model', dict(help="generate: the image model's checkpoint (the same as --checkpoint)")),
         ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)"))]).parse_args(argv)
     if (cfg := begin(args, DiffusionStageConfig)) is None: return 0
-    seed = args.seed or 0
     if args.command == 'generate':
         files = generate(cfg, args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0

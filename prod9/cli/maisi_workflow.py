@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/cli_maisi_workflow.html.md"""
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #68982fcf
 from __future__ import annotations
-import argparse, json, math, os, shutil, sys
+import argparse, json, math, shutil
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,7 +14,8 @@ import yaml
 from ..io import read_volume, write_nifti, atomic_write, VolumeError
 from ..preprocess import volume_files
 from ..config import CONFIG_DIR, read_yaml
-from .shared import run_cli, parse_overrides, generate_batches, device_from_config
+from .shared import run_cli, generate_batches, device_from_config
+from .maisi_diffusion import conditions_from_flags
 from ..diffusion.diffusion_model import REGION_SPANS, BODY_REGIONS, region_indices
 
 # %% auto #0
@@ -194,11 +195,7 @@ def infer(work_dir, num_samples:int=1, region:str|None=None, spacing=None, seed:
     if num_samples < 1: raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
     m = load_diffusion_checkpoint(ck).attach_vae(load_vae(state['vae_path']))
     m = m.to(device_from_config(m.cfg))
-    cond = {}
-    if region:
-        if not m.cfg.model.region_conditioning: raise ValueError(f"--body-region: this model ({state['maisi_version']}) does not condition on the body region")
-        region_indices(region); cond['region'] = region
-    if spacing: cond['spacing'] = list(spacing)
+    cond = conditions_from_flags(m.cfg.model, argparse.Namespace(body_region=region, spacing=spacing))     # checked as generate checks them
     make = lambda start, count, s: [m.decode(m.generate_latents(count, seed=s, num_inference_steps=num_inference_steps, **cond)).cpu()]
     return generate_batches(wd.output, num_samples, batch_size, lambda i: [f'synthetic_{i + 1:03d}.nii.gz'], make, seed=seed,
                             checkpoint=ck, affine=m.affine, montage='synthetic')

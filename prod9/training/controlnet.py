@@ -14,7 +14,6 @@ from torch.utils.data import Dataset
 from ..data import mask_condition
 from ..controlnet.controlnet_model import ControlNetModelConfig, condition_channels, build_controlnet
 from ..diffusion.sampling import sample_latents
-from ..diffusion.diffusion_model import unet_conditions
 from .cache import load_tokens
 from .diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset
 
@@ -114,9 +113,7 @@ class ControlNetLightning(MAISIDiffusionLightning):
     def generate_latents(self, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, control=None,
                          conditioning_scale:float|None=None, region=None, spacing=None) -> torch.Tensor:
         "Scaled latents for `control` (B, C_cond, *S) (and `class_labels`, and `region`/`spacing` for a UNet that reads them), reproducible from `seed`."
-        known = self.hparams.get('conditions') or {}
-        if region is None and known.get('region') is not None: region = [known['region']] * num_samples
-        extra = unet_conditions(self.cfg.model, region, known.get('spacing') if spacing is None else spacing, num_samples, self.device)
+        extra = self.sample_conditions(num_samples, region, spacing)
         labels = None if class_labels is None else torch.as_tensor(class_labels, device=self.device).long()
         unet_labels = labels if self.cfg.model.conditional else None
         cn_labels = self.control_labels(labels) if labels is not None else None

@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 from ..config import StageConfig, SlidingWindowConfig, LRScheduleConfig
-from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet, unet_conditions, BODY_REGIONS, REGION_SPANS
+from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet, unet_conditions
 from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target, min_snr_weight
 from ..diffusion.sampling import sample_latents
 from .cache import load_tokens
@@ -220,6 +220,13 @@ def test_step(self:MAISIDiffusionLightning, batch, batch_idx): self._eval(batch,
 
 # %% ../../nbs/48_train_diffusion.ipynb #103a9278
 @patch
+def sample_conditions(self:MAISIDiffusionLightning, num_samples:int, region=None, spacing=None) -> dict:
+    "The UNet's region and spacing inputs for generating `num_samples` volumes; those not given are the training data's (`hparams.conditions`)."
+    known = self.hparams.get('conditions') or {}
+    if region is None and known.get('region') is not None: region = [known['region']] * num_samples
+    return unet_conditions(self.cfg.model, region, known.get('spacing') if spacing is None else spacing, num_samples, self.device)
+
+@patch
 @torch.no_grad()
 def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None,
                      region=None, spacing=None, mask=None, **control) -> torch.Tensor:
@@ -227,10 +234,7 @@ def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels
     for a UNet that conditions on them; default: the training data's (`hparams.conditions`). `mask` (B, 1, *image size) tumour labels:
     what a bravo or dual model generates for."""
     cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
-    known = self.hparams.get('conditions') or {}
-    if region is None and known.get('region') is not None: region = [known['region']] * num_samples
-    if spacing is None: spacing = known.get('spacing')
-    control.setdefault('unet_kwargs', unet_conditions(self.cfg.model, region, spacing, num_samples, self.device))
+    control.setdefault('unet_kwargs', self.sample_conditions(num_samples, region, spacing))
     unet = self.unet
     if self.cond_channels:
         if mask is None: raise ValueError(f"a {self.cfg.mode} model generates for a tumour mask: pass mask= (B, 1, *image size) labels")
