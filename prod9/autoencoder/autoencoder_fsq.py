@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Sequence
 import torch
 from torch import nn
-from monai.networks.nets.autoencoderkl import Encoder, Decoder
+from monai.networks.nets.autoencoderkl import Encoder, Decoder, AEKLResBlock
+from monai.networks.utils import pixelshuffle, pixelunshuffle
+from fastcore.basics import patch
 from typing import Annotated, Literal
 from pydantic import Field
 from ..config import StrictModel, PositiveInt, Widths
@@ -20,13 +22,18 @@ __all__ = ['AutoencoderFSQ', 'FSQModelConfig', 'build_autoencoder']
 
 # %% ../../nbs/11_autoencoder_fsq.ipynb #51f74997
 class AutoencoderFSQ(nn.Module):
-    "Conv encoder → FSQ → conv decoder (MONAI blocks), for `spatial_dims` 2 or 3."
+    """Encoder → FSQ → decoder, for `spatial_dims` 2 or 3. `architecture='conv'`: MONAI's convolutional encoder and decoder, downsampling
+    by 2 per extra entry of `channels`. `architecture='patch'`: a patch codec. Each `patch_size`-voxel block is folded into channels
+    (space to depth), then residual blocks (MONAI's) of width `channels[0]` work at the token grid, around a linear path from block
+    to code and back that `init_linear` fits to data."""
     def __init__(self, spatial_dims:int=3, in_channels:int=1, out_channels:int=1,
                  channels:Sequence[int]=(32, 64, 128),   # feature maps per resolution; downsampling = 2**(len-1)
                  levels:Sequence[int]=(8, 5, 5, 5),      # FSQ levels; the latent has len(levels) channels
                  num_res_blocks:int|Sequence[int]=1, norm_num_groups:int=8, norm_eps:float=1e-6,
                  attention_levels:Sequence[bool]|None=None, with_nonlocal_attn:bool=False,
                  latent_channels:int|None=None,          # encoder output width; a 1×1 conv maps it to len(levels) (default: no projection)
+                 architecture:str='conv',                # 'conv' or 'patch'
+                 patch_size:int=4,                       # 'patch': voxels per token along each axis
                  fsq_levels:Sequence[int]|None=None, fmaps:Sequence[int]|None=None, fmaps_depth:int|None=None):  # the seed's names
         super().__init__()
         if fsq_levels is not None: levels = fsq_levels
@@ -34,25 +41,40 @@ class AutoencoderFSQ(nn.Module):
         elif fmaps_depth is not None: channels = list(channels)[:fmaps_depth]
         if spatial_dims not in (2, 3): raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         channels = tuple(int(c) for c in channels)
+        if architecture not in ('conv', 'patch'): raise ValueError(f"architecture must be 'conv' or 'patch', got {architecture!r}")
+        if architecture == 'patch' and len(channels) != 1:
+            raise ValueError(f"architecture 'patch' works at one resolution (the token grid): give one width, channels: [{channels[-1]}], not {list(channels)}; "
+                             "the downsampling is patch_size")
         if any(c % norm_num_groups for c in channels):
             raise ValueError(f"every entry of channels {channels} must be divisible by norm_num_groups={norm_num_groups}")
         nrb = [num_res_blocks] * len(channels) if isinstance(num_res_blocks, int) else list(num_res_blocks)
         attn = list(attention_levels) if attention_levels is not None else [False] * len(channels)
         self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
         self.channels, self.levels = channels, tuple(int(l) for l in levels)
+        self.architecture, self.patch_size = architecture, int(patch_size)
         self.quantizer = FiniteScalarQuantizer(self.levels)
         self.latent_channels = int(latent_channels or self.quantizer.dim)
-        self.encoder = Encoder(spatial_dims, in_channels, channels, self.latent_channels, nrb, norm_num_groups, norm_eps, attn,
-                               with_nonlocal_attn=with_nonlocal_attn)
-        self.decoder = Decoder(spatial_dims, channels, self.latent_channels, out_channels, nrb, norm_num_groups, norm_eps, attn,
-                               with_nonlocal_attn=with_nonlocal_attn)
         conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+        if architecture == 'conv':
+            self.encoder = Encoder(spatial_dims, in_channels, channels, self.latent_channels, nrb, norm_num_groups, norm_eps, attn,
+                                   with_nonlocal_attn=with_nonlocal_attn)
+            self.decoder = Decoder(spatial_dims, channels, self.latent_channels, out_channels, nrb, norm_num_groups, norm_eps, attn,
+                                   with_nonlocal_attn=with_nonlocal_attn)
+        else:
+            w, n, g, lc = channels[0], nrb[0], norm_num_groups, self.latent_channels
+            pin, pout = in_channels * self.patch_size ** spatial_dims, out_channels * self.patch_size ** spatial_dims
+            res = lambda: [AEKLResBlock(spatial_dims, w, g, norm_eps, w) for _ in range(n)]
+            self.encoder = nn.Sequential(conv(pin, w, 1), *res(), nn.GroupNorm(g, w, norm_eps), nn.SiLU(), conv(w, lc, 1))
+            self.decoder = nn.Sequential(conv(lc, w, 3, padding=1), *res(), nn.GroupNorm(g, w, norm_eps), nn.SiLU(), conv(w, pout, 1))
+            self.patch_in, self.patch_out = conv(pin, lc, 1), conv(lc, pout, 1)     # the linear path: block → latent → block
+            for m in (self.encoder[-1], self.decoder[-1]): nn.init.zeros_(m.weight); nn.init.zeros_(m.bias)   # start as the linear path
+            self.register_buffer('linear_initialised', torch.zeros((), dtype=torch.bool))                     # saved: a resumed run keeps its fit
         proj = self.latent_channels != self.quantizer.dim
         self.proj_in = conv(self.latent_channels, self.quantizer.dim, 1) if proj else nn.Identity()     # latent → FSQ dims
         self.proj_out = conv(self.quantizer.dim, self.latent_channels, 1) if proj else nn.Identity()    # codes → decoder width
 
     @property
-    def downsample_factor(self) -> int: return 2 ** (len(self.channels) - 1)
+    def downsample_factor(self) -> int: return self.patch_size if self.architecture == 'patch' else 2 ** (len(self.channels) - 1)
     @property
     def codebook_size(self) -> int: return self.quantizer.codebook_size
 
@@ -70,7 +92,10 @@ class AutoencoderFSQ(nn.Module):
     def encode(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "`(B, C, *S)` → `(z_mu, z_sigma)` of shape `(B, d, *S/f)`; `z_sigma` is zeros (deterministic encoder)."
         self._check_input(x)
-        z = self.encoder(x)
+        if self.architecture == 'patch':
+            u = pixelunshuffle(x, self.spatial_dims, self.patch_size)
+            z = self.encoder(u) + self.patch_in(u)
+        else: z = self.encoder(x)
         return z, torch.zeros_like(z)
 
     def quantize(self, z:torch.Tensor) -> torch.Tensor: return self.quantizer(self.proj_in(z))
@@ -81,7 +106,9 @@ class AutoencoderFSQ(nn.Module):
         and an encoder latent `(B, latent_channels, *s)` wider than the codes is quantised first."""
         if not codes.is_floating_point(): codes = self.indices_to_codes(codes).to(next(self.parameters()).dtype)
         elif codes.shape[1] != self.quantizer.dim and codes.shape[1] == self.latent_channels: codes = self.quantize(codes)
-        return self.decoder(self.proj_out(codes))
+        h = self.proj_out(codes)
+        if self.architecture == 'patch': return pixelshuffle(self.decoder(h) + self.patch_out(h), self.spatial_dims, self.patch_size)
+        return self.decoder(h)
     def decode_indices(self, indices:torch.Tensor) -> torch.Tensor:
         "Token grid `(B, *s)` → image `(B, C_out, *s·f)`."
         return self.decode(indices.long())
@@ -90,6 +117,47 @@ class AutoencoderFSQ(nn.Module):
         "`x` → `(reconstruction, codes, indices)`."
         codes = self.quantize(self.encode(x)[0])
         return self.decode(codes), codes, self.embed(codes)
+
+# %% ../../nbs/11_autoencoder_fsq.ipynb #cf6b729c
+@patch
+def patch_blocks(self:AutoencoderFSQ, x:torch.Tensor) -> torch.Tensor:
+    "`(B, C, *S)` → `(N, C·patch_size**spatial_dims)`: one row per token, its block folded into channels as the patch codec folds it."
+    u = pixelunshuffle(x, self.spatial_dims, self.patch_size)
+    return u.movedim(1, -1).reshape(-1, u.shape[1])
+
+# %% ../../nbs/11_autoencoder_fsq.ipynb #410ccf25
+@patch
+@torch.no_grad()
+def init_linear(self:AutoencoderFSQ, blocks:torch.Tensor, spread:float=1.0, reduce=None) -> dict:
+    """Fit the patch codec's linear path to `blocks` (rows of `patch_blocks`). The encoder's path projects onto the first `len(levels)`
+    principal components, scaled so that one standard deviation of each is `spread` before FSQ's tanh; the largest-variance component gets
+    the first (finest) channel. The decoder's path is the least-squares map from the quantised codes back to the blocks. `reduce` sums a
+    tensor over processes, so under DDP every process fits the same path from all processes' blocks. Returns the share of the variance the
+    components hold and the mean squared error of the fitted path."""
+    if self.architecture != 'patch': raise ValueError(f"init_linear fits the linear path of architecture 'patch'; this model is {self.architecture!r}")
+    d = self.quantizer.dim
+    if self.latent_channels != d or self.in_channels != self.out_channels:
+        raise ValueError(f"init_linear needs latent_channels == len(levels) ({d}) and in_channels == out_channels; got latent_channels="
+                         f"{self.latent_channels}, in/out channels {self.in_channels}/{self.out_channels}")
+    reduce = reduce or (lambda t: t)
+    X = blocks.detach().double()
+    n = reduce(torch.tensor(float(len(X)), dtype=torch.float64, device=X.device))
+    if n <= d: raise ValueError(f"init_linear needs more than {d} blocks, got {int(n)}")
+    mu = reduce(X.sum(0)) / n
+    cov = reduce(X.T @ X) / n - torch.outer(mu, mu)
+    evals, evecs = torch.linalg.eigh(cov)
+    lam, V = evals.flip(0)[:d].clamp_min(1e-12), evecs.flip(1)[:, :d]
+    V = V * torch.where(V.sum(0) < 0, -1.0, 1.0)          # a fixed sign: the same fit on every machine
+    Wt = (V * (spread / lam.sqrt())).T                    # d × p
+    codes = self.quantizer(((X - mu) @ Wt.T).float().reshape(len(X), d, *([1] * self.spatial_dims))).reshape(len(X), d).double()
+    A = torch.cat([codes, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
+    sol = torch.linalg.solve(reduce(A.T @ A) + 1e-8 * torch.eye(d + 1, dtype=X.dtype, device=X.device), reduce(A.T @ X))
+    sse = reduce(((A @ sol - X) ** 2).sum())
+    one = [1] * self.spatial_dims
+    self.patch_in.weight.copy_(Wt.reshape(d, -1, *one)); self.patch_in.bias.copy_(-(Wt @ mu))
+    self.patch_out.weight.copy_(sol[:d].T.reshape(-1, d, *one)); self.patch_out.bias.copy_(sol[d])
+    self.linear_initialised.fill_(True)
+    return {'blocks': int(n), 'explained_variance': float(lam.sum() / cov.diagonal().sum()), 'mse': float(sse / (n * X.shape[1]))}
 
 # %% ../../nbs/11_autoencoder_fsq.ipynb #8690f433
 class FSQModelConfig(StrictModel):
@@ -104,6 +172,8 @@ class FSQModelConfig(StrictModel):
     attention_levels: list[bool] | None = None
     with_nonlocal_attn: bool = False
     latent_channels: PositiveInt | None = None     # encoder width before the 1×1 projection to len(levels); None = len(levels)
+    architecture: Literal['conv', 'patch'] = 'conv'   # patch: one width in channels, residual blocks at the token grid (real MRI recipe)
+    patch_size: int = Field(4, ge=2)               # architecture patch: voxels per token along each axis
 
 def build_autoencoder(cfg:FSQModelConfig|dict) -> AutoencoderFSQ:
     "An `AutoencoderFSQ` from its model config."
