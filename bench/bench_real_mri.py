@@ -72,13 +72,17 @@ def preprocess(path, spacing) -> torch.Tensor:
 def accel(d): return 'gpu' if str(d).startswith('cuda') else 'cpu'
 
 RECIPES = {
-    # name: (packaged config, stage config class, lightning class, model section overrides)
-    'FSQ autoencoder, ×4 (levels 8·8·8·6·5)': ('maskgit/nifti/stage1/real_mri.yaml', AutoencoderStageConfig, AutoencoderFSQLightning, {}),
-    'FSQ autoencoder, ×2 (levels 8·5·5·5)': ('maskgit/nifti/stage1/real_mri.yaml', AutoencoderStageConfig, AutoencoderFSQLightning,
-                                            {'channels': [16, 32], 'levels': [8, 5, 5, 5]}),
+    # name: (packaged config, stage config class, lightning class, overrides of its sections)
+    'FSQ patch codec, ×4 (levels 8·8·8·6·5)': ('maskgit/nifti/stage1/real_mri.yaml', AutoencoderStageConfig, AutoencoderFSQLightning, {}),
+    'FSQ conv codec, ×4 (levels 8·8·8·6·5)': ('maskgit/nifti/stage1/real_mri.yaml', AutoencoderStageConfig, AutoencoderFSQLightning,
+                                             {'model': {'architecture': 'conv', 'channels': [16, 32, 64], 'num_res_blocks': 1}, 'init': {'method': 'none'}}),
+    'FSQ conv codec, ×2 (levels 8·5·5·5)': ('maskgit/nifti/stage1/real_mri.yaml', AutoencoderStageConfig, AutoencoderFSQLightning,
+                                           {'model': {'architecture': 'conv', 'channels': [16, 32], 'num_res_blocks': 1, 'levels': [8, 5, 5, 5]},
+                                            'init': {'method': 'none'}}),
     'MAISI KL VAE, ×4 (4 latent channels)': ('maisi/autoencoder/real_mri_vae.yaml', MAISIVAEStageConfig, MAISIVAELightning, {}),
 }
 MODELS = list(RECIPES)
+DEFAULT_MODELS = [m for m in MODELS if '×2' not in m]     # ×2 (4× the tokens): --models
 TRILINEAR = 'trilinear ×4 down and up (baseline)'
 HEAD_THRESHOLD, HEAD_DILATION = 0.05, 2
 
@@ -119,14 +123,14 @@ class Curves(L.Callback):
         if trainer.global_step % self.every == 0: self.record(trainer, m)
 
 def recipe_config(name, out, data_dir, patch, steps, device):
-    cfg_file, cfg_cls, _, model_over = RECIPES[name]
+    cfg_file, cfg_cls, _, over = RECIPES[name]
     import os
     os.environ['NIFTI_DATA_DIR'] = str(data_dir)            # the packaged configs read the folder from it
     raw = load_config(config_path(cfg_file), cfg_cls).model_dump()
     raw['output_dir'] = str(out / (name.split(',')[0].replace(' ', '_') + '_x' + name.split('×')[1][:1]))
     raw['seed'] = 0
     raw['data'].update(val_fraction=0.0, roi_size=[patch] * 3, num_workers=0)
-    raw['model'].update(model_over)
+    for section, values in over.items(): raw[section].update(values)
     raw['callbacks'] = {}
     raw['trainer'] = budget_trainer_config(accel(device), max_steps=steps, log_every_n_steps=10, limit_val_batches=0)
     return cfg_cls.model_validate(raw)
@@ -173,7 +177,7 @@ def main(argv=None):
     p.add_argument('--steps', type=int, help="optimiser steps per model (default: 1,000, or 8,000 at --scale large)")
     p.add_argument('--eval-every', type=int, help="steps between evaluations of the test volume (default: steps / 8)")
     p.add_argument('--spacing', type=float, default=2.0); p.add_argument('--patch', type=int)
-    p.add_argument('--models', nargs='+', default=MODELS, choices=MODELS)
+    p.add_argument('--models', nargs='+', default=DEFAULT_MODELS, choices=MODELS)
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json'); p.add_argument('--figure')
     p.add_argument('--curves', help="PNG of PSNR inside the head and codebook use against steps")
     a = p.parse_args(argv)

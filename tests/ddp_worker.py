@@ -1,7 +1,10 @@
 """Run by tests/test_ddp.py: a tiny stage-1 FSQ autoencoder (with a discriminator that sits out the first step) trained on eight fixed
 16^3 phantoms, batch 4 in one process or 2 + 2 in two DDP processes on CPU (gloo). Each process saves its losses and final weights.
 
-    python tests/ddp_worker.py OUT DEVICES
+    python tests/ddp_worker.py OUT DEVICES [conv|patch]
+
+With `patch` the model is the patch codec, whose linear path is fitted to the first training batches before the first step: under DDP
+from both processes' batches together.
 """
 import sys
 from pathlib import Path
@@ -27,11 +30,12 @@ class Record(L.Callback):
         torch.save({'losses': self.losses, 'weights': {k: v.detach().cpu() for k, v in pl_module.autoencoder.state_dict().items()},
                     'world_size': trainer.world_size, 'seen': self.seen}, self.out / f'rank{trainer.global_rank}.pt')
 
-def main(out, devices:int):
+def main(out, devices:int, arch:str='conv'):
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg = AutoencoderStageConfig(
         output_dir=str(out / 'run'),
-        model={'channels': [8, 8], 'levels': [5, 5, 5], 'num_res_blocks': 1, 'norm_num_groups': 4},
+        model=({'channels': [8, 8], 'levels': [5, 5, 5], 'num_res_blocks': 1, 'norm_num_groups': 4} if arch == 'conv' else
+               {'architecture': 'patch', 'channels': [8], 'levels': [5, 5, 5], 'num_res_blocks': 1, 'norm_num_groups': 4}),
         loss={'adversarial': {'weight': 0.1, 'warmup_steps': 1, 'disc_channels': 8, 'disc_layers': 2}},
         training={'lr': 1e-3},
         trainer={'accelerator': 'cpu', 'devices': devices, 'strategy': 'ddp' if devices > 1 else 'auto', 'max_epochs': 1,
@@ -45,4 +49,4 @@ def main(out, devices:int):
     val = DataLoader(Phantoms(range(8, 10)), batch_size=1)
     fit_stage(module, cfg, train=train, val=val, monitor='val_l1', quiet=True, callbacks=[Record(out)])
 
-if __name__ == '__main__': main(sys.argv[1], int(sys.argv[2]))
+if __name__ == '__main__': main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:4])

@@ -4,11 +4,11 @@ import torch
 import pytest
 from conftest import ROOT
 
-def run_worker(out, devices):
+def run_worker(out, devices, arch='conv'):
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])),
            'OMP_NUM_THREADS': '1', 'MASTER_PORT': str(29500 + os.getpid() % 1000)}
     for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'NODE_RANK', 'SLURM_PROCID', 'SLURM_NTASKS'): env.pop(k, None)
-    r = subprocess.run([sys.executable, str(ROOT / 'tests' / 'ddp_worker.py'), str(out), str(devices)], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, str(ROOT / 'tests' / 'ddp_worker.py'), str(out), str(devices), arch], env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
 
@@ -29,3 +29,15 @@ def test_two_processes_agree_with_one(tmp_path):
     from prod9.training.autoencoder_fsq import AutoencoderFSQLightning
     m = AutoencoderFSQLightning.from_checkpoint(tmp_path / 'ddp' / 'run' / 'last.ckpt')
     for k, v in m.autoencoder.state_dict().items(): assert torch.equal(v, r0['weights'][k]), k
+
+def test_patch_codec_fit_is_the_same_in_every_process(tmp_path):
+    "The patch codec's linear path is fitted before the first step from sums over all processes' batches: both ranks get the one-process fit."
+    run_worker(tmp_path / 'ddp', 2, 'patch')
+    run_worker(tmp_path / 'one', 1, 'patch')
+    r0, r1 = (torch.load(tmp_path / 'ddp' / f'rank{r}.pt', weights_only=True) for r in (0, 1))
+    one = torch.load(tmp_path / 'one' / 'rank0.pt', weights_only=True)
+    for k, v in r0['weights'].items(): assert torch.equal(v, r1['weights'][k]), k
+    assert bool(r0['weights']['linear_initialised']) and bool(one['weights']['linear_initialised'])
+    ddp_loss = [(a + b) / 2 for a, b in zip(r0['losses'], r1['losses'])]
+    assert ddp_loss == pytest.approx(one['losses'], rel=1e-4), (ddp_loss, one['losses'])    # same fit, same steps
+    for k in ('patch_in.weight', 'patch_out.weight'): torch.testing.assert_close(r0['weights'][k], one['weights'][k], rtol=1e-4, atol=1e-5)

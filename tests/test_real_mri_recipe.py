@@ -28,6 +28,7 @@ def test_packaged_real_mri_recipe_trains_without_collapse(cli, tmp_path, prog, c
     val = [row for row in rows if row.get('val_psnr_fg')]
     assert len(val) == 2 and all(0 < float(v['val_psnr_fg']) < float(v['val_psnr']) for v in val)   # whole volumes: the head scores below the air
     if 'maskgit' in cfg:
+        assert "fitted the patch codec's linear path" in r.stderr          # the recipe's patch codec starts from its fitted linear code
         # 3 training volumes × 4 crops / batch 4 = 3 steps an epoch; the validation volume's tokens (whole: ≥ 8×9×7, a crop has 4³) use a spread of codes
         assert float(val[-1]['val_tokens']) >= 8 * 9 * 7 and float(val[-1]['val_perplexity']) >= 16
         epoch = [row for row in rows if row.get('train/epoch_perplexity')]
