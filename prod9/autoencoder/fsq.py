@@ -10,6 +10,7 @@ import math
 from typing import Sequence
 import torch
 from torch import nn
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['round_ste', 'FiniteScalarQuantizer']
@@ -73,3 +74,16 @@ class FiniteScalarQuantizer(nn.Module):
         return ((q - half_width).float() / half_width.float())
 
     def extra_repr(self): return f"levels={self.levels_list}, codebook_size={self.codebook_size}"
+
+# %% ../../nbs/10_fsq.ipynb #c555f7f5
+@patch
+def level_entropy(self:FiniteScalarQuantizer, z:torch.Tensor, temperature:float=0.1) -> torch.Tensor:
+    "Mean over channels of the normalised entropy (in [0, 1]) of each channel's soft level histogram over `z`, the values `forward` takes."
+    with torch.autocast(z.device.type, enabled=False):
+        b = self.bound(z.float())
+        hs = []
+        for k, L in enumerate(self.levels_list):
+            lv = torch.arange(L, device=z.device, dtype=b.dtype) - L // 2          # the integers bound() rounds to
+            p = torch.softmax(-(b[:, k].reshape(-1, 1) - lv) ** 2 / temperature, dim=1).mean(0)
+            hs.append(-(p * (p + 1e-9).log()).sum() / math.log(L))
+        return torch.stack(hs).mean()

@@ -26,6 +26,8 @@ __all__ = ['CodebookHealthConfig', 'LinearInitConfig', 'AutoencoderStageConfig',
 class CodebookHealthConfig(StrictModel):
     "When the log warns of a collapsing codebook (`AutoencoderLightning.codebook_health`)."
     min_perplexity: float | None = Field(16.0, ge=0)     # over an epoch's training tokens and the whole validation set; None: never warn
+    entropy_weight: float = Field(0.0, ge=0)             # weight of 1 - level_entropy (FSQ levels used evenly) in the training loss
+    entropy_temperature: float = Field(0.1, gt=0)        # softness of level_entropy's histogram, in level units
 
 class LinearInitConfig(StrictModel):
     "How the patch codec's linear path is fitted to training data before the first step (`AutoencoderFSQ.init_linear`)."
@@ -56,8 +58,13 @@ class AutoencoderFSQLightning(AutoencoderLightning):
     config_class = AutoencoderStageConfig
     def build_model(self, m): return build_autoencoder(m)
     def model_terms(self, x):
-        recon, codes, idx = self.autoencoder(x)
-        return recon, {}, {**codebook_stats(idx, self.autoencoder.codebook_size), 'indices': idx}
+        ae, cb = self.autoencoder, self.cfg.codebook
+        if cb.entropy_weight == 0:
+            recon, codes, idx = ae(x)
+            return recon, {}, {**codebook_stats(idx, ae.codebook_size), 'indices': idx}
+        z = ae.proj_in(ae.encode(x)[0]); codes = ae.quantizer(z); idx = ae.embed(codes)
+        return (ae.decode(codes), {'level_entropy_gap': (cb.entropy_weight, 1 - ae.quantizer.level_entropy(z, cb.entropy_temperature))},
+                {**codebook_stats(idx, ae.codebook_size), 'indices': idx})
 
     def on_train_start(self):
         """With `init` (the patch codec's default), fit the linear path to the foreground blocks of the first `init.batches` training batches,
