@@ -23,12 +23,14 @@ class Phantoms(Dataset):
 class Record(L.Callback):
     "Each process's loss at every step and its weights at the end, in OUT/rank{r}.pt."
     def __init__(self, out): self.out, self.losses, self.seen = Path(out), [], []
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not hasattr(self, 'first'): self.first = {k: v.detach().cpu().clone() for k, v in pl_module.autoencoder.state_dict().items()}
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(float(outputs['loss'] if isinstance(outputs, dict) else outputs))
         self.seen.append([round(float(v), 3) for v in batch['image'].flatten(1).sum(1)])
     def on_train_end(self, trainer, pl_module):
         torch.save({'losses': self.losses, 'weights': {k: v.detach().cpu() for k, v in pl_module.autoencoder.state_dict().items()},
-                    'world_size': trainer.world_size, 'seen': self.seen}, self.out / f'rank{trainer.global_rank}.pt')
+                    'world_size': trainer.world_size, 'seen': self.seen, 'first': self.first}, self.out / f'rank{trainer.global_rank}.pt')
 
 def main(out, devices:int, arch:str='conv'):
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
