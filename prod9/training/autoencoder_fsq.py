@@ -59,12 +59,9 @@ class AutoencoderFSQLightning(AutoencoderLightning):
     def build_model(self, m): return build_autoencoder(m)
     def model_terms(self, x):
         ae, cb = self.autoencoder, self.cfg.codebook
-        if cb.entropy_weight == 0:
-            recon, codes, idx = ae(x)
-            return recon, {}, {**codebook_stats(idx, ae.codebook_size), 'indices': idx}
-        z = ae.proj_in(ae.encode(x)[0]); codes = ae.quantizer(z); idx = ae.embed(codes)
-        return (ae.decode(codes), {'level_entropy_gap': (cb.entropy_weight, 1 - ae.quantizer.level_entropy(z, cb.entropy_temperature))},
-                {**codebook_stats(idx, ae.codebook_size), 'indices': idx})
+        z = ae.proj_in(ae.encode(x)[0]); codes = ae.quantizer(z); idx = ae.embed(codes)    # forward's steps, keeping z for the entropy term
+        extra = {'level_entropy_gap': (cb.entropy_weight, 1 - ae.quantizer.level_entropy(z, cb.entropy_temperature))} if cb.entropy_weight > 0 else {}
+        return ae.decode(codes), extra, {**codebook_stats(idx, ae.codebook_size), 'indices': idx}
 
     def on_train_start(self):
         """With `init` (the patch codec's default), fit the linear path to the foreground blocks of the first `init.batches` training batches,
