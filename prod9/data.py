@@ -14,7 +14,8 @@ import torch
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 from monai.data import MetaTensor, CacheDataset, PersistentDataset, list_data_collate
-from monai.data.utils import pickle_hashing
+from monai.data.utils import pickle_hashing, set_rnd, worker_init_fn
+from monai.utils import get_seed
 from monai.transforms import (Compose, MapTransform, Orientationd, Spacingd, ScaleIntensityRangePercentilesd,
                               SpatialPadd, RandSpatialCropd, RandCropByPosNegLabeld, DeleteItemsd, ResizeWithPadOrCropd, EnsureTyped)
 from .config import (MODALITIES, PhantomDataConfig, BratsDataConfig, MedMNIST3DDataConfig, NiftiFolderDataConfig)
@@ -189,6 +190,7 @@ class VolumeDataModule(L.LightningDataModule):
                                            hash_func=record_hash, hash_transform=pickle_hashing)
                 else: ds = CacheDataset(recs, self.sample_transforms(split == 'train'), cache_rate=self.cfg.cache_rate, num_workers=0, progress=False)
             except RuntimeError as e: raise transform_error_cause(e) from None
+            if get_seed() is None: set_rnd(ds, torch.initial_seed())    # random crops follow torch's seed (the CLI's is the config's `seed`)
             n = getattr(self.cfg, 'crops_per_volume', 1)
             self.datasets[split] = Repeated(ds, n) if split == 'train' and n > 1 else ds
 
@@ -198,7 +200,7 @@ class VolumeDataModule(L.LightningDataModule):
         if len(ds) == 0: raise ValueError(f"the {split} split is empty; raise data.{split}_fraction or add cases")
         bs = 1 if (self.whole_eval and split != 'train') else self.cfg.batch_size     # whole volumes differ in size
         return DataLoader(ds, batch_size=bs, shuffle=shuffle, collate_fn=list_data_collate, num_workers=self.cfg.num_workers,
-                          persistent_workers=self.cfg.num_workers > 0)
+                          persistent_workers=self.cfg.num_workers > 0, worker_init_fn=worker_init_fn)   # MONAI's: each worker its own crops
     def train_dataloader(self): return self._loader('train', shuffle=True)
     def val_dataloader(self): return self._loader('val')
     def test_dataloader(self): return self._loader('test')
