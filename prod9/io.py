@@ -13,8 +13,9 @@ import numpy as np
 import nibabel as nib
 
 # %% auto #0
-__all__ = ['NIFTI_SUFFIXES', 'NRRD_SUFFIXES', 'VolumeError', 'Volume', 'check_array', 'check_voxel_bytes', 'read_nifti',
-           'atomic_write', 'write_nifti', 'read_nrrd', 'read_volume', 'montage_center', 'save_montage', 'write_samples']
+__all__ = ['NIFTI_SUFFIXES', 'NRRD_SUFFIXES', 'VolumeError', 'Volume', 'check_input_file', 'total_memory', 'require_memory',
+           'check_array', 'check_voxel_bytes', 'read_nifti', 'atomic_write', 'write_nifti', 'check_nrrd_header',
+           'read_nrrd', 'read_volume', 'montage_center', 'save_montage', 'write_samples']
 
 # %% ../nbs/01_io.ipynb #132ad1d2
 class VolumeError(ValueError):
@@ -40,12 +41,44 @@ class Volume:
     def shape(self) -> tuple: return tuple(self.data.shape)
 
 # %% ../nbs/01_io.ipynb #545abe21
+def _size(n:int) -> str:
+    "Bytes for people: 512 B, 1.5 MB, 2.4 GB."
+    for unit, k in (('TB', 1e12), ('GB', 1e9), ('MB', 1e6), ('kB', 1e3)):
+        if n >= k: return f"{n / k:.3g} {unit}"
+    return f"{n} B"
+
+def check_input_file(path, what:str='file') -> Path:
+    """`path` when it names a regular file that can be read; otherwise an error that says what it is instead: missing, a folder, a
+    symbolic link that dangles or loops, a FIFO or device (which would block or never end), or unreadable."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        try: target = os.readlink(path)
+        except OSError: target = '?'
+        raise FileNotFoundError(f"{path}: a symbolic link to {target}, which does not exist or loops; give the {what} itself")
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir(): raise VolumeError(path, f"is a folder, expected a {what}")
+    if not path.is_file(): raise VolumeError(path, f"is not a regular file (a FIFO, socket or device), expected a {what}")
+    if not os.access(path, os.R_OK): raise PermissionError(errno.EACCES, "Permission denied (cannot read it)", str(path))
+    return path
+
+def total_memory() -> int:
+    "Bytes of physical memory of this machine (a very large number where the system does not say)."
+    try: return int(os.sysconf('SC_PAGE_SIZE')) * int(os.sysconf('SC_PHYS_PAGES'))
+    except (ValueError, OSError, AttributeError): return 1 << 62
+
+def require_memory(nbytes:int, what:str, fix:str='') -> int:
+    "Refuse, before anything is allocated, work that needs more memory than this machine has: `what` needs `nbytes`."
+    if (nbytes := int(nbytes)) > (total := total_memory()):
+        raise ValueError(f"{what} needs {_size(nbytes)}, more than the {_size(total)} of memory this machine has{'; ' + fix if fix else ''}")
+    return nbytes
+
 def check_array(data:np.ndarray, path, ndim:int|None=3, allow_nonfinite:bool=False) -> np.ndarray:
     "Validate dtype, dimensionality and finiteness of voxel `data` read from `path`."
     if data.dtype.kind not in 'biuf':
         raise VolumeError(path, f"unsupported voxel dtype {data.dtype} (kind {data.dtype.kind!r}); expected integer, "
                                 "boolean or floating-point intensities (RGB or complex images are not supported)")
     if data.size == 0: raise VolumeError(path, f"the volume has no voxels (shape {data.shape})")
+    if data.size == 1 and ndim is not None: raise VolumeError(path, f"the volume is a single voxel (shape {data.shape}): not an image; check that the right file was given")
     if ndim is not None and data.ndim != ndim:
         if data.ndim == ndim + 1 and data.shape[-1] == 1: data = data[..., 0]
         else:
@@ -60,12 +93,6 @@ def check_array(data:np.ndarray, path, ndim:int|None=3, allow_nonfinite:bool=Fal
     return data
 
 # %% ../nbs/01_io.ipynb #cfce113b
-def _size(n:int) -> str:
-    "Bytes for people: 512 B, 1.5 MB, 2.4 GB."
-    for unit, k in (('TB', 1e12), ('GB', 1e9), ('MB', 1e6), ('kB', 1e3)):
-        if n >= k: return f"{n / k:.3g} {unit}"
-    return f"{n} B"
-
 def _voxel_bytes(img) -> int: return int(np.prod([int(s) for s in img.shape], dtype=object)) * img.get_data_dtype().itemsize
 
 def _gunzipped_size(path, limit:int) -> int:
@@ -89,9 +116,7 @@ def check_voxel_bytes(path, img):
 
 def read_nifti(path, ndim:int|None=3, allow_nonfinite:bool=False) -> Volume:
     "Read a NIfTI-1/2 file (`.nii` or `.nii.gz`) with its affine and header; errors name the file."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir(): raise VolumeError(path, "is a directory, expected a NIfTI file")
+    path = check_input_file(path, 'NIfTI file')
     if path.stat().st_size == 0: raise VolumeError(path, "the file is empty (0 bytes); it was probably not copied or downloaded completely")
     try: img = nib.load(str(path))
     except Exception as e:
@@ -185,12 +210,54 @@ def _suffix(path) -> str:
     name = str(path).lower()
     return next((s for s in ('.nii.gz',) + NIFTI_SUFFIXES + NRRD_SUFFIXES if name.endswith(s)), Path(path).suffix)
 
+def _nrrd_data_file(path:Path, name:str) -> Path:
+    "The detached data file `name` of NRRD header `path`, confined to the header's folder: no absolute path, no `..` or link out of it."
+    if name.split()[0].upper() == 'LIST' or len(name.split()) > 1:
+        raise VolumeError(path, f"'data file: {name}' names several data files (LIST or a format string); only one detached data file is supported")
+    folder = path.parent.resolve()
+    data = (folder / name).resolve()
+    if os.path.isabs(name) or not data.is_relative_to(folder):
+        raise VolumeError(path, f"'data file: {name}' points outside the header's folder {folder}; a detached NRRD data file must lie "
+                                "beside its header (a relative name inside that folder): move the data there and name it relative to the header")
+    try: return check_input_file(data, 'NRRD data file')
+    except (FileNotFoundError, VolumeError) as e: raise VolumeError(path, f"its 'data file: {name}': {e}") from None
+
+def check_nrrd_header(path) -> dict:
+    """The header of NRRD file `path` (pynrrd), checked before any voxel is read: a detached data file only beside the header, the
+    voxel geometry prod9 needs (`space directions`, `space origin`), and the memory and bytes the sizes promise."""
+    import nrrd
+    path = Path(path)
+    try: h = nrrd.read_header(str(path))
+    except Exception as e:
+        raise VolumeError(path, f"is not a readable NRRD file: its header cannot be parsed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    for k in ('sizes', 'type', 'encoding'):
+        if k not in h: raise VolumeError(path, f"its NRRD header has no {k!r} field, which the format requires")
+    sizes = [int(s) for s in np.atleast_1d(h['sizes'])]
+    if min(sizes) < 1: raise VolumeError(path, f"its NRRD header gives sizes {sizes}; every size must be at least 1")
+    try: itemsize = nrrd.reader._determine_datatype({**h, 'endian': h.get('endian', 'little')}).itemsize     # endian: read later
+    except Exception as e: raise VolumeError(path, f"its NRRD header gives type {h['type']!r}, which is not a known NRRD type ({e})") from None
+    nbytes = int(np.prod(sizes, dtype=object)) * itemsize
+    try: require_memory(nbytes, f"its header's sizes {'x'.join(map(str, sizes))} ({h['type']})")
+    except ValueError as e: raise VolumeError(path, str(e)) from None
+    name = h.get('data file', h.get('datafile'))
+    data = _nrrd_data_file(path, str(name)) if name is not None else path
+    if str(h['encoding']).lower() == 'raw' and data != path and data.stat().st_size < nbytes:
+        raise VolumeError(path, f"its data file {data.name} holds {_size(data.stat().st_size)}, but the header's sizes {'x'.join(map(str, sizes))} "
+                                f"({h['type']}) need {_size(nbytes)}; the data file is truncated or the header is wrong")
+    if 'space directions' not in h:
+        raise VolumeError(path, "its NRRD header has no 'space directions' (nor 'space'): prod9 needs the voxel geometry; add "
+                                "'space: left-posterior-superior', 'space directions: (sx,0,0) (0,sy,0) (0,0,sz)' and 'space origin: (x,y,z)' "
+                                "(e.g. save it again with 3D Slicer or SimpleITK)")
+    if 'space origin' not in h:
+        raise VolumeError(path, "its NRRD header has 'space directions' but no 'space origin'; add 'space origin: (x,y,z)' (in mm)")
+    return h
+
 def read_nrrd(path, ndim:int|None=3, allow_nonfinite:bool=False) -> Volume:
     "Read an NRRD file through MONAI (`LoadImage(reader='NrrdReader')`), affine in RAS."
     from monai.transforms import LoadImage
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
+    path = check_input_file(path, 'NRRD file')
     if path.stat().st_size == 0: raise VolumeError(path, "the file is empty (0 bytes)")
+    check_nrrd_header(path)
     try: img = LoadImage(reader='NrrdReader', image_only=True)(str(path))
     except Exception as e:
         raise VolumeError(path, f"is not a readable NRRD file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
