@@ -101,25 +101,39 @@ def format_validation_error(err:ValidationError, model, file=None) -> str:
 class TrainerConfig(StrictModel):
     "Settings forwarded to `lightning.Trainer`."
     max_epochs: int = Field(10, ge=1)
-    max_steps: int = -1
-    accelerator: str = 'auto'
-    devices: Union[int, str, list[int]] = 1      # devices per node (GPUs): a count, a list of indices, or 'auto' for every visible one
+    max_steps: int = Field(-1, ge=-1)             # -1: no limit
+    accelerator: Literal['auto', 'cpu', 'gpu', 'cuda', 'mps'] = 'auto'
+    devices: Union[Annotated[int, Field(ge=-1)], str, Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]] = 1      # devices per node (GPUs): a count, a list of indices, or 'auto' for every visible one
     num_nodes: int = Field(1, ge=1)               # machines (torchrun --nnodes, SLURM --nodes)
     strategy: str = 'auto'                        # 'ddp' for several devices (one process each); 'fsdp' shards large models; 'auto' picks
-    precision: str = '32-true'
+    precision: Literal['32-true', '32', '16-mixed', '16', 'bf16-mixed', 'bf16', 'bf16-true', '16-true', '64-true', '64'] = '32-true'
     log_every_n_steps: int = Field(10, ge=1)
     limit_train_batches: Union[int, float, None] = None
     limit_val_batches: Union[int, float, None] = None
     limit_test_batches: Union[int, float, None] = None
-    val_check_interval: Union[int, float, None] = None
+    val_check_interval: Union[int, float, None] = None     # batches (>= 1), or a fraction of an epoch in (0, 1]
     check_val_every_n_epoch: int = Field(1, ge=1)
-    gradient_clip_val: float | None = None
+    gradient_clip_val: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     accumulate_grad_batches: int = Field(1, ge=1)
     deterministic: bool = False
     enable_progress_bar: bool = True
     profiler: Literal['simple', 'advanced', 'pytorch'] | None = None     # Lightning's profilers: a timing report after fit
     detect_anomaly: bool = False                                       # torch.autograd anomaly detection (slow; for NaN hunts)
     loggers: list[Literal['csv', 'tensorboard']] = ['csv']
+
+    @model_validator(mode='after')
+    def _check_ranges(self):
+        if isinstance(self.devices, int) and self.devices == 0:
+            raise ValueError("devices: 0 runs on no device; give a count >= 1, -1 or 'auto' (every visible device), or a list of indices")
+        if isinstance(self.devices, str) and not re.fullmatch(r"auto|-1|\d+|\d+(\s*,\s*\d+)*,?", self.devices.strip()) or self.devices in ('0', '0,'):
+            raise ValueError(f"devices: {self.devices!r} is not a device count, a list of indices ('0,1') or 'auto'")
+        if (v := self.val_check_interval) is not None and (v <= 0 or (isinstance(v, float) and not (math.isfinite(v) and v <= 1))):
+            raise ValueError(f"val_check_interval: {v!r} must be a number of training batches >= 1 or a fraction of an epoch in (0, 1]")
+        for k in ('limit_train_batches', 'limit_val_batches', 'limit_test_batches'):
+            v = getattr(self, k)
+            if v is not None and (v < 0 or (isinstance(v, float) and not (math.isfinite(v) and v <= 1))):
+                raise ValueError(f"{k}: {v!r} must be a number of batches >= 0 or a fraction in [0, 1]")
+        return self
 
     def trainer_kwargs(self) -> dict:
         "Keyword arguments for `lightning.Trainer` (loggers are built by the caller)."
@@ -295,9 +309,17 @@ class CompileConfig(StrictModel):
     backend: str = 'inductor'                    # 'inductor' needs a C++ compiler on CPU (and Triton on CUDA); 'aot_eager' needs neither
     dynamic: bool | None = None
 
+    @model_validator(mode='after')
+    def _known_backend(self):
+        if self.enabled:
+            import torch._dynamo
+            if self.backend not in torch._dynamo.list_backends(exclude_tags=()):
+                raise ValueError(f"backend: {self.backend!r} is not a torch.compile backend; expected one of {', '.join(sorted(torch._dynamo.list_backends()))}")
+        return self
+
 class StageConfig(StrictModel):
     "Sections every training stage has. Stage notebooks subclass this."
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)          # numpy's and MONAI's random states take 32-bit seeds
     output_dir: str = 'outputs/run'
     data: DataConfig = Field(default_factory=PhantomDataConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
@@ -377,7 +399,12 @@ def read_yaml(path) -> dict:
     "Read a YAML mapping, with errors that name the file (and line for syntax errors)."
     path = Path(path)
     if not path.is_file(): raise ConfigError("config file not found; check the --config path", path)
-    try: data = parse_yaml(path.read_text())
+    try: text = path.read_bytes().decode('utf-8')
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b'\n') + 1
+        raise ConfigError(f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} at line {line}); save the config as UTF-8", path) from None
+    try: data = parse_yaml(text)
+    except RecursionError: raise ConfigError("the YAML nests too deeply to read", path) from None
     except yaml.YAMLError as e: raise ConfigError(f"invalid YAML: {yaml_error_text(e)}", path) from None
     if data is None: raise ConfigError("config file is empty; expected a mapping of sections (data, trainer, ...)", path)
     if not isinstance(data, dict): raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", path)
