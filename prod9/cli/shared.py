@@ -19,11 +19,12 @@ from ..loader import load, what_is, describe, KINDS
 from ..training.engine import make_trainer, fit_stage, require_resumable
 
 # %% auto #0
-__all__ = ['EXPECTED_ERRORS', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser', 'parse_overrides', 'env_overrides',
-           'load_stage_config', 'print_config', 'check_args', 'begin', 'earlier_run', 'claim_output', 'require_kind',
-           'check_resume', 'device_from_config', 'error_line', 'run_cli', 'report_best', 'stage1_module',
-           'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find', 'stage1_cli',
-           'read_manifest', 'safe_file_name', 'generate_batches']
+__all__ = ['MAX_SAMPLES', 'RUN_FILES', 'EXPECTED_ERRORS', 'DEBUG_ENV', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser',
+           'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config', 'check_args', 'begin',
+           'earlier_run', 'claim_output', 'refuse_overwriting', 'require_kind', 'check_resume', 'device_from_config',
+           'error_line', 'unexpected_line', 'run_cli', 'report_best', 'stage1_module', 'add_window_flags',
+           'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find', 'stage1_cli', 'read_manifest',
+           'safe_file_name', 'generate_batches']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -88,14 +89,21 @@ _FLAG_RULES = {    # attribute: (flag, what it must be, test)
     'lr_steps': ('--lr-steps', 'an integer >= 3', lambda v: v >= 3),
     'min_lr': ('--min-lr', 'a rate > 0', lambda v: math.isfinite(v) and v > 0),
     'max_lr': ('--max-lr', 'a rate > 0', lambda v: math.isfinite(v) and v > 0),
+    'seed': ('--seed', 'an integer in [0, 2**32)', lambda v: 0 <= v < 2**32),
 }
+MAX_SAMPLES = 100_000          # `--num-samples` above this is a typo, not a data set: refused before any file name is made
 
 def check_args(args):
-    "Refuse a flag value no command can use (zero steps, an overlap of 1, a zero-sized window), naming the flag: before any work starts."
+    """Refuse a flag value no command can use (zero steps, an overlap of 1, a zero-sized window, a seed numpy cannot take, a
+    number of samples no disk holds), naming the flag: before any work starts."""
     for attr, (flag, want, ok) in _FLAG_RULES.items():
         v = getattr(args, attr, None)
         if v is not None and not ok(v):
             raise ValueError(f"{flag} must be {want}, got {' '.join(map(str, v)) if isinstance(v, list) else v}")
+    if (n := getattr(args, 'num_samples', None)) is not None and n > MAX_SAMPLES:
+        raise ValueError(f"--num-samples {n} is more than prod9 generates in one command ({MAX_SAMPLES:,}); run several commands "
+                         "with --seed set apart, or check the number")
+    if (b := getattr(args, 'batch_size', None)) is not None and n is not None and b > n: args.batch_size = n     # a batch is never larger than the run
 
 def begin(args, schema):
     "The command's config (`load_stage_config`) with torch seeded from it, after `check_args`; `None` after printing it when `--print-config` was given."
@@ -107,10 +115,16 @@ def begin(args, schema):
     torch.manual_seed(cfg.seed)
     return cfg
 
+RUN_FILES = (r'(best|last)(-[A-Za-z0-9=._-]*)?\.ckpt', r'periodic/epoch=\d+-step=\d+(-v\d+)?\.ckpt')     # the names a run writes (Lightning adds -v1, ...)
+
 def earlier_run(out) -> list[Path]:
-    "The checkpoints an earlier training run left in output folder `out` (`best*.ckpt`, `last.ckpt`, `periodic/`)."
+    """The checkpoints an earlier training run left in output folder `out`: the names a run writes (`best*.ckpt`, `last*.ckpt`,
+    `periodic/epoch=…-step=….ckpt`), regular files only. Other files in the folder are not the run's, and `--overwrite` leaves them."""
+    import re
     out = Path(out)
-    return sorted([*out.glob('*.ckpt'), *out.glob('periodic/*.ckpt')])
+    cands = [*out.glob('*.ckpt'), *out.glob('periodic/*.ckpt')]
+    return sorted(p for p in cands if p.is_file() and not p.is_symlink()
+                  and any(re.fullmatch(pat, p.relative_to(out).as_posix()) for pat in RUN_FILES))
 
 def claim_output(cfg, args):
     """`train` never silently replaces a run: when `output_dir` holds one, `--resume` continues it from its `last.ckpt` (set as
@@ -135,6 +149,20 @@ def claim_output(cfg, args):
         with RunLock(out):                  # a run still training into the folder keeps its checkpoints: RunLockedError
             for p in old: p.unlink(missing_ok=True)
         print(f"--overwrite: deleted the {len(old)} checkpoint(s) of the earlier run in {out}")
+
+def refuse_overwriting(output, *inputs, flag:str='--output'):
+    """Refuse to write `output` when it is one of `inputs` (the same file, through any path, link or hard link): one line naming the
+    flag, and the input stays as it was."""
+    out = Path(output)
+    for i in inputs:
+        if i is None: continue
+        i = Path(i)
+        same = out.resolve() == i.resolve()
+        if not same and out.exists() and i.exists():
+            try: same = os.path.samefile(out, i)
+            except OSError: same = False
+        if same: raise ValueError(f"{flag} {output} is the input {i}; writing there would replace it: give another {flag}")
+    return out
 
 def require_kind(cfg, key:str, kind:str) -> Path:
     "The file at config key `key`, which must exist and be a prod9 file of `kind` (a `prod9.loader.KINDS` key); else a `ConfigError` naming the key."
@@ -163,6 +191,7 @@ def device_from_config(cfg) -> torch.device:
 
 # %% ../../nbs/51_cli_shared.ipynb #658f930d
 EXPECTED_ERRORS = (ConfigError, VolumeError, ValueError, FloatingPointError, OSError)
+DEBUG_ENV = 'PROD9_DEBUG'          # set to 1: a failing command raises, with its traceback, instead of printing one line
 
 def error_line(e:BaseException) -> str:
     "One line for an expected failure; OS errors name the file and say what the system said (disk full, permission, read-only)."
@@ -173,11 +202,30 @@ def error_line(e:BaseException) -> str:
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     return '; '.join(lines) if isinstance(e, ConfigError) else ' '.join(lines)      # several config errors: one line, `;` between
 
+def unexpected_line(e:BaseException) -> str:
+    "One line for a failure prod9 did not foresee: the exception's type, its message's first lines, and where in the code it happened."
+    import traceback
+    if isinstance(e, RecursionError): what = "RecursionError: a structure nests too deeply to read (a config or checkpoint that is not one prod9 wrote?)"
+    elif isinstance(e, MemoryError): what = f"MemoryError: this machine ran out of memory{': ' + str(e) if str(e) else ''}; use smaller sizes (data.roi_size, batch sizes)"
+    else: what = f"{type(e).__name__}: {' '.join(l.strip() for l in str(e).splitlines() if l.strip())[:400] or 'no message'}"
+    tb = traceback.extract_tb(e.__traceback__)
+    where = next((f for f in reversed(tb) if f'{os.sep}prod9{os.sep}' in f.filename), tb[-1] if tb else None)
+    at = f" (in {Path(where.filename).name}:{where.lineno}, {where.name})" if where else ''
+    return f"{what}{at}; run again with {DEBUG_ENV}=1 for the traceback"
+
 def run_cli(main_fn, prog:str, argv=None) -> int:
-    "Run `main_fn(argv)`; an expected failure becomes one line `{prog}: error: ...` on stderr and exit status 1."
+    """Run `main_fn(argv)`; any failure becomes one line `{prog}: error: ...` on stderr and exit status 1: an expected one says what to
+    fix, an unforeseen one its type, message and place. With `PROD9_DEBUG=1` the exception propagates with its traceback."""
+    debug = os.environ.get(DEBUG_ENV, '').strip() not in ('', '0')
     try: return main_fn(argv) or 0
     except KeyboardInterrupt: print(f"{prog}: interrupted", file=sys.stderr); return 130
-    except EXPECTED_ERRORS as e: print(f"{prog}: error: {error_line(e)}", file=sys.stderr); return 1
+    except SystemExit: raise
+    except EXPECTED_ERRORS as e:
+        if debug: raise
+        print(f"{prog}: error: {error_line(e)}", file=sys.stderr); return 1
+    except Exception as e:
+        if debug: raise
+        print(f"{prog}: error: {unexpected_line(e)}", file=sys.stderr); return 1
 
 # %% ../../nbs/51_cli_shared.ipynb #9f32eeff
 def report_best(cfg, trainer) -> Path:
@@ -191,14 +239,18 @@ def report_best(cfg, trainer) -> Path:
     return best
 
 def stage1_module(cfg, checkpoint, module_cls, export_kind:str):
-    "A stage-1 module for `cfg`, with the weights of `checkpoint` (this stage's .ckpt, or its export) when given."
+    """A stage-1 module for `cfg`, with the weights of `checkpoint` (this stage's .ckpt, or its export) when given. The autoencoder is
+    the one the file stores, rebuilt from the file's own model settings: an export made with other FSQ levels or another downsampling
+    than the command's `model` section decodes as it was trained, not as the config says."""
     m = module_cls(cfg.model_dump())
     if checkpoint:
         obj = load(checkpoint, expect=(module_cls.__name__, export_kind))
-        target = m if isinstance(obj, module_cls) else m.autoencoder
-        try: target.load_state_dict(obj.state_dict())
-        except RuntimeError as e:
-            raise ValueError(f"--checkpoint {checkpoint}: its model does not match the config's model section ({str(e)[:200]})") from None
+        stored = obj.autoencoder if isinstance(obj, module_cls) else obj
+        if isinstance(obj, module_cls):
+            try: m.load_state_dict(obj.state_dict(), strict=False)
+            except RuntimeError as e:
+                raise ValueError(f"--checkpoint {checkpoint}: its model does not match the config's model section ({str(e)[:200]})") from None
+        m.autoencoder = stored
     return m
 
 def add_window_flags(p:argparse.ArgumentParser, what:str='generate') -> argparse.ArgumentParser:
@@ -219,15 +271,23 @@ def window_from_flags(sw:SlidingWindowConfig, args) -> SlidingWindowConfig:
 
 def use_window_flags(module, args, cfg=None):
     """A generating module that decodes with the window the flags give (its `cfg.sliding_window`, which `decode` reads) and, given the
-    command's `cfg`, in that config's `trainer.precision` (bf16-mixed decodes under autocast), not the precision it was trained in."""
-    module.cfg.sliding_window = window_from_flags(module.cfg.sliding_window, args)
-    if cfg is not None: module.cfg.trainer = module.cfg.trainer.model_copy(update={'precision': cfg.trainer.precision})
+    command's `cfg`, generates as that config says, `--set` included: its `trainer.precision` (bf16-mixed decodes under autocast), its
+    `sampler` (MaskGiT: steps, schedule, temperatures, guidance) and its `scheduler.num_inference_steps` (diffusion), not the values the
+    checkpoint was trained with. A flag (`--steps`, `--num-inference-steps`, ...) still wins over both."""
+    base = cfg.sliding_window if cfg is not None else module.cfg.sliding_window
+    module.cfg.sliding_window = window_from_flags(base, args)
+    if cfg is not None:
+        module.cfg.trainer = module.cfg.trainer.model_copy(update={'precision': cfg.trainer.precision})
+        if hasattr(cfg, 'sampler') and hasattr(module.cfg, 'sampler'): module.cfg.sampler = type(module.cfg.sampler).model_validate(cfg.sampler.model_dump())
+        if hasattr(getattr(cfg, 'scheduler', None), 'num_inference_steps') and hasattr(getattr(module.cfg, 'scheduler', None), 'num_inference_steps'):
+            module.cfg.scheduler = module.cfg.scheduler.model_copy(update={'num_inference_steps': cfg.scheduler.num_inference_steps})
     return module
 
 def infer(cfg, module, args) -> Path:
     """Sliding-window reconstruction of `--input` into `--output`, with the input's shape, affine and header, in the input's intensity
     units: the percentile scaling applied on the way in is inverted on the way out (`--normalised` keeps the model's [0, 1])."""
     if not args.input or not args.output: raise ValueError("infer needs --input IN.nii.gz and --output OUT.nii.gz")
+    refuse_overwriting(args.output, args.input, args.checkpoint, getattr(args, 'config', None))
     v = read_volume(args.input)
     sw = window_from_flags(cfg.sliding_window, args)
     if len(sw.roi_size) != v.data.ndim:
