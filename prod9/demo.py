@@ -219,12 +219,16 @@ def main(argv=None) -> int:
     p.add_argument('--quick', action='store_true', help="tiny models and seconds of training (a smoke test)")
     p.add_argument('--data-only', action='store_true', help="only write and check the phantom cases")
     a = p.parse_args(argv)
-    try:
-        if a.size < 16 or a.size % 4 or a.num_cases < 1 or a.train_cases < 4 or a.minutes <= 0:
-            raise ValueError(f"--size must be a multiple of 4 and >= 16, --num-cases >= 1, --train-cases >= 4, --minutes > 0; "
+    from prod9.cli.shared import run_cli          # one line and exit 1 for any failure, as every prod9 command
+    from prod9.io import require_memory
+    def run(_):
+        if a.size < 16 or a.size % 4 or a.num_cases < 1 or a.train_cases < 4 or a.minutes <= 0 or a.minutes > 1e6:
+            raise ValueError(f"--size must be a multiple of 4 and >= 16, --num-cases >= 1, --train-cases >= 4, --minutes in (0, 1e6]; "
                              f"got size {a.size}, num-cases {a.num_cases}, train-cases {a.train_cases}, minutes {a.minutes}")
+        if not 0 <= a.seed < 2**32: raise ValueError(f"--seed must be an integer in [0, 2**32), got {a.seed}")
+        # five float32 volumes a case (four modalities and the mask), held for every training case, and the models' activations on top
+        require_memory(a.size ** 3 * 4 * 5 * (a.num_cases if a.data_only else max(a.train_cases, a.num_cases) * 4), f"--size {a.size}",
+                       "choose a smaller --size (or fewer --train-cases)")
         if a.data_only: run_demo(a.output_dir, a.num_cases, (a.size,) * 3, a.seed)
         else: run_full_demo(a.output_dir, 0.25 if a.quick and a.minutes == 8.0 else a.minutes, a.size, a.train_cases, a.num_cases, a.seed, a.quick)
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"prod9-demo: error: {e}", file=sys.stderr); return 1
-    return 0
+    return run_cli(run, 'prod9-demo', argv)

@@ -6,12 +6,12 @@ Docs: https://prod9.github.io/prod9/preprocess.html.md"""
 
 # %% ../nbs/04_preprocess.ipynb #26be8dcf
 from __future__ import annotations
-import argparse, fnmatch, os, sys
+import argparse, fnmatch, math, os, sys
 from collections import Counter
 from pathlib import Path
 import numpy as np
 import torch
-from .io import read_volume, write_nifti, VolumeError, NIFTI_SUFFIXES, NRRD_SUFFIXES, _suffix
+from .io import read_volume, write_nifti, VolumeError, NIFTI_SUFFIXES, NRRD_SUFFIXES, _suffix, require_memory
 
 # %% auto #0
 __all__ = ['scan_folder', 'volume_files', 'check_folder', 'resample_volume', 'resample_folder', 'main']
@@ -70,6 +70,13 @@ def resample_volume(path, target_spacing=None, target_shape=None, label:bool=Fal
     from monai.data import MetaTensor
     from monai.transforms import Orientation, Spacing, ResizeWithPadOrCrop
     v = read_volume(path)
+    if target_spacing is not None:      # the grid it makes, before anything is allocated: 1e-6 mm or inf make no volume
+        if not all(math.isfinite(s) and s > 0 for s in target_spacing):
+            raise ValueError(f"--target-spacing must be finite and positive (mm), got {' '.join(f'{s:g}' for s in target_spacing)}")
+        shape = [max(1, round(n * s / t)) for n, s, t in zip(v.shape, v.spacing, target_spacing)]
+        require_memory(int(np.prod(shape, dtype=object)) * 4 * 3, f"{path}: resampling {'x'.join(map(str, v.shape))} at {' x '.join(f'{s:.3g}' for s in v.spacing)} mm "
+                       f"to {' x '.join(f'{s:g}' for s in target_spacing)} mm ({'x'.join(map(str, shape))} voxels)", "check --target-spacing (millimetres)")
+    if target_shape is not None: require_memory(int(np.prod(target_shape, dtype=object)) * 4 * 3, f"--target-shape {' '.join(map(str, target_shape))}")
     x = MetaTensor(torch.from_numpy(v.data.astype(np.float32))[None], affine=torch.as_tensor(v.affine, dtype=torch.float64))
     x = Orientation(axcodes='RAS', labels=(('L', 'R'), ('P', 'A'), ('I', 'S')))(x)
     if target_spacing is not None: x = Spacing(pixdim=tuple(target_spacing), mode='nearest' if label else 'bilinear')(x)
@@ -85,11 +92,20 @@ def resample_folder(in_dir, out_dir, target_spacing=None, target_shape=None, lab
     if in_dir.resolve() == out_dir.resolve(): raise ValueError(f"OUT_DIR must differ from IN_DIR ({in_dir}); prod9 never overwrites the originals")
     files = volume_files(in_dir)
     if not files: raise FileNotFoundError(f"{in_dir}: no .nii, .nii.gz, .nrrd or .nhdr files found")
+    names = {f: f.name[: -len(_suffix(f))] + '.nii.gz' for f in files}
+    if clash := {n: [f.name for f in files if names[f] == n] for n in names.values() if list(names.values()).count(n) > 1}:
+        n, srcs = next(iter(clash.items()))
+        raise ValueError(f"{in_dir}: {', '.join(srcs)} would all be written to {out_dir / n} ({len(clash)} such name(s)); "
+                         "rename or move one of them first: nothing was written")
+    for f, n in names.items():
+        for g in files:
+            if (out_dir / n).exists() and os.path.samefile(out_dir / n, g):
+                raise ValueError(f"{out_dir / n} is the input {g}; writing there would replace it: choose another OUT_DIR")
     written = []
     for f in files:
         is_label = fnmatch.fnmatch(f.name.lower(), label_pattern.lower())
         arr, aff = resample_volume(f, target_spacing, target_shape, is_label)
-        name = f.name[: -len(_suffix(f))] + '.nii.gz'
+        name = names[f]
         written.append(write_nifti(arr, out_dir / name, aff))
         print(f"{f.name} -> {out_dir / name}  {'x'.join(map(str, arr.shape))}{'  (label, nearest)' if is_label else ''}", file=out)
     return written
@@ -110,14 +126,14 @@ def _parser():
 def main(argv=None) -> int:
     "Entry point of `prod9-preprocess`."
     args = _parser().parse_args(argv)
-    try:
+    from prod9.cli.shared import run_cli          # one line and exit 1 for any failure, as every prod9 command
+    def run(_):
         if args.command == 'check': return 0 if check_folder(args.dir) else 1
         if args.target_spacing is None and args.target_shape is None:
             raise ValueError("give --target-spacing X Y Z and/or --target-shape X Y Z")
-        if args.target_spacing and min(args.target_spacing) <= 0: raise ValueError(f"--target-spacing must be positive, got {args.target_spacing}")
+        if args.target_spacing and not all(math.isfinite(s) and s > 0 for s in args.target_spacing):
+            raise ValueError(f"--target-spacing must be finite and positive (mm), got {' '.join(f'{s:g}' for s in args.target_spacing)}")
         if args.target_shape and min(args.target_shape) <= 0: raise ValueError(f"--target-shape must be positive, got {args.target_shape}")
         resample_folder(args.in_dir, args.out_dir, args.target_spacing, args.target_shape, args.label_pattern)
         return 0
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"prod9-preprocess: error: {e}", file=sys.stderr)
-        return 1
+    return run_cli(run, 'prod9-preprocess', argv)
