@@ -10,6 +10,7 @@ import os, re, functools
 from pathlib import Path
 from typing import Sequence
 import numpy as np
+import nibabel as nib
 import torch
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
@@ -19,7 +20,7 @@ from monai.utils import get_seed
 from monai.transforms import (Compose, MapTransform, Orientationd, Spacingd, ScaleIntensityRangePercentilesd,
                               SpatialPadd, RandSpatialCropd, RandCropByPosNegLabeld, DeleteItemsd, ResizeWithPadOrCropd, EnsureTyped)
 from .config import (MODALITIES, PhantomDataConfig, BratsDataConfig, MedMNIST3DDataConfig, NiftiFolderDataConfig)
-from .io import read_volume, VolumeError
+from .io import read_volume, VolumeError, Volume
 from .phantoms import make_phantom
 
 # %% auto #0
@@ -47,6 +48,11 @@ class LoadVolumed(MapTransform):
             arr = np.stack([v.data.astype(self.dtype) for v in vols])
             d[k] = MetaTensor(torch.from_numpy(arr), affine=torch.as_tensor(vols[0].affine, dtype=torch.float64),
                               meta={'filename_or_obj': str(paths[0])})
+        grids = {k: tuple(d[k].shape[1:]) for k in self.key_iterator(d)}
+        if len(set(grids.values())) > 1:              # e.g. a BraTS seg of another shape than its images: refused, never cropped to fit
+            (k0, s0), (k1, s1) = next(iter(grids.items())), next((k, s) for k, s in grids.items() if s != next(iter(grids.values())))
+            raise VolumeError(d[k1].meta['filename_or_obj'], f"its {k1} has shape {s1}, but the {k0} of the same case ({d[k0].meta['filename_or_obj']}) "
+                                                           f"has shape {s0}; the files of one case must share one grid: resample them together (prod9-preprocess resample)")
         return d
 
 # %% ../nbs/03_data.ipynb #0cda1eea
@@ -442,6 +448,9 @@ def mask_condition(seg:torch.Tensor, classes:Sequence[int]) -> torch.Tensor:
 def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3)) -> tuple[np.ndarray, np.ndarray]:
     "`(labels, affine)` of the label map at `path`, as training saw masks: integers, BraTS 2020/2021's 4 read as 3, known labels only, `shape` voxels."
     v = read_volume(path, ndim=len(shape))                  # a 2-D model's mask is a 2-D file
+    if len(shape) == 3:                                     # to RAS, as training read its masks (Orientationd): an LPS file is not mirrored
+        img = nib.as_closest_canonical(nib.Nifti1Image(v.data, v.affine))
+        v = Volume(np.asanyarray(img.dataobj), img.affine, None, v.path)
     if list(v.shape) != list(shape):
         raise VolumeError(path, f"shape {tuple(v.shape)} does not match the model's image size {tuple(shape)}; resample it first "
                                 f"(prod9-preprocess resample --target-shape {' '.join(map(str, shape))})")

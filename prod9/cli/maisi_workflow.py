@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/cli_maisi_workflow.html.md"""
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #68982fcf
 from __future__ import annotations
-import argparse, json, math, shutil
+import argparse, json, math, os, shutil
 from pathlib import Path
 import numpy as np
 import torch
@@ -111,7 +111,12 @@ def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None
     for d in (wd.dataroot, wd.embedding, wd.models, wd.output): d.mkdir(parents=True, exist_ok=True)
     for f in info['files']:                                 # link, not copy: the volumes can be large (a copy where links are refused)
         dst = wd.dataroot / f.name
-        if dst.is_symlink() or dst.exists(): dst.unlink()
+        if dst.resolve() == f.resolve() or (dst.exists() and os.path.samefile(dst, f)): continue    # the data already are the work folder's
+        if dst.exists() and not dst.is_symlink():
+            if (st := dst.stat()).st_size == f.stat().st_size and st.st_mtime_ns == f.stat().st_mtime_ns: continue   # an earlier setup's copy
+            raise ValueError(f"{dst} exists and is not a link that setup made; it would be replaced by a link to {f}: move it, or give "
+                             "another --work-dir")
+        if dst.is_symlink(): dst.unlink()                     # a link an earlier setup made (the file it points to is kept)
         try: dst.symlink_to(f.resolve())
         except OSError: shutil.copy2(f, dst)
     vae, diff = workflow_configs(wd, info, version, region, epochs, num_gpus, amp, num_splits, vae_path and str(Path(vae_path).resolve()))
