@@ -154,6 +154,13 @@ class VolumeDataModule(L.LightningDataModule):
 
     def cases(self) -> list[dict]: raise NotImplementedError
     def transforms(self, train:bool) -> Compose: raise NotImplementedError
+    def source_files(self) -> list[Path]:
+        "The files the data are read from (sorted; none for generated phantoms): what a cache of this data is keyed by."
+        def paths(v):
+            if isinstance(v, dict): return [p for x in v.values() for p in paths(x)]
+            if isinstance(v, (list, tuple)): return [p for x in v for p in paths(x)]
+            return [Path(v)] if isinstance(v, (str, Path)) and Path(v).is_file() else []
+        return sorted({p for c in self.cases() for k, v in c.items() if k not in ('case_id', 'naming', 'modality') for p in paths(v)})
     def sample_transforms(self, train:bool) -> Compose:
         "`transforms(train)`, and with `data.content: mask` the tumour mask (one-hot over `data.mask_classes`) as the sample's `image`."
         t = self.transforms(train)
@@ -233,6 +240,7 @@ class PhantomDataModule(VolumeDataModule):
     has_seg = True
     def __init__(self, cfg:PhantomDataConfig|None=None, **kwargs):
         super().__init__(cfg or PhantomDataConfig(**kwargs))
+    def source_files(self) -> list[Path]: return []          # made from the config's seed, not read from files
     def cases(self):
         return [{'case_id': f'phantom_{i:04d}', 'phantom_seed': self.cfg.seed * 100_003 + i,
                  'modalities': {m: m for m in self.modalities}} for i in range(self.cfg.num_cases)]
@@ -398,6 +406,9 @@ class MedMNIST3DVolumes(Dataset):
 class MedMNIST3DDataModule(VolumeDataModule):
     "MedMNIST 3D with the official train/val/test split (28³ or 64³)."
     def __init__(self, cfg:MedMNIST3DDataConfig|None=None, **kwargs): super().__init__(cfg or MedMNIST3DDataConfig(**kwargs))
+    def source_files(self) -> list[Path]:
+        root = Path(self.cfg.data_dir).expanduser()
+        return sorted(p for f in medmnist_flags(self.cfg.dataset_name) if (p := root / medmnist_file(f, self.cfg.size)).is_file())
     def setup(self, stage=None):
         c = self.cfg
         for split in ('train', 'val', 'test'):

@@ -20,9 +20,10 @@ from ..diffusion.diffusion_model import region_indices
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
-__all__ = ['LAZY_KEYS', 'file_sha256', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets', 'item_spacing',
-           'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'PixelSpace', 'load_any_autoencoder',
-           'pre_encode', 'embedding_files', 'embeddings_to_cache', 'TokenDataset', 'TokenDataModule']
+__all__ = ['LAZY_KEYS', 'file_sha256', 'CacheLock', 'file_stamps', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets',
+           'item_spacing', 'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'PixelSpace',
+           'load_any_autoencoder', 'pre_encode', 'embedding_files', 'embeddings_to_cache', 'TokenDataset',
+           'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -31,12 +32,39 @@ def file_sha256(path, chunk:int=1 << 20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-def token_cache_key(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, precision:str|None=None) -> str:
-    "Hash of everything the cached tokens depend on: the autoencoder file, the data config, the sliding-window settings, a mixed precision."
+class CacheLock:
+    """Exclusive use of a cache folder while it is checked and written (`.prod9-cache.lock`, an OS file lock that ends with the process):
+    a second run that shares the folder waits for the first to finish writing, then finds the cache up to date or writes its own."""
+    def __init__(self, folder, log=print): self.path, self.log, self.f = Path(folder) / '.prod9-cache.lock', log, None
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, 'a+')
+        try: import fcntl
+        except ImportError: return self                      # no POSIX locks (Windows): unlocked, as before
+        try: fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.log(f"waiting for another run that is writing the cache {self.path.parent}")
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+    def __exit__(self, *exc):
+        self.f.close(); self.f = None                         # closing releases the lock
+
+def file_stamps(files) -> list:
+    "`(path, size, modification time in ns)` of each file: what tells a cache that the data changed (a file replaced, edited, added, removed)."
+    out = []
+    for p in files:
+        st = Path(p).stat()
+        out.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+    return out
+
+def token_cache_key(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, precision:str|None=None, files=None) -> str:
+    """Hash of everything the cached tokens depend on: the autoencoder file, the data config, the sliding-window settings, a mixed
+    precision, and the data themselves: `files` (the data's `source_files()`) by name, size and modification time."""
     d = data_cfg.model_dump(mode='json') if hasattr(data_cfg, 'model_dump') else data_cfg
     d = {k: v for k, v in d.items() if k not in ('batch_size', 'num_workers', 'cache_rate')}
     mixed = {'precision': str(precision)} if str(precision) in ('bf16-mixed', 'bf16', '16-mixed', '16') else {}     # full precision: the old keys
-    blob = json.dumps({'ae': file_sha256(autoencoder_path) if autoencoder_path is not None else 'pixel', 'data': d, 'sw': sw_cfg.model_dump(mode='json'), **mixed}, sort_keys=True)
+    stamps = {'files': file_stamps(files)} if files else {}
+    blob = json.dumps({'ae': file_sha256(autoencoder_path) if autoencoder_path is not None else 'pixel', 'data': d, 'sw': sw_cfg.model_dump(mode='json'), **mixed, **stamps}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 def class_names(data_cfg) -> list[str]:
@@ -144,12 +172,8 @@ def save_tokens(enc:dict, path, meta:dict) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     rows = sorted(k for k, v in enc.items() if isinstance(v, RowFiles))            # masks / images kept beside, one file per row
     md = {k: json.dumps(v) for k, v in {**meta, 'case_ids': enc['case_ids'], 'affine': np.asarray(enc['affine']).tolist(), 'rows': rows}.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent); os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in enc.items() if torch.is_tensor(v)}, tmp, metadata=md); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    return path
+    from prod9.io import atomic_write                        # a full disk is an OSError naming the file; the old cache stays whole
+    return atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in enc.items() if torch.is_tensor(v)}, tmp, metadata=md), suffix='.tmp')
 
 LAZY_KEYS = ('tokens', 'z_mu', 'z_sigma', 'image')       # per-volume tensors that `load_tokens(lazy=True)` leaves in the file
 
@@ -217,8 +241,8 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
     `autoencoder_path=None`: pixel space (`PixelSpace`): the images themselves, scaled to [-1, 1], as latents."""
     from prod9.training.engine import _rank_zero
     cache_dir = Path(cache_dir)
-    key = token_cache_key(autoencoder_path, data_cfg, sw_cfg, precision) + ('-img' if store_images else '')
     dm = datamodule_from_config(data_cfg)
+    key = token_cache_key(autoencoder_path, data_cfg, sw_cfg, precision, dm.source_files()) + ('-img' if store_images else '')
     names = ('train', 'val', 'test')
     paths = {s: cache_dir / f'{s}.safetensors' for s in names}
     def fresh(p):
@@ -236,6 +260,14 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
                                    "build it first with a one-process run, or check that process's log")
             time.sleep(min(5.0, wait_s / 10))
         return paths
+    with CacheLock(cache_dir, log):
+        if all(fresh(p) for p in paths.values()):        # another run wrote it while this one waited
+            log(f"token cache {cache_dir} is up to date (key {key})"); return paths
+        _encode_splits(dm, autoencoder_path, data_cfg, sw_cfg, device, batch_size, progress, log, store_images, precision, store_masks, key, cache_dir, paths)
+    return paths
+
+def _encode_splits(dm, autoencoder_path, data_cfg, sw_cfg, device, batch_size, progress, log, store_images, precision, store_masks, key, cache_dir, paths):
+    names = tuple(paths)
     datasets = split_datasets(dm)
     if autoencoder_path is None:
         first = next((ds[0] for ds in datasets.values() if ds is not None and len(ds)), None)
