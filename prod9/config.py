@@ -398,7 +398,9 @@ def yaml_error_text(e:yaml.YAMLError) -> str:
 def read_yaml(path) -> dict:
     "Read a YAML mapping, with errors that name the file (and line for syntax errors)."
     path = Path(path)
-    if not path.is_file(): raise ConfigError("config file not found; check the --config path", path)
+    if path.is_symlink() and not path.exists(): raise ConfigError("a symbolic link that dangles or loops; give the config file itself", path)
+    if path.is_dir(): raise ConfigError("is a folder, not a config file; give the YAML file inside it", path)
+    if not path.is_file(): raise ConfigError("config file not found; check the --config path" if not path.exists() else "not a regular file (a FIFO or device); give a YAML file", path)
     try: text = path.read_bytes().decode('utf-8')
     except UnicodeDecodeError as e:
         line = path.read_bytes()[:e.start].count(b'\n') + 1
@@ -521,6 +523,7 @@ def config_path(name) -> Path:
     rel = next((rel[len(pre):] for pre in _CONFIG_PREFIXES if rel.startswith(pre)), rel)
     q = CONFIG_DIR / CONFIG_ALIASES.get(rel, rel)
     if q.is_file(): return q
+    if p.is_dir() or p.is_symlink() or p.exists(): return p        # a folder, a looping link, a FIFO: read_yaml says which
     shipped = sorted(str(f.relative_to(CONFIG_DIR)) for f in CONFIG_DIR.rglob('*.yaml')) if CONFIG_DIR.is_dir() else []
     raise ConfigError(f"config file not found (neither a path nor a packaged config); packaged configs: {', '.join(shipped) or 'none'}", name)
 

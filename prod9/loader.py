@@ -82,6 +82,7 @@ def _rebuild(path, kind:str, build, sd:dict):
     def fail(what, e): return ValueError(f"{path}: {describe(kind)} whose stored configuration {what} ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
     try:
         with torch.device('meta'): probe = build()
+    except RecursionError as e: raise fail("nests too deeply to read", e) from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e: raise fail("does not rebuild a model", e) from None
     except Exception: probe = None                    # a network that cannot be built on the meta device: checked when loading
     if probe is not None:
@@ -91,6 +92,7 @@ def _rebuild(path, kind:str, build, sd:dict):
             raise ValueError(f"{path}: {describe(kind)} whose stored configuration does not match its weights ({len(bad)} tensors differ, "
                              f"e.g. {bad[0]}: the configuration says {want[bad[0]]}, the file holds {have[bad[0]]})")
     try: return build()
+    except RecursionError as e: raise fail("nests too deeply to read", e) from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e: raise fail("does not rebuild a model", e) from None
 
 def load(path, expect:str|tuple|None=None, map_location='cpu'):

@@ -54,7 +54,7 @@ def test_preprocess_resample_bad_args(cli, tmp_path):
     r = cli('prod9-preprocess', 'resample', src, src, '--target-spacing', '1', '1', '1')
     assert r.returncode == 1 and 'OUT_DIR must differ from IN_DIR' in r.stderr
     r = cli('prod9-preprocess', 'resample', src, tmp_path / 'o', '--target-spacing', '0', '1', '1')
-    assert r.returncode == 1 and '--target-spacing must be positive' in r.stderr
+    assert r.returncode == 1 and '--target-spacing must be finite and positive' in r.stderr
     r = cli('prod9-preprocess', 'resample', src, tmp_path / 'o', '--target-spacing', 'a', '1', '1')
     assert r.returncode == 2 and 'invalid float value' in r.stderr
 

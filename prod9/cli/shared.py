@@ -20,11 +20,11 @@ from ..training.engine import make_trainer, fit_stage, require_resumable
 
 # %% auto #0
 __all__ = ['MAX_SAMPLES', 'RUN_FILES', 'EXPECTED_ERRORS', 'DEBUG_ENV', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser',
-           'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config', 'check_args', 'begin',
-           'earlier_run', 'claim_output', 'refuse_overwriting', 'require_kind', 'check_resume', 'device_from_config',
-           'error_line', 'unexpected_line', 'run_cli', 'report_best', 'stage1_module', 'add_window_flags',
-           'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find', 'stage1_cli', 'read_manifest',
-           'safe_file_name', 'generate_batches']
+           'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config', 'check_args', 'check_sizes',
+           'begin', 'earlier_run', 'claim_output', 'refuse_overwriting', 'require_kind', 'check_resume',
+           'device_from_config', 'error_line', 'unexpected_line', 'run_cli', 'report_best', 'stage1_module',
+           'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find', 'stage1_cli',
+           'read_manifest', 'safe_file_name', 'generate_batches']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -105,11 +105,23 @@ def check_args(args):
                          "with --seed set apart, or check the number")
     if (b := getattr(args, 'batch_size', None)) is not None and n is not None and b > n: args.batch_size = n     # a batch is never larger than the run
 
+def check_sizes(cfg):
+    """Refuse, before any data are read, a crop or window whose tensors alone need more memory than the machine has
+    (`data.roi_size` × `data.batch_size`, `sliding_window.roi_size` × `sw_batch_size`, float32, with room for the model's activations)."""
+    from ..io import require_memory
+    d, sw = getattr(cfg, 'data', None), getattr(cfg, 'sliding_window', None)
+    for key, size, n in (('data.roi_size', getattr(d, 'roi_size', None), getattr(d, 'batch_size', 1)),
+                         ('sliding_window.roi_size', getattr(sw, 'roi_size', None), getattr(sw, 'sw_batch_size', 1))):
+        if size:
+            try: require_memory(int(np.prod(list(size), dtype=object)) * int(n or 1) * 4 * 8, f"{key} {list(size)} (batch {n})", f"choose a smaller {key}")
+            except ValueError as e: raise ConfigError(str(e), cfg.source_file, key) from None
+
 def begin(args, schema):
     "The command's config (`load_stage_config`) with torch seeded from it, after `check_args`; `None` after printing it when `--print-config` was given."
     check_args(args)
     cfg = load_stage_config(args, schema)
     if args.print_config: print_config(cfg); return None
+    check_sizes(cfg)
     if args.command == 'train': claim_output(cfg, args)
     if args.command == 'lr-find' and args.min_lr >= args.max_lr: raise ValueError(f"--min-lr {args.min_lr:g} must be below --max-lr {args.max_lr:g}")
     torch.manual_seed(cfg.seed)
