@@ -215,7 +215,7 @@ def _nrrd_data_file(path:Path, name:str) -> Path:
     if name.split()[0].upper() == 'LIST' or len(name.split()) > 1:
         raise VolumeError(path, f"'data file: {name}' names several data files (LIST or a format string); only one detached data file is supported")
     folder = path.parent.resolve()
-    data = (folder / name).resolve()
+    data = Path(os.path.realpath(folder / name))             # realpath: links followed, a looping one is not an error
     if os.path.isabs(name) or not data.is_relative_to(folder):
         raise VolumeError(path, f"'data file: {name}' points outside the header's folder {folder}; a detached NRRD data file must lie "
                                 "beside its header (a relative name inside that folder): move the data there and name it relative to the header")

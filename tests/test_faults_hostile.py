@@ -105,11 +105,11 @@ def test_generate_follows_the_commands_config():
     from prod9.training.transformer import TransformerStageConfig
     from prod9.training.diffusion import DiffusionStageConfig
     args = NS(roi_size=None, overlap=None, sw_batch_size=None)
-    m = NS(cfg=TransformerStageConfig())
-    use_window_flags(m, args, TransformerStageConfig.model_validate({'sampler': {'steps': 1, 'guidance_scale': 2.0}}))
+    m = NS(cfg=TransformerStageConfig(autoencoder_path='ae.safetensors'))
+    use_window_flags(m, args, TransformerStageConfig.model_validate({'autoencoder_path': 'ae.safetensors', 'sampler': {'steps': 1, 'guidance_scale': 2.0}}))
     assert (m.cfg.sampler.steps, m.cfg.sampler.guidance_scale) == (1, 2.0)
-    m = NS(cfg=DiffusionStageConfig())
-    use_window_flags(m, args, DiffusionStageConfig.model_validate({'scheduler': {'num_inference_steps': 1}}))
+    m = NS(cfg=DiffusionStageConfig(space='pixel'))
+    use_window_flags(m, args, DiffusionStageConfig.model_validate({'space': 'pixel', 'scheduler': {'num_inference_steps': 1}}))
     assert m.cfg.scheduler.num_inference_steps == 1
 
 # a hang, and tracebacks --------------------------------------------------------------------------------------------------
@@ -157,7 +157,10 @@ def test_deeply_nested_checkpoint_config(cli, trained, tmp_path):
     deep = {}; node = deep
     for _ in range(10_000): node['a'] = {}; node = node['a']
     ck['hyper_parameters']['config']['model']['extra'] = deep
-    torch.save(ck, tmp_path / 'deep.ckpt')
+    import sys
+    old = sys.getrecursionlimit(); sys.setrecursionlimit(100_000)          # writing it needs the depth that reading it must refuse
+    try: torch.save(ck, tmp_path / 'deep.ckpt')
+    finally: sys.setrecursionlimit(old)
     with pytest.raises(ValueError, match='deep.ckpt'): load(tmp_path / 'deep.ckpt')
     r = cli('prod9-train-autoencoder', 'validate', '--config', trained['cfg'], '--checkpoint', tmp_path / 'deep.ckpt')
     one_line_error(r, 'deep.ckpt')

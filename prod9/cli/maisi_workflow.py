@@ -111,7 +111,7 @@ def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None
     for d in (wd.dataroot, wd.embedding, wd.models, wd.output): d.mkdir(parents=True, exist_ok=True)
     for f in info['files']:                                 # link, not copy: the volumes can be large (a copy where links are refused)
         dst = wd.dataroot / f.name
-        if dst.resolve() == f.resolve() or (dst.exists() and os.path.samefile(dst, f)): continue    # the data already are the work folder's
+        if os.path.realpath(dst) == os.path.realpath(f) or (dst.exists() and os.path.samefile(dst, f)): continue    # the data already are the work folder's
         if dst.exists() and not dst.is_symlink():
             if (st := dst.stat()).st_size == f.stat().st_size and st.st_mtime_ns == f.stat().st_mtime_ns: continue   # an earlier setup's copy
             raise ValueError(f"{dst} exists and is not a link that setup made; it would be replaced by a link to {f}: move it, or give "

@@ -169,7 +169,7 @@ def refuse_overwriting(output, *inputs, flag:str='--output'):
     for i in inputs:
         if i is None: continue
         i = Path(i)
-        same = out.resolve() == i.resolve()
+        same = os.path.realpath(out) == os.path.realpath(i)          # realpath: a looping link is a path, not an error
         if not same and out.exists() and i.exists():
             try: same = os.path.samefile(out, i)
             except OSError: same = False
