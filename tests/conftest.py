@@ -30,6 +30,9 @@ def _in_process(name, args, cwd=None, env=None):
             except BaseException: traceback.print_exc(); rc = 1          # as an uncaught exception ends a process
     finally:
         os.environ.clear(); os.environ.update(old_env); os.chdir(old_cwd); sys.argv = old_argv
+        cache = sys.modules.get('prod9.training.cache')          # the OS locks a process holds end with it: the cache folders it read
+        for f in (cache._IN_USE.values() if cache else ()): f.close()
+        if cache: cache._IN_USE.clear()
     return subprocess.CompletedProcess([name, *args], rc or 0, out.getvalue(), err.getvalue())
 
 def run_cli(*args, cwd=None, env=None, timeout=600):

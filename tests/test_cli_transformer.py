@@ -59,6 +59,22 @@ def test_label_conditional_round_trip(cli, tmp_path, ae_path):
         assert main(['generate', '--config', str(c), '--checkpoint', str(run / 'best.ckpt'), '--output', str(tmp_path / 'roi'), '--num-samples', '1',
                      '--modality', 'T2', '--roi-size', '8', '8', '8', '--overlap', '0.5']) == 0
     assert seen and all(tuple(sw.roi_size) == (8, 8, 8) and sw.overlap == 0.5 for sw in seen)
+    # --set on generate reaches the sampler (issue 37: it gave the same bytes as the default)
+    r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp_path / 'one_step',
+            '--num-samples', 2, '--modality', 'T1', '--seed', 5, '--set', 'sampler.steps=1')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not np.array_equal(np.stack([nib.load(tmp_path / 'one_step' / f'sample_000{i}_T1.nii.gz').get_fdata() for i in (1, 2)]), outs['a'])
+    # another stage-1 export than the one the model was trained on: refused, whatever its shapes (issue 37: volumes, exit 0)
+    torch.manual_seed(1)
+    for name, levels in (('same_shapes', [5, 5, 5]), ('more_codes', [8, 8, 8])):
+        m = FSQModelConfig(channels=[8, 8, 8], levels=levels)
+        other = export_autoencoder(build_autoencoder(m), m, tmp_path / f'{name}.safetensors')
+        r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp_path / name,
+                '--num-samples', 1, '--set', f'autoencoder_path={other}')
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+        assert f'{name}.safetensors: not the stage-1 export the model of --checkpoint' in r.stderr, r.stderr
+        assert ('codes 512 (trained with 125)' if name == 'more_codes' else 'other weights') in r.stderr, r.stderr
+        assert not (tmp_path / name).exists() or not list((tmp_path / name).glob('*.nii.gz'))
 
 def test_in_context_round_trip(cli, tmp_path, ae_path):
     c = write_cfg(tmp_path, ae_path, 'single_stream', nval=0)

@@ -216,3 +216,26 @@ def test_property_set_values_on_training(tmp_path, capsys, monkeypatch, key, val
     rc = autoencoder.main(['train', '--config', str(tmp_path / 'cfg.yaml'), '--set', f'{key}={json.dumps(value)}'])
     err = capsys.readouterr().err.strip().splitlines()
     if rc != 0: assert rc == 1 and len(err) == 1 and err[0].startswith('prod9-train-autoencoder: error: '), (key, value, err[-20:])
+
+def test_a_cache_in_use_by_another_run_is_not_replaced(trained, tmp_path):
+    "Two stage-2 runs on one cache folder: while one trains on it, another that needs other tokens stops with one line, nothing replaced."
+    import subprocess, sys, time
+    from prod9.config import PhantomDataConfig, SlidingWindowConfig
+    from prod9.training.cache import pre_encode, _IN_USE
+    cfg = PhantomDataConfig(num_cases=3, shape=(16, 16, 16), roi_size=(16, 16, 16), val_fraction=0.34)
+    sw = SlidingWindowConfig(roi_size=(16, 16, 16))
+    cache = tmp_path / 'cache'
+    paths = pre_encode(trained['export'], cfg, sw, cache, log=lambda m: None)
+    for f in _IN_USE.values(): f.close()
+    _IN_USE.clear()                                              # as if this process had ended
+    before = paths['train'].read_bytes()
+    holder = subprocess.Popen([sys.executable, '-c', "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_SH); "
+                               "print('held', flush=True); time.sleep(60)", str(cache / '.prod9-cache.use')], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'      # another run is training on the cache
+        other = cfg.model_copy(update={'num_cases': 4})
+        with pytest.raises(ValueError, match='another running prod9 process is training on this cache'):
+            pre_encode(trained['export'], other, sw, cache, log=lambda m: None)
+        assert paths['train'].read_bytes() == before
+        pre_encode(trained['export'], cfg, sw, cache, log=lambda m: None)     # the same tokens: shared, not refused
+    finally: holder.kill(); holder.wait()

@@ -8,7 +8,7 @@ Docs: https://prod9.github.io/prod9/cli_maisi_controlnet.html.md"""
 from __future__ import annotations
 import torch
 from ..data import resolve_classes, mask_condition, read_mask
-from .shared import begin, run_cli, require_kind, device_from_config, use_window_flags, check_resume, generate_batches
+from .shared import begin, run_cli, require_kind, attach_stage1, device_from_config, use_window_flags, check_resume, generate_batches
 from .maisi_diffusion import _parser, _latents, _fit_or_eval, conditions_from_flags
 from ..training.cache import load_tokens
 from ..training.maisi_vae import load_vae
@@ -33,7 +33,7 @@ def _controlnet(argv) -> int:
     cn = cfg.controlnet
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
-        m = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning).attach_vae(load_vae(require_kind(cfg, 'vae_path', 'MAISIVAE')))
+        m = attach_stage1(load_diffusion_checkpoint(args.checkpoint, ControlNetLightning), require_kind(cfg, 'vae_path', 'MAISIVAE'), f'--checkpoint {args.checkpoint}')
         m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
         names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
         image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]

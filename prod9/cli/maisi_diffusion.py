@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from ..config import ConfigError
 from ..data import resolve_classes, read_mask
-from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
+from .shared import (stage_parser, begin, run_cli, require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, report_best,
                               check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
@@ -87,7 +87,7 @@ def _load_model(path, what:str):
     if m.cfg.space == 'latent':
         vae = Path(m.cfg.vae_path)
         if not vae.is_file(): raise FileNotFoundError(f"{what} {path}: its VAE {vae} (vae_path in the checkpoint's config) does not exist")
-        m.attach_vae(load_vae(vae))
+        attach_stage1(m, vae, f'{what} {path}')
     return m
 
 def image_shape(m) -> list[int]:

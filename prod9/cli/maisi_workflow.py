@@ -14,7 +14,7 @@ import yaml
 from ..io import read_volume, write_nifti, atomic_write, VolumeError
 from ..preprocess import volume_files
 from ..config import CONFIG_DIR, read_yaml
-from .shared import run_cli, generate_batches, device_from_config
+from .shared import run_cli, generate_batches, device_from_config, attach_stage1
 from .maisi_diffusion import conditions_from_flags
 from ..diffusion.diffusion_model import REGION_SPANS, BODY_REGIONS, region_indices
 
@@ -198,7 +198,7 @@ def infer(work_dir, num_samples:int=1, region:str|None=None, spacing=None, seed:
     ck = Path(checkpoint) if checkpoint else wd.models / 'diffusion_model.ckpt'
     if not ck.is_file(): raise FileNotFoundError(f"{ck}: no trained diffusion model; run `prod9-maisi-workflow train --work-dir {wd.root}` first")
     if num_samples < 1: raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
-    m = load_diffusion_checkpoint(ck).attach_vae(load_vae(state['vae_path']))
+    m = attach_stage1(load_diffusion_checkpoint(ck), state['vae_path'], f'the checkpoint {ck}')
     m = m.to(device_from_config(m.cfg))
     cond = conditions_from_flags(m.cfg.model, argparse.Namespace(body_region=region, spacing=spacing))     # checked as generate checks them
     make = lambda start, count, s: [m.decode(m.generate_latents(count, seed=s, num_inference_steps=num_inference_steps, **cond)).cpu()]

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
-from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
+from .shared import (stage_parser, begin, run_cli, require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, report_best,
                               check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, load_tokens
 from ..training.engine import make_trainer, fit_stage
@@ -110,7 +110,7 @@ def _main(argv) -> int:
     if (cfg := begin(args, MaskGiTControlNetStageConfig)) is None: return 0
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
-        module = load_maskgit_controlnet_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
+        module = attach_stage1(load_maskgit_controlnet_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ'), f'--checkpoint {args.checkpoint}')
         files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
     if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")

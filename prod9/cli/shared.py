@@ -21,10 +21,10 @@ from ..training.engine import make_trainer, fit_stage, require_resumable
 # %% auto #0
 __all__ = ['MAX_SAMPLES', 'RUN_FILES', 'EXPECTED_ERRORS', 'DEBUG_ENV', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser',
            'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config', 'check_args', 'check_sizes',
-           'begin', 'earlier_run', 'claim_output', 'refuse_overwriting', 'require_kind', 'check_resume',
-           'device_from_config', 'error_line', 'unexpected_line', 'run_cli', 'report_best', 'stage1_module',
-           'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find', 'stage1_cli',
-           'read_manifest', 'safe_file_name', 'generate_batches']
+           'begin', 'earlier_run', 'claim_output', 'refuse_overwriting', 'attach_stage1', 'require_kind',
+           'check_resume', 'device_from_config', 'error_line', 'unexpected_line', 'run_cli', 'report_best',
+           'stage1_module', 'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find',
+           'stage1_cli', 'read_manifest', 'safe_file_name', 'generate_batches']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -175,6 +175,14 @@ def refuse_overwriting(output, *inputs, flag:str='--output'):
             except OSError: same = False
         if same: raise ValueError(f"{flag} {output} is the input {i}; writing there would replace it: give another {flag}")
     return out
+
+def attach_stage1(module, path, what:str='--checkpoint'):
+    """A generating module with the stage-1 export at `path` attached (FSQ autoencoder or MAISI VAE), after checking it is the one the
+    module was trained on (`prod9.training.cache.check_stage1`: codes, downsampling, levels, latent width, the file's content)."""
+    from ..training.cache import check_stage1, load_any_autoencoder
+    ae = load_any_autoencoder(path)
+    check_stage1(module.hparams.get('stage1'), ae, path, f"the model of {what}")
+    return module.attach_vae(ae) if hasattr(module, 'attach_vae') else module.attach_autoencoder(ae)
 
 def require_kind(cfg, key:str, kind:str) -> Path:
     "The file at config key `key`, which must exist and be a prod9 file of `kind` (a `prod9.loader.KINDS` key); else a `ConfigError` naming the key."

@@ -11,7 +11,7 @@ import torch
 from ..data import resolve_classes
 from ..io import save_montage, read_volume, write_nifti
 import numpy as np
-from .shared import (stage_parser, begin, run_cli, require_kind, device_from_config, add_window_flags, use_window_flags, report_best,
+from .shared import (stage_parser, begin, run_cli, require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, report_best,
                               check_resume, generate_batches, run_lr_find)
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.engine import make_trainer, fit_stage
@@ -144,7 +144,7 @@ def _main(argv) -> int:
     out = Path(cfg.output_dir)
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
-        module = load_transformer_checkpoint(args.checkpoint).attach_autoencoder(load_autoencoder(require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')))
+        module = attach_stage1(load_transformer_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ'), f'--checkpoint {args.checkpoint}')
         files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")

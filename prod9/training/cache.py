@@ -20,10 +20,10 @@ from ..diffusion.diffusion_model import region_indices
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
-__all__ = ['LAZY_KEYS', 'file_sha256', 'CacheLock', 'file_stamps', 'token_cache_key', 'class_names', 'RowFiles', 'split_datasets',
-           'item_spacing', 'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'PixelSpace',
-           'load_any_autoencoder', 'pre_encode', 'embedding_files', 'embeddings_to_cache', 'TokenDataset',
-           'TokenDataModule']
+__all__ = ['LAZY_KEYS', 'file_sha256', 'CacheLock', 'use_cache', 'file_stamps', 'token_cache_key', 'class_names', 'RowFiles',
+           'split_datasets', 'item_spacing', 'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'PixelSpace',
+           'load_any_autoencoder', 'pre_encode', 'embedding_files', 'embeddings_to_cache', 'stage1_record',
+           'check_stage1', 'TokenDataset', 'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -48,6 +48,27 @@ class CacheLock:
         return self
     def __exit__(self, *exc):
         self.f.close(); self.f = None                         # closing releases the lock
+
+_IN_USE = {}          # cache folder → this process's open `.prod9-cache.use`, holding a shared lock until the process ends
+
+def use_cache(cache_dir, key:str, write:bool=False):
+    """Mark cache folder `cache_dir` as read by this process: a shared OS lock on `.prod9-cache.use`, held until the process ends (a
+    training run reads its cache for its whole length). `write=True`: this process is about to replace the cache, which no other running
+    process may be reading; one that is (another run, on other data or another stage-1 export) is a `ValueError`, and nothing is written."""
+    try: import fcntl
+    except ImportError: return                                # no POSIX locks (Windows): unchecked, as before
+    folder = os.path.realpath(cache_dir)
+    if (old := _IN_USE.pop(folder, None)) is not None: old.close()       # this process's earlier use of the folder is over
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    f = open(Path(folder) / '.prod9-cache.use', 'a+')
+    try: fcntl.flock(f, (fcntl.LOCK_EX | fcntl.LOCK_NB) if write else fcntl.LOCK_SH)
+    except BlockingIOError:
+        f.close()
+        raise ValueError(f"{cache_dir}: another running prod9 process is training on this cache, which holds other data or another stage-1 "
+                         f"export's codes than this run needs (key {key}); give this run its own cache_dir (--set cache_dir=...), or wait for "
+                         "that run to end") from None
+    if write: fcntl.flock(f, fcntl.LOCK_EX)                   # held while writing; `use_cache(..., write=False)` turns it into a shared one
+    _IN_USE[folder] = f
 
 def file_stamps(files) -> list:
     "`(path, size, modification time in ns)` of each file: what tells a cache that the data changed (a file replaced, edited, added, removed)."
@@ -250,7 +271,9 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
         except (FileNotFoundError, ValueError): return False
         return c['key'] == key and (not store_masks or c.get('masks_requested', 'seg' in c)) and 'spacing' in c     # older caches: no spacing
     if all(fresh(p) for p in paths.values()):
-        log(f"token cache {cache_dir} is up to date (key {key})"); return paths
+        use_cache(cache_dir, key)
+        if all(fresh(p) for p in paths.values()):             # still: not replaced while the lock was taken
+            log(f"token cache {cache_dir} is up to date (key {key})"); return paths
     if (rank if rank is not None else (0 if _rank_zero() else 1)) > 0:
         log(f"waiting for the first process to write the token cache {cache_dir} (key {key})")
         t0 = time.monotonic()
@@ -259,11 +282,13 @@ def pre_encode(autoencoder_path, data_cfg, sw_cfg:SlidingWindowConfig, cache_dir
                 raise TimeoutError(f"{cache_dir}: the first process has not written the token cache (key {key}) in {wait_s:.0f} s; "
                                    "build it first with a one-process run, or check that process's log")
             time.sleep(min(5.0, wait_s / 10))
-        return paths
+        use_cache(cache_dir, key); return paths
     with CacheLock(cache_dir, log):
         if all(fresh(p) for p in paths.values()):        # another run wrote it while this one waited
-            log(f"token cache {cache_dir} is up to date (key {key})"); return paths
+            use_cache(cache_dir, key); log(f"token cache {cache_dir} is up to date (key {key})"); return paths
+        use_cache(cache_dir, key, write=True)              # no other run may be reading what is about to be replaced
         _encode_splits(dm, autoencoder_path, data_cfg, sw_cfg, device, batch_size, progress, log, store_images, precision, store_masks, key, cache_dir, paths)
+        use_cache(cache_dir, key)                          # written: shared from now on, with runs of the same key
     return paths
 
 def _encode_splits(dm, autoencoder_path, data_cfg, sw_cfg, device, batch_size, progress, log, store_images, precision, store_masks, key, cache_dir, paths):
@@ -277,6 +302,7 @@ def _encode_splits(dm, autoencoder_path, data_cfg, sw_cfg, device, batch_size, p
     latents = not hasattr(ae, 'codebook_size')
     wrapper = AutoencoderInferenceWrapper(ae, sw_cfg, precision)
     meta = {'key': key, 'autoencoder': str(autoencoder_path), 'class_names': class_names(data_cfg), 'masks_requested': store_masks,
+            'autoencoder_sha256': file_sha256(autoencoder_path) if autoencoder_path is not None else None,
             'downsample_factor': ae.downsample_factor, 'source': data_cfg.source,
             **({'latent_channels': ae.latent_channels} if latents else {'vocab_size': ae.codebook_size, 'levels': list(ae.levels)})}
     for s in names:
@@ -345,6 +371,27 @@ def embeddings_to_cache(folder, cache_dir, val_fraction:float=0.2, test_fraction
         save_tokens(enc, paths[split], meta)
         log(f"{split}: {len(idx)} embeddings → latents {tuple(zs[0].shape)} ({paths[split]})")
     return paths
+
+# %% ../../nbs/42_cache.ipynb #a7109a2c
+def stage1_record(info:dict) -> dict:
+    """What a later stage records of the stage-1 export its cache was encoded with (the cache's metadata): file, SHA-256, downsampling,
+    FSQ levels and code count or latent channels. Generation compares it with the export it decodes with (`check_stage1`)."""
+    keys = ('autoencoder', 'autoencoder_sha256', 'downsample_factor', 'levels', 'vocab_size', 'latent_channels')
+    return {k: info[k] for k in keys if info.get(k) is not None}
+
+def check_stage1(record:dict|None, ae, path, what:str='this model') -> None:
+    """Refuse to decode with a stage-1 export other than the one `record` (a `stage1_record`) says the model was trained on: another
+    code count, downsampling, levels or latent width, or (the same shapes) another file's content. A model without a record passes."""
+    if not record: return
+    have = {'downsample_factor': getattr(ae, 'downsample_factor', None), 'vocab_size': getattr(ae, 'codebook_size', None),
+            'levels': list(ae.levels) if hasattr(ae, 'levels') else None, 'latent_channels': getattr(ae, 'latent_channels', None) if not hasattr(ae, 'levels') else None}
+    names = {'downsample_factor': 'downsampling factor', 'vocab_size': 'codes', 'levels': 'FSQ levels', 'latent_channels': 'latent channels'}
+    bad = [f"{names[k]} {have[k]} (trained with {record[k]})" for k in names if k in record and have[k] is not None and have[k] != record[k]]
+    if not bad and record.get('autoencoder_sha256') and Path(path).is_file() and file_sha256(path) != record['autoencoder_sha256']:
+        bad = ["the same shapes, but other weights (its SHA-256 differs from the export's the model was trained on)"]
+    if bad:
+        raise ValueError(f"{path}: not the stage-1 export {what} was trained with: {'; '.join(bad)}. Decode with the export it was trained on "
+                         f"({record.get('autoencoder', '?')}), or train the model again on this one")
 
 # %% ../../nbs/42_cache.ipynb #9c2ca3dc
 class TokenDataset(Dataset):

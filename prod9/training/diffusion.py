@@ -16,7 +16,7 @@ from ..config import StageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet, unet_conditions
 from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target, min_snr_weight
 from ..diffusion.sampling import sample_latents
-from .cache import load_tokens
+from .cache import load_tokens, stage1_record
 from .engine import StageModule, lr_schedule_entry
 from ..loader import load
 from ..data import mask_condition
@@ -133,7 +133,8 @@ class MAISIDiffusionLightning(StageModule):
         info = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         pixel = (cfg.space if hasattr(cfg, 'space') else cfg.get('space')) == 'pixel'       # images in [-1, 1]: no rescaling
         sf = (1.0 if pixel else latent_scale_factor(info)) if scale_factor is None else scale_factor
-        return cls(cfg, info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'], conditions=data_conditions(info))
+        return cls(cfg, info['grid'], info['latent_channels'], info['class_names'], sf, info['affine'], conditions=data_conditions(info),
+                   stage1=stage1_record(info))
 
     def attach_vae(self, vae):
         "The frozen VAE used to decode samples (kept out of `state_dict`)."

@@ -18,7 +18,7 @@ from ..generator.maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule, chun
 from ..metrics import histogram_w1
 from .engine import StageModule, lr_schedule_entry
 from ..loader import load
-from .cache import load_tokens
+from .cache import load_tokens, stage1_record
 
 # %% auto #0
 __all__ = ['CONTEXT_KEYS', 'TransformerModelConfig', 'MaskingConfig', 'SamplerConfig', 'InContextConfig',
@@ -128,7 +128,7 @@ class MaskGiTLightning(StageModule):
         info = cache if isinstance(cache, dict) else load_tokens(cache, lazy=True)
         _check_fits(cfg.model if hasattr(cfg, 'model') else TransformerModelConfig.model_validate(cfg.get('model', {})), info,
                     getattr(cfg, 'source_file', None))
-        return cls(cfg, info['vocab_size'], info['grid'], info['class_names'], info['affine'], **kw)
+        return cls(cfg, info['vocab_size'], info['grid'], info['class_names'], info['affine'], **{'stage1': stage1_record(info), **kw})
 
     @property
     def in_context(self) -> bool: return self.cfg.model.transformer_type == 'single_stream'
