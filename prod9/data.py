@@ -378,6 +378,12 @@ class MedMNIST3DVolumes(Dataset):
                                  f"{split}_images (N,{size},{size},{size}) uint8 and {split}_labels (N,1)") from None
             if ds.imgs.shape[1:] != (size,) * 3:
                 raise ValueError(f"{f}: {split}_images has shape {ds.imgs.shape}, expected (N, {size}, {size}, {size})")
+            labels = np.asarray(ds.labels)
+            if labels.shape[0] != ds.imgs.shape[0]:
+                raise ValueError(f"{f}: {split}_labels has {labels.shape[0]} labels for {ds.imgs.shape[0]} {split}_images; a MedMNIST file "
+                                 "has one label per image: download the file again")
+            if labels.size and labels.dtype.kind in 'iu' and ((labels < 0).any() or (labels >= (nc := len(medmnist.INFO[flag]['label']))).any()):
+                raise ValueError(f"{f}: {split}_labels holds classes {sorted(set(np.unique(labels).tolist()) - set(range(nc)))} outside {flag}'s 0-{nc - 1}; download the file again")
             self.sets.append(ds)
         self.offsets = np.cumsum([0] + [len(s) for s in self.sets])
         self.per_class = len(self.class_names) > len(flags)           # every MedMNIST 3D set has 2+ classes: names = flags means `dataset`

@@ -239,3 +239,10 @@ def test_a_cache_in_use_by_another_run_is_not_replaced(trained, tmp_path):
         assert paths['train'].read_bytes() == before
         pre_encode(trained['export'], cfg, sw, cache, log=lambda m: None)     # the same tokens: shared, not refused
     finally: holder.kill(); holder.wait()
+
+def test_unknown_monitor_fails_before_training(cli, tmp_path):
+    "`callbacks.checkpoint.monitor: no_such_metric` stops at Lightning's sanity check, naming the key and the metrics there are."
+    c = config(tmp_path, TINY.replace('max_epochs: 1,', 'max_epochs: 3,'))
+    r = cli('prod9-train-autoencoder', 'train', '--config', c, '--set', 'callbacks.checkpoint.monitor=no_such_metric')
+    line = one_line_error(r, 'callbacks.checkpoint.monitor', "'no_such_metric' is not a metric this stage logs; it logs", 'val_l1')
+    assert not list((tmp_path / 'run').glob('*.ckpt'))           # no epoch was trained

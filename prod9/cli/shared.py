@@ -108,7 +108,7 @@ def check_args(args):
 def check_sizes(cfg):
     """Refuse, before any data are read, a crop or window whose tensors alone need more memory than the machine has
     (`data.roi_size` × `data.batch_size`, `sliding_window.roi_size` × `sw_batch_size`, float32, with room for the model's activations)."""
-    from ..io import require_memory
+    from prod9.io import require_memory
     d, sw = getattr(cfg, 'data', None), getattr(cfg, 'sliding_window', None)
     for key, size, n in (('data.roi_size', getattr(d, 'roi_size', None), getattr(d, 'batch_size', 1)),
                          ('sliding_window.roi_size', getattr(sw, 'roi_size', None), getattr(sw, 'sw_batch_size', 1))):
@@ -179,7 +179,7 @@ def refuse_overwriting(output, *inputs, flag:str='--output'):
 def attach_stage1(module, path, what:str='--checkpoint'):
     """A generating module with the stage-1 export at `path` attached (FSQ autoencoder or MAISI VAE), after checking it is the one the
     module was trained on (`prod9.training.cache.check_stage1`: codes, downsampling, levels, latent width, the file's content)."""
-    from ..training.cache import check_stage1, load_any_autoencoder
+    from prod9.training.cache import check_stage1, load_any_autoencoder
     ae = load_any_autoencoder(path)
     check_stage1(module.hparams.get('stage1'), ae, path, f"the model of {what}")
     return module.attach_vae(ae) if hasattr(module, 'attach_vae') else module.attach_autoencoder(ae)

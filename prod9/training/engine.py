@@ -13,14 +13,14 @@ import torch
 import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import save_file, load_file, safe_open
-from ..config import StageConfig, LRScheduleConfig, lr_multiplier
+from ..config import StageConfig, LRScheduleConfig, lr_multiplier, ConfigError
 from ..io import atomic_write, _alive, _HOST, _prepare_target
 
 # %% auto #0
 __all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
            'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'EMAWeights',
-           'LastEveryEpochCheckpoint', 'ProgressiveResolution', 'make_trainer', 'fit_stage', 'require_resumable',
-           'budget_trainer_config', 'find_lr', 'StageModule']
+           'LastEveryEpochCheckpoint', 'MonitorCheck', 'ProgressiveResolution', 'make_trainer', 'fit_stage',
+           'require_resumable', 'budget_trainer_config', 'find_lr', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #296255a9
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -165,6 +165,19 @@ class LastEveryEpochCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer, pl_module):
         super().on_validation_end(trainer, pl_module); self._last_anyway(trainer, False)
 
+# %% ../../nbs/40_engine.ipynb #ad38e6e1
+class MonitorCheck(L.Callback):
+    """Check, at the end of Lightning's sanity check (two validation batches before the first training step), that every metric the
+    config names to monitor (`{config key: metric}`) is one the stage logs; an unknown one is a `ConfigError` naming the key and the
+    metrics there are, not a crash after the first epoch."""
+    def __init__(self, monitors:dict, file=None): self.monitors, self.file = dict(monitors), file
+    def on_sanity_check_end(self, trainer, pl_module):
+        have = sorted(k for k in trainer.callback_metrics if not k.startswith('train'))
+        for key, name in self.monitors.items():
+            if name not in trainer.callback_metrics and name not in ('step', 'epoch'):
+                raise ConfigError(f"{name!r} is not a metric this stage logs; it logs {', '.join(have) or 'none in validation'} "
+                                  "(and step)", self.file, key)
+
 # %% ../../nbs/40_engine.ipynb #4ff23d26
 class ProgressiveResolution(L.Callback):
     "Move training through `phases` (`ProgressivePhase`: crop, batch size) when the validation metric `monitor` plateaus; resumable."
@@ -236,6 +249,9 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
     if (es := cb.early_stopping) is not None:
         from lightning.pytorch.callbacks import EarlyStopping
         extra.append(EarlyStopping(monitor=es.monitor or monitor, mode=mode, patience=es.patience, min_delta=es.min_delta))
+    chosen = {key: name for key, name in (('callbacks.checkpoint.monitor', cb.checkpoint.monitor), ('callbacks.early_stopping.monitor', es.monitor if es else None),
+                                           ('progressive.monitor', pg.monitor if pg is not None else None)) if name}
+    if chosen: extra.append(MonitorCheck(chosen, getattr(cfg, 'source_file', None)))
     kw = {**cfg.trainer.trainer_kwargs(), **overrides}
     if find_unused and kw.get('strategy') == 'ddp':       # DDP's reducer otherwise fails on parameters a step did not use
         from lightning.pytorch.strategies import DDPStrategy

@@ -69,8 +69,8 @@ class MaskGiTControlNetLightning(MaskGiTLightning):
     config_class = MaskGiTControlNetStageConfig
 
     def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None,
-                 control_downsample_factor:int=4):
-        super().__init__(config, vocab_size, latent_shape, class_names, affine, control_downsample_factor=int(control_downsample_factor))
+                 control_downsample_factor:int=4, **more):
+        super().__init__(config, vocab_size, latent_shape, class_names, affine, control_downsample_factor=int(control_downsample_factor), **more)
         if self.cfg.model.transformer_type != 'label':
             raise ValueError(f"{self.cfg.transformer_path}: the MaskGiT ControlNet steers a label-conditional transformer "
                              f"(model.transformer_type: label), not {self.cfg.model.transformer_type!r}")
