@@ -246,3 +246,16 @@ def test_unknown_monitor_fails_before_training(cli, tmp_path):
     r = cli('prod9-train-autoencoder', 'train', '--config', c, '--set', 'callbacks.checkpoint.monitor=no_such_metric')
     line = one_line_error(r, 'callbacks.checkpoint.monitor', "'no_such_metric' is not a metric this stage logs; it logs", 'val_l1')
     assert not list((tmp_path / 'run').glob('*.ckpt'))           # no epoch was trained
+
+COMMANDS = {'prod9-train-transformer': 'maskgit/phantoms/stage2/base.yaml', 'prod9-train-maskgit-controlnet': 'maskgit/phantoms/stage3/controlnet.yaml',
+            'prod9-train-maisi-vae': 'maisi/phantoms/vae.yaml', 'prod9-train-maisi-diffusion': 'maisi/phantoms/diffusion.yaml',
+            'prod9-train-maisi-controlnet': 'maisi/phantoms/controlnet.yaml', 'prod9-train-autoencoder': 'maskgit/phantoms/stage1/base.yaml'}
+
+@settings(max_examples=int(os.environ.get('PROD9_HYPOTHESIS_EXAMPLES', 24)), deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(cmd=st.sampled_from(sorted(COMMANDS)), key=st.sampled_from(SET_KEYS + ['sampler.steps', 'scheduler.num_inference_steps', 'data.batch_size']),
+       value=SET_VALUES)
+def test_property_set_values_on_every_command(cli, tmp_path, cmd, key, value):
+    "Any `--set` value on any stage's packaged config: the resolved config prints, or the command fails with one line and exit 1."
+    r = cli(cmd, 'train', '--config', COMMANDS[cmd], '--set', f'{key}={json.dumps(value)}', '--print-config')
+    if r.returncode != 0: one_line_error(r, f'{cmd}: error: ')
