@@ -10,7 +10,7 @@ import torch
 from ..data import resolve_classes, mask_condition, read_mask
 from .shared import begin, run_cli, require_kind, attach_stage1, device_from_config, use_window_flags, check_resume, generate_batches
 from .maisi_diffusion import _parser, _latents, _fit_or_eval, conditions_from_flags
-from ..training.cache import load_tokens
+from ..training.cache import load_tokens, check_same_stage1
 from ..training.maisi_vae import load_vae
 from ..training.diffusion import load_diffusion_checkpoint
 from ..training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset
@@ -74,6 +74,7 @@ def _controlnet(argv) -> int:
     cfg, base = _controlnet_config(cfg)
     paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
     info = load_tokens(paths['train'], lazy=True)
+    check_same_stage1(base.hparams.get('stage1'), info, f"the diffusion model {cfg.diffusion_path}")
     if args.command in ('train', 'lr-find'):
         module = ControlNetLightning.from_base(cfg, base, info['downsample_factor'])
     _fit_or_eval(args, cfg, module, {s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths})

@@ -13,7 +13,7 @@ from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
 from .shared import (stage_parser, begin, run_cli, require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, report_best,
                               check_resume, generate_batches, run_lr_find)
-from ..training.cache import pre_encode, load_tokens
+from ..training.cache import pre_encode, load_tokens, check_same_stage1
 from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
 from ..training.transformer import load_transformer_checkpoint
@@ -119,6 +119,7 @@ def _main(argv) -> int:
     cfg, base = stage3_config(cfg)
     paths, ds, info, ae = _data(cfg, base)
     val_dl = _loader(ds['val'], cfg, 'val')
+    check_same_stage1(base.hparams.get('stage1'), info, f"the stage-2 transformer {cfg.transformer_path}")
     if args.command in ('train', 'lr-find'):
         module = MaskGiTControlNetLightning.from_cache(cfg, info).init_from_base(base.transformer.state_dict())
         module.attach_autoencoder(load_autoencoder(ae), ds['val'])

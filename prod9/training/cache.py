@@ -23,7 +23,7 @@ from ..autoencoder.inference import AutoencoderInferenceWrapper
 __all__ = ['LAZY_KEYS', 'file_sha256', 'CacheLock', 'use_cache', 'file_stamps', 'token_cache_key', 'class_names', 'RowFiles',
            'split_datasets', 'item_spacing', 'encode_dataset', 'save_tokens', 'load_tokens', 'LazyRows', 'PixelSpace',
            'load_any_autoencoder', 'pre_encode', 'embedding_files', 'embeddings_to_cache', 'stage1_record',
-           'check_stage1', 'TokenDataset', 'TokenDataModule']
+           'check_same_stage1', 'check_stage1', 'TokenDataset', 'TokenDataModule']
 
 # %% ../../nbs/42_cache.ipynb #e0dc0376
 def file_sha256(path, chunk:int=1 << 20) -> str:
@@ -378,6 +378,15 @@ def stage1_record(info:dict) -> dict:
     FSQ levels and code count or latent channels. Generation compares it with the export it decodes with (`check_stage1`)."""
     keys = ('autoencoder', 'autoencoder_sha256', 'downsample_factor', 'levels', 'vocab_size', 'latent_channels')
     return {k: info[k] for k in keys if info.get(k) is not None}
+
+def check_same_stage1(record:dict|None, info:dict, what:str) -> None:
+    """Refuse to build on a model (`record`, its `stage1_record`) with a cache (`info`, its metadata) that was encoded by another
+    stage-1 export: a ControlNet must see the codes or latents its frozen base model was trained on."""
+    got = stage1_record(info)
+    if not record: return
+    if bad := [k for k in ('autoencoder_sha256', 'downsample_factor', 'levels', 'vocab_size', 'latent_channels') if k in record and k in got and record[k] != got[k]]:
+        raise ValueError(f"{what} was trained on the codes of {record.get('autoencoder', '?')}, but this run's cache is encoded by {got.get('autoencoder', '?')} "
+                         f"({', '.join(f'{k} {got[k]} against {record[k]}' for k in bad)}); set the stage-1 path to the export the base model was trained on")
 
 def check_stage1(record:dict|None, ae, path, what:str='this model') -> None:
     """Refuse to decode with a stage-1 export other than the one `record` (a `stage1_record`) says the model was trained on: another

@@ -85,6 +85,7 @@ class ControlNetLightning(MAISIDiffusionLightning):
     def from_base(cls, cfg, base:MAISIDiffusionLightning, downsample_factor:int):
         "A ControlNet for stage config `cfg` on the trained diffusion module `base` (frozen; its weights copied into the ControlNet)."
         more = {'conditions': base.hparams['conditions']} if base.hparams.get('conditions') else {}      # region/spacing defaults
+        if base.hparams.get('stage1'): more['stage1'] = base.hparams['stage1']                            # the VAE it decodes with
         return cls(cfg, base.latent_shape, base.latent_channels, base.class_names, base.scale_factor, base.affine.tolist(),
                    downsample_factor, **more).init_from_unet(base.unet.state_dict())
 
