@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SEEDS = Path(__file__).resolve().parent.parent.parent / 'shared' / 'seeds'
+from seed_commands import SEEDS
 SHRINK = {  # seed text -> smaller model, same call form
     'latent_channels=64,': 'latent_channels=16,',
     'fmaps=[32, 64, 128, 256, 512],': 'fmaps=[8, 8, 16, 16, 16],',
