@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #7b480941
 from __future__ import annotations
-import os, re, functools
+import os, re, sys, functools
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -20,7 +20,7 @@ from monai.utils import get_seed
 from monai.transforms import (Compose, MapTransform, Orientationd, Spacingd, ScaleIntensityRangePercentilesd,
                               SpatialPadd, RandSpatialCropd, RandCropByPosNegLabeld, DeleteItemsd, ResizeWithPadOrCropd, EnsureTyped)
 from .config import (MODALITIES, PhantomDataConfig, BratsDataConfig, MedMNIST3DDataConfig, NiftiFolderDataConfig)
-from .io import read_volume, VolumeError, Volume
+from .io import read_volume, VolumeError, Volume, require_memory
 from .phantoms import make_phantom
 
 # %% auto #0
@@ -462,15 +462,35 @@ def mask_condition(seg:torch.Tensor, classes:Sequence[int]) -> torch.Tensor:
     return torch.cat([(seg == c).float() for c in classes], dim=1)
 
 # %% ../nbs/03_data.ipynb #0fec8fff
-def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3)) -> tuple[np.ndarray, np.ndarray]:
-    "`(labels, affine)` of the label map at `path`, as training saw masks: integers, BraTS 2020/2021's 4 read as 3, known labels only, `shape` voxels."
+def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3), spacing:Sequence[float]|None=None,
+              log=None) -> tuple[np.ndarray, np.ndarray]:
+    """`(labels, affine)` of the label map at `path` on the grid the model conditions, as training read its masks: reoriented to RAS,
+    resampled (nearest neighbour) to `spacing` mm where given and centre padded or cropped to `shape`; integers, BraTS 2020/2021's 4
+    read as 3, known labels only. A crop that would cut labelled voxels away is refused; `log` (default stderr) hears what was changed."""
+    from monai.transforms import Orientation, Spacing, ResizeWithPadOrCrop
     v = read_volume(path, ndim=len(shape))                  # a 2-D model's mask is a 2-D file
+    if v.data.dtype.kind == 'f' and not np.array_equal(v.data, np.rint(v.data)):
+        raise VolumeError(path, "holds non-integer values: expected a label map (0 = background, 1-3 = tumour labels), not an image or probabilities")
+    x, did = MetaTensor(torch.from_numpy(np.rint(v.data).astype(np.float32))[None], affine=torch.as_tensor(v.affine, dtype=torch.float64)), []
     if len(shape) == 3:                                     # to RAS, as training read its masks (Orientationd): an LPS file is not mirrored
-        img = nib.as_closest_canonical(nib.Nifti1Image(v.data, v.affine))
-        v = Volume(np.asanyarray(img.dataobj), img.affine, None, v.path)
-    if list(v.shape) != list(shape):
-        raise VolumeError(path, f"shape {tuple(v.shape)} does not match the model's image size {tuple(shape)}; resample it first "
-                                f"(prod9-preprocess resample --target-shape {' '.join(map(str, shape))})")
+        codes = ''.join(nib.aff2axcodes(v.affine))
+        x = Orientation(axcodes='RAS', labels=(('L', 'R'), ('P', 'A'), ('I', 'S')))(x)
+        if codes != 'RAS': did.append(f"reoriented {codes} -> RAS")
+        if spacing is not None and not np.allclose(v.spacing, spacing, rtol=1e-3):
+            new = [max(1, round(n * s / t)) for n, s, t in zip(v.shape, v.spacing, spacing)]
+            require_memory(int(np.prod(new, dtype=object)) * 4 * 2, f"{path}: resampling the mask to {' x '.join(f'{s:g}' for s in spacing)} mm")
+            x = Spacing(pixdim=tuple(spacing), mode='nearest')(x)
+            did.append(f"resampled {' x '.join(f'{s:.3g}' for s in v.spacing)} -> {' x '.join(f'{s:g}' for s in spacing)} mm")
+    if list(x.shape[1:]) != list(shape):
+        before, was = int((x > 0).sum()), tuple(x.shape[1:])
+        x = ResizeWithPadOrCrop(tuple(shape))(x)
+        if (lost := before - int((x > 0).sum())) > 0:
+            raise VolumeError(path, f"a {'x'.join(map(str, was))} mask does not fit the model's {'x'.join(map(str, shape))} grid: centre cropping it "
+                                    f"would cut away {lost} labelled voxel(s); crop it around the lesion first, or resample it "
+                                    f"(prod9-preprocess resample --target-shape {' '.join(map(str, shape))})")
+        did.append(f"centre {'padded' if all(a <= b for a, b in zip(was, shape)) else 'cropped/padded'} {'x'.join(map(str, was))} -> {'x'.join(map(str, shape))}")
+    if did: print(f"{path}: mask {', '.join(did)} (the model's grid, as training read masks)", file=log or sys.stderr)
+    v = Volume(np.asarray(x.array[0]), np.asarray(x.affine, dtype=np.float64), None, v.path)
     if v.data.dtype.kind == 'f' and not np.array_equal(v.data, np.rint(v.data)):
         raise VolumeError(path, "holds non-integer values: expected a label map (0 = background, 1-3 = tumour labels), not an image or probabilities")
     seg = np.rint(v.data).astype(np.int64)

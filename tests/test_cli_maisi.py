@@ -80,9 +80,18 @@ def test_vae_diffusion_controlnet_chain(cli, tmp_path):
     r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c5', '--modality', 'T1', '--mask', tmp_path / 'sevens.nii.gz')
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'sevens.nii.gz: has label(s) [7] that the model does not know' in r.stderr
     assert not (tmp_path / 'c5').exists()
-    big = tmp_path / 'big.nii.gz'; write_nifti(np.zeros((20, 16, 16), np.int16), big)
+    # a mask of another size, stored in LPS order, is brought to the model's grid as training read masks (RAS, centre pad), and says so
+    small = np.zeros((12, 14, 16), np.int16); small[2:5, 3:6, 4:8] = 2
+    write_nifti(small[::-1, ::-1].copy(), tmp_path / 'lps.nii.gz', np.diag([-1., -1, 1, 1]))
+    r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c6',
+            '--num-samples', 1, '--modality', 'T1', '--mask', tmp_path / 'lps.nii.gz', '--num-inference-steps', 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'reoriented LPS -> RAS' in r.stderr and 'centre padded 12x14x16 -> 16x16x16' in r.stderr, r.stderr[-2000:]
+    np.testing.assert_array_equal(nib.load(tmp_path / 'c6' / 'sample_0001_mask.nii.gz').get_fdata(), np.pad(small, ((2, 2), (1, 1), (0, 0))))
+    big = tmp_path / 'big.nii.gz'; edge = np.zeros((20, 16, 16), np.int16); edge[0, 8, 8] = 1; write_nifti(edge, big)
     r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c3', '--modality', 'T1', '--mask', big)
-    assert r.returncode == 1 and 'does not match the model' in r.stderr
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'would cut away 1 labelled voxel(s)' in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / 'c3').exists()
     r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', cck, '--output', tmp_path / 'c3')
     assert r.returncode == 1 and 'needs --modality' in r.stderr
 

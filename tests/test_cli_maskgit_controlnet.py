@@ -103,11 +103,12 @@ def test_bad_inputs(runs, capsys):
     bad.write_text(c.read_text().replace(str(runs['ae']), str(other)).replace(f'{tmp}/tokens', f'{tmp}/tokens_other'))
     r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad, '--output-dir', tmp / 'elsewhere')
     assert r.returncode == 1 and 'autoencoder_path' in r.stderr and 'grids of 16 tokens' in r.stderr, r.stderr[-2000:]
-    ph = make_phantom((24, 16, 16), 3)
-    write_nifti(ph['seg'].astype(np.int16), tmp / 'wrong_mask.nii.gz', ph['affine'])
+    edge = np.zeros((24, 16, 16), np.int16); edge[1:4, 6:9, 6:9] = 2      # lesion outside the centred 16-voxel crop of a 24-voxel mask
+    write_nifti(edge, tmp / 'wrong_mask.nii.gz')
     r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', tmp / 'stage3' / 'last.ckpt', '--output', tmp / 'w',
             '--mask', tmp / 'wrong_mask.nii.gz')
-    assert r.returncode == 1 and 'does not match the model' in r.stderr and '(16, 16, 16)' in r.stderr
+    assert r.returncode == 1 and 'would cut away 27 labelled voxel(s)' in r.stderr and '16x16x16 grid' in r.stderr, r.stderr[-2000:]
+    assert not (tmp / 'w').exists()
     r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', tmp / 'stage2' / 'last.ckpt', '--output', tmp / 'w')
     assert r.returncode == 1 and 'not a prod9-train-maskgit-controlnet checkpoint' in r.stderr
 

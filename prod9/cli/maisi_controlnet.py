@@ -27,7 +27,7 @@ def _controlnet_config(cfg:ControlNetStageConfig):
 
 def _controlnet(argv) -> int:
     args = _parser('prod9-train-maisi-controlnet', "MAISI stage 3: ControlNet on the frozen diffusion UNet.",
-                   [('--mask', {'help': "generate: a NIfTI label map (image size of the training data) to condition on"}),
+                   [('--mask', {'help': "generate: a NIfTI/NRRD label map to condition on (reoriented to RAS, resampled to the training spacing and centre padded to the model's image size, as training read masks)"}),
                     ('--conditioning-scale', {'type': float, 'help': "generate: scale of the ControlNet residuals"})]).parse_args(argv)
     if (cfg := begin(args, ControlNetStageConfig)) is None: return 0
     cn = cfg.controlnet
@@ -42,7 +42,7 @@ def _controlnet(argv) -> int:
         seg = None
         if args.mask:
             if 'mask' not in cn.control_type: raise ValueError(f"--mask needs a mask ControlNet (control_type {cn.control_type!r})")
-            labels, _ = read_mask(args.mask, image_shape, cn.mask_classes)      # BraTS 2020's 4 read as 3, unknown labels refused
+            labels, _ = read_mask(args.mask, image_shape, cn.mask_classes, getattr(m.cfg.data, 'spacing', None))      # BraTS 2020's 4 read as 3, unknown labels refused
             seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
             control = mask_condition(seg, cn.mask_classes)
         elif cn.control_type == 'label':

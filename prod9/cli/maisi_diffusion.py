@@ -132,7 +132,7 @@ def generate(cfg, args) -> list[Path]:
             if image_shape(sm) != shape: raise ValueError(f"--seg-model makes {image_shape(sm)} masks, but the image model needs {shape}")
             masks = lambda start, count, s: mask_labels(sm.decode(sm.generate_latents(count, seed=s + 500_000)), sm.cfg.data.mask_classes).cpu()
         elif args.mask:
-            labels, _ = read_mask(args.mask, shape, m.cfg.data.mask_classes)
+            labels, _ = read_mask(args.mask, shape, m.cfg.data.mask_classes, args.spacing or getattr(m.cfg.data, 'spacing', None))
             one = torch.from_numpy(labels)[None, None].long()
             masks = lambda start, count, s: one.expand(count, 1, *shape)
         else:
@@ -165,7 +165,7 @@ def generate(cfg, args) -> list[Path]:
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #d1da0993
 def _diffusion(argv) -> int:
     args = _parser('prod9-train-maisi-diffusion', "MAISI stage 2 (and MedGen's modes): latent or pixel-space rectified-flow (or DDPM) diffusion.", [
-        ('--mask', dict(help="generate (bravo, dual): a NIfTI label map (the model's image size) to generate for; default: held-out masks")),
+        ('--mask', dict(help="generate (bravo, dual): a NIfTI/NRRD label map to generate for (brought to the model's grid as training read masks); default: held-out masks")),
         ('--seg-model', dict(help="generate (bravo, dual): a seg model's checkpoint that makes the masks (MedGen's seg → image chain)")),
         ('--image-model', dict(help="generate: the image model's checkpoint (the same as --checkpoint)")),
         ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)"))]).parse_args(argv)

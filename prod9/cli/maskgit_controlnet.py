@@ -30,7 +30,7 @@ def _parser():
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate, e.g. FLAIR (default: every class trained on)")
-    p.add_argument('--mask', help="generate: a NIfTI label map (image size of the training data) to condition on; default: held-out masks "
+    p.add_argument('--mask', help="generate: a NIfTI/NRRD label map to condition on (reoriented to RAS, resampled to the training spacing and centre padded to the model's image size, as training read masks); default: held-out masks "
                                   "(a label ControlNet, controlnet.control_type: label, takes none)")
     p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
@@ -80,7 +80,7 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
         if args.mask: raise ValueError(f"--mask: this ControlNet reads the class label only (controlnet.control_type {cn.control_type!r}); leave --mask out")
         seg = None
     elif args.mask:
-        labels, _ = read_mask(args.mask, image_shape, cn.mask_classes)      # BraTS 2020's 4 read as 3, unknown labels refused
+        labels, _ = read_mask(args.mask, image_shape, cn.mask_classes, getattr(module.cfg.data, 'spacing', None))      # BraTS 2020's 4 read as 3, unknown labels refused
         seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
     else:
         paths, ds, _, _ = _data(cfg, load_transformer_checkpoint(require_kind(cfg, 'transformer_path', 'MaskGiTLightning')))
