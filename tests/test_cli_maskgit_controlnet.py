@@ -103,6 +103,14 @@ def test_bad_inputs(runs, capsys):
     bad.write_text(c.read_text().replace(str(runs['ae']), str(other)).replace(f'{tmp}/tokens', f'{tmp}/tokens_other'))
     r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad, '--output-dir', tmp / 'elsewhere')
     assert r.returncode == 1 and 'autoencoder_path' in r.stderr and 'grids of 16 tokens' in r.stderr, r.stderr[-2000:]
+    # the same architecture with other weights: the codes differ although every shape matches, and stage 3 says which export stage 2 saw
+    m = FSQModelConfig(channels=[8, 8, 8], levels=[5, 5, 5])
+    twin = export_autoencoder(build_autoencoder(m), m, tmp / 'twin_ae.safetensors')
+    bad.write_text(c.read_text().replace(str(runs['ae']), str(twin)).replace(f'{tmp}/tokens', f'{tmp}/tokens_twin'))
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad, '--output-dir', tmp / 'elsewhere')
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert 'was trained on the codes of' in r.stderr and 'autoencoder_sha256' in r.stderr and 'ae.safetensors' in r.stderr, r.stderr[-2000:]
+    assert not (tmp / 'elsewhere' / 'last.ckpt').exists()
     edge = np.zeros((24, 16, 16), np.int16); edge[1:4, 6:9, 6:9] = 2      # lesion outside the centred 16-voxel crop of a 24-voxel mask
     write_nifti(edge, tmp / 'wrong_mask.nii.gz')
     r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', tmp / 'stage3' / 'last.ckpt', '--output', tmp / 'w',
