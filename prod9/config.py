@@ -14,13 +14,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator
 
 # %% auto #0
-__all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'KEY_ALIASES', 'NOT_YET',
-           'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error',
-           'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
-           'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
-           'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'ProgressivePhase', 'ProgressiveConfig',
-           'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml',
-           'load_config', 'KeyAlias', 'apply_key_aliases', 'config_path', 'list_configs']
+__all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'MAX_BASE_DEPTH',
+           'DERIVED', 'KEY_ALIASES', 'NOT_YET', 'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate',
+           'StrictModel', 'format_validation_error', 'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig',
+           'lr_multiplier', 'PhantomDataConfig', 'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig',
+           'EarlyStoppingConfig', 'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'ProgressivePhase',
+           'ProgressiveConfig', 'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml',
+           'yaml_error_text', 'read_yaml', 'load_config', 'merge_configs', 'compose_config', 'origin_of',
+           'config_origins', 'config_yaml', 'KeyAlias', 'apply_key_aliases', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -36,7 +37,7 @@ _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 def _join_key(key, k): return f"{key}[{k}]" if isinstance(k, int) else (f"{key}.{k}" if key else str(k))
 
 def interpolate(value, env:Mapping|None=None, file=None, key:str=''):
-    "Replace `${VAR}` / `${VAR:default}` in every string inside `value` (dicts and lists are walked)."
+    "Replace `${VAR}` / `${VAR:default}` in every string inside `value` (dicts and lists are walked); `file` (or `file(key)`) names where errors are."
     env = os.environ if env is None else env
     if isinstance(value, dict): return {k: interpolate(v, env, file, _join_key(key, k)) for k, v in value.items()}
     if isinstance(value, list): return [interpolate(v, env, file, _join_key(key, i)) for i, v in enumerate(value)]
@@ -46,7 +47,7 @@ def interpolate(value, env:Mapping|None=None, file=None, key:str=''):
         if name in env: return env[name]
         if default is not None: return default
         raise ConfigError(f"environment variable {name} is not set and `${{{name}}}` has no default; "
-                          f"export {name}=... or write `${{{name}:default}}`", file, key)
+                          f"export {name}=... or write `${{{name}:default}}`", file(key) if callable(file) else file, key)
     return _VAR_RE.sub(_sub, value)
 
 # %% ../nbs/00_config.ipynb #4d116024
@@ -327,6 +328,15 @@ class StageConfig(StrictModel):
     ema: EMAConfig = Field(default_factory=EMAConfig)
     compile: CompileConfig = Field(default_factory=CompileConfig)
     _source: str | None = PrivateAttr(default=None)
+    _layers: list = PrivateAttr(default_factory=list)        # (file, keys) per composed file, for `config_origins`
+
+    @model_validator(mode='after')
+    def _window_from_crop(self):
+        "A stage's `sliding_window.roi_size` not given anywhere is the training crop, `data.roi_size`."
+        sw = getattr(self, 'sliding_window', None)
+        if sw is not None and 'roi_size' not in sw.model_fields_set and self.data.roi_size:
+            object.__setattr__(sw, 'roi_size', tuple(self.data.roi_size))
+        return self
 
     @property
     def source_file(self) -> str | None: return self._source
@@ -420,16 +430,122 @@ def _set_dotted(d:dict, key:str, value, file=None):
             raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[:i + 1])} is {node!r}, not a section", file, key)
     node[parts[-1]] = value
 
+def _override_key(key:str, value):
+    "An override's key and value in prod9's spelling (`--set sampler.num_steps=4` sets `sampler.steps`)."
+    for a in KEY_ALIASES:
+        if key == a.seed: return a.prod9, (a.convert(value) if a.convert else value)
+    return key, value
+
 def load_config(path, schema:type[StageConfig]=StageConfig, env:Mapping|None=None, overrides:Mapping|None=None):
-    "Load YAML at `path`, interpolate `${VAR}`s from `env`, apply `overrides`, read the seeds' key names (`KEY_ALIASES`), validate with `schema`."
-    data = interpolate(read_yaml(path), env, path)
-    for k, v in (overrides or {}).items(): _set_dotted(data, k, parse_yaml(v) if isinstance(v, str) else v, path)
-    data = apply_key_aliases(data, path)                 # the seeds' key names, in the file and in overrides
+    """Load the YAML at `path` composed over its `base:` files (`compose_config`: each interpolated from `env` and read with the
+    original guides' key names), apply `overrides` (dotted keys, YAML values), validate with `schema`. Errors name the file each key came from."""
+    data, layers = compose_config(path, env)
+    data = interpolate(data, env, lambda key: origin_of(layers, key) or path)
+    over = {}
+    for k, v in (overrides or {}).items():
+        k, v = _override_key(k, parse_yaml(v) if isinstance(v, str) else v)
+        _set_dotted(data, k, v, path); _set_dotted(over, k, v, path)
+    if over: layers.append(('command line', set(_leaf_keys(over))))
+    data = apply_key_aliases(data, path)                 # an override spelled the guides' way inside a section it replaces
     try: cfg = schema.model_validate(data)
-    except ValidationError as e: raise ConfigError(format_validation_error(e, schema)
-                                                   .replace('\n', f"\n{path}: "), path) from None
-    cfg._source = str(path)
+    except ValidationError as e:
+        lines = format_validation_error(e, schema).split('\n')
+        files = [origin_of(layers, ln.split(': ', 1)[0]) or str(path) for ln in lines]
+        files = [f if f != 'command line' else f"{path} (as set on the command line)" for f in files]
+        raise ConfigError('\n'.join(ln if i == 0 else f"{f}: {ln}" for i, (f, ln) in enumerate(zip(files, lines))), files[0]) from None
+    cfg._source, cfg._layers = str(path), layers
     return cfg
+
+
+# %% ../nbs/00_config.ipynb #77e19681
+MAX_BASE_DEPTH = 16         # bases of bases: a deeper chain is a mistake, not a design
+
+def _leaf_keys(d, key:str=''):
+    "Dotted keys of the leaves of a parsed config (lists and empty sections are leaves)."
+    if isinstance(d, dict) and d:
+        for k, v in d.items(): yield from _leaf_keys(v, _join_key(key, k))
+    elif key: yield key
+
+def merge_configs(base:dict, over:dict) -> dict:
+    """`over` deep-merged onto `base`: sections merge key by key, any other value (lists included) replaces. A section whose `source`
+    differs from the base's (`data: {source: phantoms}` over a BraTS base) replaces it whole: its keys belong to another data set."""
+    out = dict(base)
+    for k, v in over.items():
+        b = out.get(k)
+        same_kind = isinstance(b, dict) and isinstance(v, dict) and ('source' not in v or b.get('source', v['source']) == v['source'])
+        out[k] = merge_configs(b, v) if same_kind else v
+    return out
+
+def _find_base(name:str, including:Path) -> Path:
+    "A `base:` entry: a file beside the including one, a path from the working folder, or a packaged config name."
+    p = Path(name).expanduser()
+    if not p.is_absolute() and (q := including.parent / p).is_file(): return q
+    try: return config_path(name)
+    except ConfigError: pass
+    raise ConfigError(f"base {name!r} not found: neither a file beside this one, nor a path from {os.getcwd()}, nor a packaged config "
+                      "(python -c 'import prod9.config as c; print(c.list_configs())' lists them)", including, 'base')
+
+def compose_config(path, env:Mapping|None=None, _chain:tuple=()) -> tuple[dict, list]:
+    """`(data, layers)`: the mapping in `path` deep-merged (`merge_configs`) over the files its `base:` names (a name or a list,
+    later over earlier), each file read with the original guides' key names first. `${VAR}`s are left for `load_config` to
+    replace in the merged result (a base's `${BRATS_DATA_DIR}` that a file overrides needs no variable); `env` serves `base:` itself.
+    `layers` lists `(file, leaf keys)` in merge order, so `origin_of` can say which file set a value. A missing base or a cycle names the file."""
+    path = Path(path)
+    real = os.path.realpath(path)
+    if real in _chain:
+        raise ConfigError("bases form a cycle: " + ' -> '.join(map(str, (*_chain[_chain.index(real):], real))) + "; remove one `base:`", path, 'base')
+    if len(_chain) >= MAX_BASE_DEPTH: raise ConfigError(f"bases nest more than {MAX_BASE_DEPTH} deep", path, 'base')
+    data = read_yaml(path)
+    bases = interpolate(data.pop('base', None), env, path, 'base')
+    bases = [] if bases is None else [bases] if isinstance(bases, str) else bases
+    if not (isinstance(bases, list) and all(isinstance(b, str) and b for b in bases)):
+        raise ConfigError(f"expected a config name or path, or a list of them (got {bases!r})", path, 'base')
+    data = apply_key_aliases(data, path)
+    merged, layers = {}, []
+    for b in bases:
+        sub, sub_layers = compose_config(_find_base(b, path), env, (*_chain, real))
+        merged, layers = merge_configs(merged, sub), layers + sub_layers
+    layers.append((str(path), set(_leaf_keys(data))))
+    return merge_configs(merged, data), layers
+
+def origin_of(layers:list, key:str) -> str|None:
+    "The file (or `command line`) of the last layer that set dotted `key` or a value inside it; `None`: a default."
+    for f, keys in reversed(layers):
+        if key in keys or any(k.startswith(key + '.') or k.startswith(key + '[') for k in keys): return f
+    return None
+
+
+# %% ../nbs/00_config.ipynb #d4e66fdc
+DERIVED = {'sliding_window.roi_size': 'data.roi_size'}     # defaults taken from another key
+
+def config_origins(cfg:StageConfig) -> dict[str, str]:
+    "Where each value of a loaded config came from: a file, `command line`, `default`, or the key it is `from` (`DERIVED`)."
+    def name(f):        # a packaged config by its name, as `--config` and `base:` take it
+        try: return f"packaged {Path(f).resolve().relative_to(CONFIG_DIR.resolve())}"
+        except ValueError: return f
+    out = {}
+    for key in _leaf_keys(cfg.model_dump(mode='json')):
+        src = origin_of(cfg._layers, key)
+        if src is None and key in DERIVED:
+            section = getattr(cfg, key.split('.')[0], None)
+            src = f"from {DERIVED[key]}" if section is not None and key.split('.')[-1] not in section.model_fields_set else None
+        out[key] = name(src) if src not in (None, 'command line') and not src.startswith('from ') else (src or 'default')
+    return out
+
+def config_yaml(cfg:StageConfig, origins:bool=True) -> str:
+    "The resolved config as YAML, each value followed by a comment saying where it came from (`config_origins`)."
+    where, lines = config_origins(cfg) if origins else {}, []
+    def flow(v): return yaml.safe_dump([v], default_flow_style=True, width=10**6, sort_keys=False).strip()[1:-1]
+    def walk(d, key, indent):
+        for k, v in d.items():
+            kk = _join_key(key, k)
+            if isinstance(v, dict) and v:
+                lines.append(f"{'  ' * indent}{k}:"); walk(v, kk, indent + 1)
+            else:
+                lines.append(f"{'  ' * indent}{k}: {flow(v)}" + (f"    # {where.get(kk, 'default')}" if origins else ''))
+    walk(cfg.model_dump(mode='json'), '', 0)
+    return '\n'.join(lines) + '\n'
+
 
 # %% ../nbs/00_config.ipynb #57e109e7
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from ..config import load_config, config_path, ConfigError, SlidingWindowConfig, parse_yaml, yaml_error_text
+from ..config import load_config, config_path, config_yaml, ConfigError, SlidingWindowConfig, parse_yaml, yaml_error_text
 from ..data import datamodule_from_config
 from ..io import read_volume, write_nifti, VolumeError, atomic_write
 from ..autoencoder.inference import AutoencoderInferenceWrapper
@@ -73,8 +73,8 @@ def load_stage_config(args, schema):
     return load_config(config_path(args.config), schema, overrides=over)
 
 def print_config(cfg):
-    "The resolved config as YAML on stdout."
-    print(yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False), end='')
+    "The resolved config as YAML on stdout, each value followed by where it came from (a file, `command line`, `default`)."
+    print(config_yaml(cfg), end='')
 
 _FLAG_RULES = {    # attribute: (flag, what it must be, test)
     'num_samples': ('--num-samples', 'an integer >= 1', lambda v: v >= 1),
