@@ -5,14 +5,18 @@ from prod9.config import list_configs, config_path, load_config, StageConfig, Co
 
 ENV = {'BRATS_DATA_DIR': '/data/brats', 'MEDMNIST_DATA_DIR': '/data/medmnist', 'NIFTI_DATA_DIR': '/data/nifti'}
 
+def is_base(name:str) -> bool:
+    "A packaged base that is not a stage config of its own: a data set (`data/`) or the tokens MaskGiT's stages 2 and 3 share."
+    return name.startswith('data/') or name.endswith('/tokens.yaml')
+
 def test_configs_are_shipped():
     names = list_configs()
     assert 'data/phantoms.yaml' in names and len(names) >= 4
     assert CONFIG_DIR.is_dir() and (CONFIG_DIR.parent / '__init__.py').exists()
 
-@pytest.mark.parametrize('name', [n for n in list_configs() if n.startswith('data/')])
+@pytest.mark.parametrize('name', [n for n in list_configs() if is_base(n)])
 def test_data_configs_validate(name):
-    cfg = load_config(config_path(name), StageConfig, env=ENV)
+    cfg = load_config(config_path(name), schema_for(name.replace('tokens.yaml', 'stage2/base.yaml')) if name.endswith('tokens.yaml') else StageConfig, env=ENV)
     assert cfg.data.source in ('phantoms', 'brats', 'medmnist3d', 'nifti_folder')
 
 def test_required_variable_error_names_file_and_key():
@@ -40,7 +44,7 @@ def schema_for(name:str):
             from prod9.training.maisi_vae import MAISIVAEStageConfig; return MAISIVAEStageConfig
     return None
 
-STAGE_CONFIGS = [n for n in list_configs() if not n.startswith('data/')]
+STAGE_CONFIGS = [n for n in list_configs() if not is_base(n)]
 
 def test_every_config_has_a_schema():
     assert [n for n in STAGE_CONFIGS if schema_for(n) is None] == []
@@ -105,3 +109,42 @@ def test_stage_configs_validate_and_build(name):
         vae_cfgs = [n for n in STAGE_CONFIGS if n.startswith('maisi/') and schema_for(n).__name__ == 'MAISIVAEStageConfig']
         exports = {str(load_config(config_path(n), schema_for(n), env=ENV).export_file) for n in vae_cfgs}
         assert cfg.vae_path in exports, (name, cfg.vae_path, exports)
+
+ENV_B = {'BRATS_DATA_DIR': '/b/brats', 'MEDMNIST_DATA_DIR': '/b/medmnist', 'NIFTI_DATA_DIR': '/b/nifti', 'PROD9_OUTPUT_DIR': '/o', 'NUM_WORKERS': '3',
+         'CACHE_RATE': '0.5', 'MAX_EPOCHS': '7', 'PRECISION': '16-mixed', 'MEDMNIST_FLAG': 'nodulemnist3d'}
+
+def test_packaged_configs_are_composed_and_restate_nothing(tmp_path):
+    """Every value a packaged file writes changes what it resolves to (it is neither a default nor what its bases say), under the
+    variables' defaults and under other values; every stage config builds on a base; the whole set stays small."""
+    from prod9.config import parse_yaml, _leaf_keys, CONFIG_DIR
+    import copy, yaml
+    def without(d, key):
+        d = copy.deepcopy(d); node, parts = d, key.split('.')
+        trail = []
+        for q in parts[:-1]: trail.append((node, q)); node = node[q]
+        del node[parts[-1]]
+        for parent, q in reversed(trail):          # a section left empty goes too: `early_stopping: {patience: 10}` switches it on
+            if parent[q] == {}: del parent[q]
+        return d
+    restated = []
+    for name in STAGE_CONFIGS:
+        src = config_path(name); data = parse_yaml(src.read_text())
+        assert 'base' in data, f"{name}: builds on no base (a data set under data/, or a sibling)"
+        schema, want = schema_for(name), [load_config(src, schema_for(name), env=e).model_dump(mode='json') for e in (ENV, ENV_B)]
+        for key in _leaf_keys({k: v for k, v in data.items() if k != 'base'}):
+            trial = src.parent / f'.trial_{src.name}'      # beside the original: its relative bases resolve the same way
+            try:
+                trial.write_text(yaml.safe_dump(without(data, key)))
+                if [load_config(trial, schema, env=e).model_dump(mode='json') for e in (ENV, ENV_B)] == want: restated.append(f"{name}: {key}")
+            except ConfigError: pass            # the config needs the value: it is not restated
+            finally: trial.unlink(missing_ok=True)
+    assert restated == [], restated
+    total = sum(len(f.read_text().splitlines()) for f in CONFIG_DIR.rglob('*.yaml'))
+    assert total <= 900, f"the packaged configs have {total} lines"
+
+def test_packaged_configs_speak_of_prod9():
+    from prod9.config import CONFIG_DIR
+    import re
+    hits = [f"{f.relative_to(CONFIG_DIR)}:{i + 1}" for f in CONFIG_DIR.rglob('*.yaml') for i, ln in enumerate(f.read_text().splitlines())
+            if re.search(r'\bseeds?\b', ln, re.I) and not re.match(r'\s*seed:', ln)]
+    assert hits == [], hits
