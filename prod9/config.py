@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #c5ea260a
 from __future__ import annotations
-import math, os, re
+import importlib.util, math, os, re
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Annotated, Callable, Literal, Union, Mapping, Sequence
@@ -621,7 +621,7 @@ def apply_key_aliases(data:dict, file=None) -> dict:
     return data
 
 # %% ../nbs/00_config.ipynb #662e8687
-CONFIG_DIR = Path(__file__).parent / 'configs' if '__file__' in globals() else Path('../prod9/configs').resolve()
+CONFIG_DIR = (Path(__file__).parent if '__file__' in globals() else Path(importlib.util.find_spec('prod9').origin).parent) / 'configs'   # a notebook: the package it imports
 
 CONFIG_ALIASES = {      # the seeds' names for packaged configs → the files prod9 ships
     'maskgit/brats/stage2_label/base.yaml': 'maskgit/brats/stage2/base.yaml',
