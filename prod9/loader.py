@@ -11,7 +11,7 @@ import torch
 from dataclasses import dataclass
 from pathlib import Path
 from safetensors import safe_open
-from .training.engine import read_model_file, read_lightning_checkpoint
+from .files import read_model_file, read_lightning_checkpoint
 
 # %% auto #0
 __all__ = ['KINDS', 'EXPORTS', 'FileKind', 'describe', 'what_is', 'load']

@@ -32,7 +32,7 @@ def trained(tmp_path_factory, request):
 
 def test_ema_through_the_command(trained):
     "ema.enabled: the checkpoint's weights are the average, the raw weights beside them, and generation loads the average."
-    from prod9.training.engine import read_lightning_checkpoint
+    from prod9.files import read_lightning_checkpoint
     from prod9.training.transformer import load_transformer_checkpoint
     ck = read_lightning_checkpoint(trained[1])
     assert set(ck['state_dict']) == set(ck['current_model_state'])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 import torch
-from .scheduler import NoiseSchedulerConfig, make_noise_scheduler
+from .scheduler import NoiseSchedulerConfig, make_noise_scheduler, denoising_loop
 from monai.inferers import Inferer
 
 # %% auto #0
@@ -24,27 +24,12 @@ def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_infe
     `controlnet_labels`, since a ControlNet may be label-conditioned when the UNet is not). `unet_kwargs`: more inputs of the UNet
     at every step (body region and spacing, `unet_conditions`)."""
     device = device or next(unet.parameters()).device
-    sch = make_noise_scheduler(cfg, spatial_dims)
     n = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
-    if n < 1: raise ValueError(f"num_inference_steps must be >= 1, got {n}")
-    g = torch.Generator(device=device); g.manual_seed(seed)
-    x = torch.randn(tuple(shape), generator=g, device=device)
-    B = x.shape[0]
-    if cfg.strategy == 'rflow':
-        sch.set_timesteps(n, device=device, input_img_size_numel=math.prod(shape[2:]))
-        ts = sch.timesteps
-        nxt = torch.cat([ts[1:], torch.zeros_like(ts[:1])])
-    else:
-        sch.set_timesteps(n, device=device); ts = sch.timesteps; nxt = [None] * len(ts)
-    for t, tn in zip(ts, nxt):
-        tb = torch.full((B,), float(t) if cfg.strategy == 'rflow' else int(t), device=device)
-        extra = {}
-        if controlnet is not None:
-            down, mid = controlnet(x, tb, control, conditioning_scale=conditioning_scale, class_labels=controlnet_labels)
-            extra = {'down_block_additional_residuals': down, 'mid_block_additional_residual': mid}
-        out = unet(x, tb, class_labels=class_labels, **extra, **(unet_kwargs or {}))
-        x = sch.step(out, t, x, tn)[0] if cfg.strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
-    return x
+    def residuals(x, tb):          # the ControlNet's residuals into the UNet, at every step
+        if controlnet is None: return {}
+        down, mid = controlnet(x, tb, control, conditioning_scale=conditioning_scale, class_labels=controlnet_labels)
+        return {'down_block_additional_residuals': down, 'mid_block_additional_residual': mid}
+    return denoising_loop(make_noise_scheduler(cfg, spatial_dims), cfg.strategy, unet, shape, n, class_labels, seed, device, residuals, unet_kwargs)
 
 # %% ../../nbs/32_diffusion_sampling.ipynb #d209f7b1
 class SamplingInferer(Inferer):

@@ -6,6 +6,7 @@ Docs: https://prod9.github.io/prod9/diffusion_scheduler.html.md"""
 
 # %% ../../nbs/30_diffusion_scheduler.ipynb #7a50c056
 from __future__ import annotations
+import math
 from typing import Literal, Sequence
 import torch
 from pydantic import Field
@@ -13,7 +14,8 @@ from monai.networks.schedulers import RFlowScheduler, DDPMScheduler
 from ..config import StrictModel
 
 # %% auto #0
-__all__ = ['NoiseSchedulerConfig', 'make_noise_scheduler', 'training_target', 'min_snr_weight', 'RectifiedFlowSchedulerRF']
+__all__ = ['NoiseSchedulerConfig', 'make_noise_scheduler', 'training_target', 'min_snr_weight', 'denoising_loop',
+           'RectifiedFlowSchedulerRF']
 
 # %% ../../nbs/30_diffusion_scheduler.ipynb #bdbdd5e5
 class NoiseSchedulerConfig(StrictModel):
@@ -58,6 +60,30 @@ def min_snr_weight(cfg:NoiseSchedulerConfig, scheduler, t:torch.Tensor, gamma:fl
     if cfg.prediction_type == 'v_prediction': return clipped / (snr + 1)
     return clipped
 
+# %% ../../nbs/30_diffusion_scheduler.ipynb #f88285b1
+@torch.no_grad()
+def denoising_loop(sch, strategy:str, unet, shape:Sequence[int], n:int, class_labels=None, seed:int=0, device=None,
+                   step_inputs=None, unet_kwargs:dict|None=None) -> torch.Tensor:
+    """Sample `shape` from noise with the built scheduler `sch` of `strategy` (`rflow`: Euler steps between MONAI's timesteps for
+    this size; `ddpm`: ancestral steps) in `n` steps. `step_inputs(x, t)` gives more inputs of the UNet at each step (a
+    ControlNet's residuals); `unet_kwargs` the ones that stay (body region, spacing). Seeded: the same `seed` gives the same sample."""
+    if n < 1: raise ValueError(f"num_inference_steps must be >= 1, got {n}")
+    g = torch.Generator(device=device); g.manual_seed(seed)
+    x = torch.randn(tuple(shape), generator=g, device=device)
+    B = x.shape[0]
+    if strategy == 'rflow':
+        sch.set_timesteps(n, device=device, input_img_size_numel=math.prod(shape[2:]))
+        ts = sch.timesteps
+        nxt = torch.cat([ts[1:], torch.zeros_like(ts[:1])])
+    else:
+        sch.set_timesteps(n, device=device); ts = sch.timesteps; nxt = [None] * len(ts)
+    for t, tn in zip(ts, nxt):
+        tb = torch.full((B,), float(t) if strategy == 'rflow' else int(t), device=device)
+        extra = step_inputs(x, tb) if step_inputs is not None else {}
+        out = unet(x, tb, class_labels=class_labels, **extra, **(unet_kwargs or {}))
+        x = sch.step(out, t, x, tn)[0] if strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
+    return x
+
 # %% ../../nbs/30_diffusion_scheduler.ipynb #81219294
 class RectifiedFlowSchedulerRF(RFlowScheduler):
     "MONAI's `RFlowScheduler` with `num_inference_steps` and `denoise(model)`, the seed's rectified-flow scheduler."
@@ -82,5 +108,5 @@ class RectifiedFlowSchedulerRF(RFlowScheduler):
         "Generate latents `shape` (default: the shape last given to `add_noise`) with `model` in `num_inference_steps` Euler steps."
         shape = shape or self.last_shape
         if shape is None: raise ValueError("denoise needs shape=(B, C, *S), or a call of add_noise first to take the shape from")
-        from prod9.diffusion.sampling import sample_latents
-        return sample_latents(model, self.config(num_inference_steps), shape, None, class_labels, seed, device, spatial_dims=self.spatial_dim)
+        n = self.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
+        return denoising_loop(self, 'rflow', model, shape, n, class_labels, seed, device or next(model.parameters()).device)

@@ -15,7 +15,7 @@ from ..config import StrictModel
 from ..autoencoder.autoencoder_fsq import AutoencoderFSQ, FSQModelConfig, build_autoencoder
 from .losses import codebook_stats
 from .autoencoder import AutoencoderStageBase, AutoencoderLightning
-from .engine import save_model_file
+from ..files import save_model_file
 from ..loader import load
 
 # %% auto #0

@@ -15,38 +15,12 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import save_file, load_file, safe_open
 from ..config import StageConfig, LRScheduleConfig, lr_multiplier, ConfigError
 from ..io import atomic_write, _alive, _HOST, _prepare_target
+from ..files import read_lightning_checkpoint
 
 # %% auto #0
-__all__ = ['save_model_file', 'read_model_file', 'AtomicCheckpointIO', 'read_lightning_checkpoint', 'warmup_schedule',
-           'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock', 'EMAWeights',
-           'LastEveryEpochCheckpoint', 'MonitorCheck', 'ProgressiveResolution', 'make_trainer', 'fit_stage',
-           'require_resumable', 'budget_trainer_config', 'find_lr', 'StageModule']
-
-# %% ../../nbs/40_engine.ipynb #296255a9
-def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
-    "Write `model`'s weights + `{prod9_class, prod9_config, **extra}` metadata to one `.safetensors` file, atomically."
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {'prod9_class': cls_name, 'prod9_config': config_json, **{k: str(v) for k, v in (extra or {}).items()}}
-    return atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta), suffix='.tmp')
-
-def read_model_file(path, cls_name:str, hint:str, map_location='cpu') -> tuple[dict, dict, dict]:
-    "`(state_dict, config, metadata)` of a file written by `save_model_file` for `cls_name`; safe (no pickle)."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: {cls_name} export not found; {hint}")
-    try:
-        with safe_open(str(path), framework='pt') as f: meta = f.metadata() or {}
-    except Exception as e: raise ValueError(f"{path}: not a safetensors file ({e})") from None
-    if meta.get('prod9_class') != cls_name:
-        what = f"a prod9 {meta['prod9_class']} export" if meta.get('prod9_class') else "a safetensors file without prod9 metadata"
-        raise ValueError(f"{path}: {what}, not a prod9 {cls_name} export; {hint}")
-    if 'prod9_config' not in meta: raise ValueError(f"{path}: a prod9 {cls_name} export without its model configuration (no prod9_config metadata); {hint}")
-    try: cfg = json.loads(meta['prod9_config'])
-    except json.JSONDecodeError as e: raise ValueError(f"{path}: its prod9_config metadata is not valid JSON ({e}); {hint}") from None
-    if not isinstance(cfg, dict): raise ValueError(f"{path}: its prod9_config metadata is a {type(cfg).__name__}, expected a mapping of model settings; {hint}")
-    try: sd = load_file(str(path), device=str(map_location))
-    except Exception as e: raise ValueError(f"{path}: the weights cannot be read ({type(e).__name__}: {str(e)[:200]}); {hint}") from None
-    return sd, cfg, meta
-
+__all__ = ['AtomicCheckpointIO', 'warmup_schedule', 'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock',
+           'EMAWeights', 'LastEveryEpochCheckpoint', 'MonitorCheck', 'ProgressiveResolution', 'make_trainer',
+           'fit_stage', 'require_resumable', 'budget_trainer_config', 'find_lr', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #bfe27a56
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,18 +28,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     failed or killed save (a full disk included) never replaces the last good checkpoint; the file gets the umask's permissions."""
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), suffix='.tmp')
-
-# %% ../../nbs/40_engine.ipynb #c61c3d8d
-def read_lightning_checkpoint(path, required:str|None=None, what:str='Lightning', map_location='cpu') -> dict:
-    "A Lightning checkpoint loaded safely (`weights_only=True`); `required` names a hyper-parameter a `what` checkpoint must have."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"--checkpoint {path}: no such file")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable Lightning checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-    hp = ck.get('hyper_parameters') if isinstance(ck, dict) else None
-    if not isinstance(ck, dict) or 'state_dict' not in ck or (required and (not hp or required not in hp)):
-        raise ValueError(f"{path}: not a {what} checkpoint" + (f" (no {required!r} hyper-parameter)" if required else " (no state_dict)"))
-    return ck
 
 # %% ../../nbs/40_engine.ipynb #e7f822bd
 def warmup_schedule(opt:torch.optim.Optimizer, warmup_steps:int, decay:str='constant', total_steps:float|None=None,

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 from ..autoencoder.autoencoder_maisi import MAISIVAE, MAISIVAEModelConfig
 from .autoencoder import AutoencoderStageBase, AELossConfig, AutoencoderLightning
-from .engine import save_model_file
+from ..files import save_model_file
 from ..loader import load
 
 # %% auto #0
