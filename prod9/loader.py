@@ -8,39 +8,15 @@ Docs: https://prod9.github.io/prod9/loader.html.md"""
 from __future__ import annotations
 import importlib
 import torch
-from dataclasses import dataclass
 from pathlib import Path
 from safetensors import safe_open
 from .files import read_model_file, read_lightning_checkpoint
 
 # %% auto #0
-__all__ = ['KINDS', 'EXPORTS', 'FileKind', 'describe', 'what_is', 'load']
+__all__ = ['what_is', 'load']
 
 # %% ../nbs/50_loader.ipynb #0dba34fb
-@dataclass(frozen=True)
-class FileKind:
-    "One kind of prod9 file: the class that rebuilds it (`module.attr`), how to name it in messages, and the command that writes it."
-    module: str
-    attr: str
-    description: str
-    made_by: str
-
-KINDS = {
-    'AutoencoderFSQ': FileKind('prod9.autoencoder.autoencoder_fsq', 'build_autoencoder', 'an FSQ autoencoder export', 'prod9-train-autoencoder train'),
-    'MAISIVAE': FileKind('prod9.autoencoder.autoencoder_maisi', 'MAISIVAE', 'a MAISI VAE export', 'prod9-train-maisi-vae train'),
-    'AutoencoderFSQLightning': FileKind('prod9.training.autoencoder_fsq', 'AutoencoderFSQLightning', 'a prod9-train-autoencoder checkpoint', 'prod9-train-autoencoder train'),
-    'MAISIVAELightning': FileKind('prod9.training.maisi_vae', 'MAISIVAELightning', 'a prod9-train-maisi-vae checkpoint', 'prod9-train-maisi-vae train'),
-    'MaskGiTLightning': FileKind('prod9.training.transformer', 'MaskGiTLightning', 'a prod9-train-transformer checkpoint', 'prod9-train-transformer train'),
-    'MaskGiTControlNetLightning': FileKind('prod9.training.maskgit_controlnet', 'MaskGiTControlNetLightning', 'a prod9-train-maskgit-controlnet checkpoint', 'prod9-train-maskgit-controlnet train'),
-    'MAISIDiffusionLightning': FileKind('prod9.training.diffusion', 'MAISIDiffusionLightning', 'a prod9-train-maisi-diffusion checkpoint', 'prod9-train-maisi-diffusion train'),
-    'ControlNetLightning': FileKind('prod9.training.controlnet', 'ControlNetLightning', 'a prod9-train-maisi-controlnet checkpoint', 'prod9-train-maisi-controlnet train'),
-    'TokenCache': FileKind('prod9.training.cache', 'load_tokens', 'a prod9 token/latent cache', 'any stage-2 command (pre-encoding)'),
-}
-EXPORTS = ('AutoencoderFSQ', 'MAISIVAE')
-
-def describe(kind:str) -> str:
-    "How messages name a kind (`KINDS` key), or the kind itself when it is not prod9's."
-    return KINDS[kind].description if kind in KINDS else kind
+from .stages import FileKind, KINDS, EXPORTS, describe      # the kinds the stages declare (prod9.stages), and the token cache
 
 # %% ../nbs/50_loader.ipynb #51a29680
 def _kind_from_hparams(hp:dict) -> str:

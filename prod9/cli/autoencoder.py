@@ -6,12 +6,11 @@ Docs: https://prod9.github.io/prod9/cli_autoencoder.html.md"""
 
 # %% ../../nbs/52_cli_autoencoder.ipynb #99b22b91
 from __future__ import annotations
-from .shared import stage1_cli
-from ..training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder
+from .command import stage_command, stage1_hooks
+from ..training.autoencoder_fsq import export_autoencoder
 
 # %% auto #0
 __all__ = ['main']
 
 # %% ../../nbs/52_cli_autoencoder.ipynb #5ab1e837
-main = stage1_cli('prod9-train-autoencoder', "MaskGiT stage 1: the FSQ autoencoder.", AutoencoderStageConfig, AutoencoderFSQLightning,
-                  export_autoencoder, 'AutoencoderFSQ')
+main = stage_command('autoencoder', stage1_hooks('autoencoder', export_autoencoder))

@@ -21,7 +21,7 @@ __all__ = ['main']
 # %% ../../nbs/57_cli_maisi_controlnet.ipynb #1eb37226
 def _controlnet_config(cfg:ControlNetStageConfig):
     "The ControlNet config with `model`/`scheduler` replaced by the diffusion checkpoint's, plus that checkpoint's module."
-    base = load_diffusion_checkpoint(require_kind(cfg, 'diffusion_path', 'MAISIDiffusionLightning'))
+    base = load_diffusion_checkpoint(require_kind(cfg, 'diffusion_path'))
     merged = cfg.model_copy(update={'model': base.cfg.model, 'scheduler': base.cfg.scheduler})
     return ControlNetStageConfig.model_validate(merged.model_dump()), base
 
@@ -33,7 +33,7 @@ def _controlnet(argv) -> int:
     cn = cfg.controlnet
     if args.command == 'generate':
         if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
-        m = attach_stage1(load_diffusion_checkpoint(args.checkpoint, ControlNetLightning), require_kind(cfg, 'vae_path', 'MAISIVAE'), f'--checkpoint {args.checkpoint}')
+        m = attach_stage1(load_diffusion_checkpoint(args.checkpoint, ControlNetLightning), require_kind(cfg, 'vae_path'), f'--checkpoint {args.checkpoint}')
         m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
         names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
         image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]

@@ -38,7 +38,7 @@ def _latents(cfg, store_images=False, store_masks=False):
     "Encode (or reuse) the latent cache of `cfg.data` with the VAE export; with `embeddings_dir`, read the workflow's embedding files instead; in pixel space, the images."
     if getattr(cfg, 'space', 'latent') == 'pixel':
         return pre_encode(None, cfg.data, cfg.sliding_window, cfg.cache_dir, batch_size=cfg.encode_batch_size, store_masks=store_masks), None
-    vae = require_kind(cfg, 'vae_path', 'MAISIVAE')
+    vae = require_kind(cfg, 'vae_path')
     want = len(cfg.data.mask_classes) if getattr(cfg.data, 'content', 'image') == 'mask' else \
            (len(cfg.data.modalities) if getattr(cfg.data, 'stack_modalities', False) else 1)
     got = load_vae(vae).in_channels

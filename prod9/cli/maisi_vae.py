@@ -6,11 +6,11 @@ Docs: https://prod9.github.io/prod9/cli_maisi_vae.html.md"""
 
 # %% ../../nbs/55_cli_maisi_vae.ipynb #c46e4db0
 from __future__ import annotations
-from .shared import stage1_cli
-from ..training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning, export_vae
+from .command import stage_command, stage1_hooks
+from ..training.maisi_vae import export_vae
 
 # %% auto #0
 __all__ = ['main']
 
 # %% ../../nbs/55_cli_maisi_vae.ipynb #49e64ff3
-main = stage1_cli('prod9-train-maisi-vae', "MAISI stage 1: the KL VAE.", MAISIVAEStageConfig, MAISIVAELightning, export_vae, 'MAISIVAE')
+main = stage_command('maisi-vae', stage1_hooks('maisi-vae', export_vae))

@@ -40,7 +40,7 @@ def _parser():
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #acf8db12
 def stage3_config(cfg:MaskGiTControlNetStageConfig):
     "The config with `model`/`masking` replaced by the stage-2 checkpoint's, and that checkpoint's module."
-    base = load_transformer_checkpoint(require_kind(cfg, 'transformer_path', 'MaskGiTLightning'))
+    base = load_transformer_checkpoint(require_kind(cfg, 'transformer_path'))
     if base.cfg.model.transformer_type != 'label':
         raise ConfigError(f"{cfg.transformer_path} is an in-context (single_stream) transformer; the ControlNet needs a label-conditional one",
                           cfg._source, 'transformer_path')
@@ -53,7 +53,7 @@ def stage3_config(cfg:MaskGiTControlNetStageConfig):
 
 def _data(cfg, base, log=print):
     "Pre-encode (or reuse) the token cache and check that its codes are the stage-2 transformer's; the train/val/test datasets."
-    ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
+    ae = require_kind(cfg, 'autoencoder_path')
     paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log,
                        precision=cfg.trainer.precision, store_masks='mask' in cfg.controlnet.control_type)     # a label ControlNet reads no masks
     info = load_tokens(paths['train'], lazy=True)
@@ -83,7 +83,7 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
         labels, _ = read_mask(args.mask, image_shape, cn.mask_classes, getattr(module.cfg.data, 'spacing', None))      # BraTS 2020's 4 read as 3, unknown labels refused
         seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
     else:
-        paths, ds, _, _ = _data(cfg, load_transformer_checkpoint(require_kind(cfg, 'transformer_path', 'MaskGiTLightning')))
+        paths, ds, _, _ = _data(cfg, load_transformer_checkpoint(require_kind(cfg, 'transformer_path')))
         split = 'test' if len(ds['test']) else 'val'
         if len(ds[split]) == 0: raise ValueError("no held-out volumes to take masks from; give --mask FILE")
         seg = torch.stack([ds[split][i % len(ds[split])]['seg'] for i in range(n)]).long()
@@ -110,7 +110,7 @@ def _main(argv) -> int:
     if (cfg := begin(args, MaskGiTControlNetStageConfig)) is None: return 0
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
-        module = attach_stage1(load_maskgit_controlnet_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ'), f'--checkpoint {args.checkpoint}')
+        module = attach_stage1(load_maskgit_controlnet_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
         files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
     if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")

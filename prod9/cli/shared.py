@@ -16,6 +16,7 @@ from ..data import datamodule_from_config
 from ..io import read_volume, write_nifti, VolumeError, atomic_write
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..loader import load, what_is, describe, KINDS
+from ..stages import stage_of
 from ..training.engine import make_trainer, fit_stage, require_resumable
 
 # %% auto #0
@@ -24,7 +25,7 @@ __all__ = ['MAX_SAMPLES', 'RUN_FILES', 'EXPECTED_ERRORS', 'DEBUG_ENV', 'MANIFEST
            'begin', 'earlier_run', 'claim_output', 'refuse_overwriting', 'attach_stage1', 'require_kind',
            'check_resume', 'device_from_config', 'error_line', 'unexpected_line', 'run_cli', 'report_best',
            'stage1_module', 'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find',
-           'stage1_cli', 'read_manifest', 'safe_file_name', 'generate_batches']
+           'read_manifest', 'safe_file_name', 'generate_batches']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -184,8 +185,10 @@ def attach_stage1(module, path, what:str='--checkpoint'):
     check_stage1(module.hparams.get('stage1'), ae, path, f"the model of {what}")
     return module.attach_vae(ae) if hasattr(module, 'attach_vae') else module.attach_autoencoder(ae)
 
-def require_kind(cfg, key:str, kind:str) -> Path:
-    "The file at config key `key`, which must exist and be a prod9 file of `kind` (a `prod9.loader.KINDS` key); else a `ConfigError` naming the key."
+def require_kind(cfg, key:str, kind:str|None=None) -> Path:
+    """The file at config key `key`, which must exist and be a prod9 file of `kind` (a `prod9.stages.KINDS` key; default: what the
+    stage of `cfg` declares it reads there, `Stage.reads`); else a `ConfigError` naming the key."""
+    if kind is None: kind = stage_of(cfg).reads[key]
     path = cfg.require_file(key)
     if (got := what_is(path)) != kind:
         raise ConfigError(f"{path} is {describe(got)}, not {describe(kind)} (written by `{KINDS[kind].made_by}`)", cfg.source_file, key)
@@ -332,45 +335,6 @@ def run_lr_find(module, cfg, args, **data) -> dict:
     else: print(f"suggested training.lr: {res['suggestion']:.3g}  (train with --set training.lr={res['suggestion']:.3g})")
     return res
 
-def stage1_cli(prog:str, description:str, config_cls, module_cls, export_fn, export_kind:str):
-    "The `train | validate | test | infer` entry point of an autoencoder stage."
-    def main(argv=None) -> int:
-        return run_cli(lambda a: _stage1(a, prog, description, config_cls, module_cls, export_fn, export_kind), prog, argv)
-    main.__doc__ = f"Entry point of `{prog}`."
-    return main
-
-def _stage1(argv, prog, description, config_cls, module_cls, export_fn, export_kind) -> int:
-    p = stage_parser(prog, description, ['train', 'validate', 'test', 'infer', 'lr-find'], "this stage's .ckpt (resume/evaluate) or its exported .safetensors")
-    p.add_argument('--input', help="infer: the volume to reconstruct"); p.add_argument('--output', help="infer: where to write the reconstruction")
-    p.add_argument('--normalised', action='store_true', help="infer: write the reconstruction in the model's [0, 1], not in the input's units")
-    add_window_flags(p, 'infer')
-    args = p.parse_args(argv)
-    if (cfg := begin(args, config_cls)) is None: return 0
-    out = Path(cfg.output_dir)
-    if args.command == 'infer':
-        if not args.checkpoint: raise ValueError("infer needs --checkpoint (best.ckpt or the exported .safetensors)")
-        print(f"wrote {infer(cfg, stage1_module(cfg, args.checkpoint, module_cls, export_kind), args)}"); return 0
-    dm = datamodule_from_config(cfg.data, whole_eval=cfg.validation.whole_volume)     # whole volumes through the sliding window
-    if args.command == 'lr-find':
-        if cfg.loss.adversarial.weight > 0:
-            print("lr-find: searching with the adversarial term off (Lightning's finder steps one optimiser): the rate is the autoencoder's")
-            cfg = config_cls.model_validate({**cfg.model_dump(), 'loss': {**cfg.loss.model_dump(), 'adversarial': {**cfg.loss.adversarial.model_dump(), 'weight': 0.0}}})
-        run_lr_find(stage1_module(cfg, args.checkpoint, module_cls, export_kind), cfg, args, datamodule=dm); return 0
-    if args.command == 'train':
-        resume = args.checkpoint if args.checkpoint and what_is(args.checkpoint) == module_cls.__name__ else None
-        module = stage1_module(cfg, None if resume else args.checkpoint, module_cls, export_kind)
-        trainer = fit_stage(module, cfg, datamodule=dm, monitor='val_l1', ckpt_path=resume)
-        if not trainer.is_global_zero: return 0                # several processes (DDP): the first one exports
-        best = trainer.checkpoint_callback.best_model_path or str(out / 'last.ckpt')
-        final = stage1_module(cfg, best, module_cls, export_kind) if Path(best).is_file() else module
-        path = export_fn(final.autoencoder, cfg.model, cfg.export_file)
-        note = '' if path.suffix == '.safetensors' else '; a safetensors file under the name given: prod9.load reads it, torch.load does not'
-        print(f"exported {path} (from {best}{note})")
-        return 0
-    module = stage1_module(cfg, args.checkpoint, module_cls, export_kind)
-    trainer = make_trainer(cfg, out)
-    (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
-    return 0
 
 # %% ../../nbs/51_cli_shared.ipynb #f94d51a2
 import csv

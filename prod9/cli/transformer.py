@@ -37,7 +37,7 @@ def _parser():
 
 def _data(cfg, log=print):
     "Pre-encode (or reuse) the token cache; a DataModule in the mode the model needs."
-    ae = require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ')
+    ae = require_kind(cfg, 'autoencoder_path')
     paths = pre_encode(ae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size, log=log,
                        precision=cfg.trainer.precision)
     info = TokenDataset(paths['train'])
@@ -144,7 +144,7 @@ def _main(argv) -> int:
     out = Path(cfg.output_dir)
     if args.command == 'generate':
         if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
-        module = attach_stage1(load_transformer_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path', 'AutoencoderFSQ'), f'--checkpoint {args.checkpoint}')
+        module = attach_stage1(load_transformer_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
         files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
         print(f"wrote {len(files)} volumes to {args.output}"); return 0
     if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
