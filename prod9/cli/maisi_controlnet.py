@@ -8,8 +8,9 @@ Docs: https://prod9.github.io/prod9/cli_maisi_controlnet.html.md"""
 from __future__ import annotations
 import torch
 from ..data import resolve_classes, mask_condition, read_mask
-from .shared import begin, run_cli, require_kind, attach_stage1, device_from_config, use_window_flags, check_resume, generate_batches
-from .maisi_diffusion import _parser, _latents, _fit_or_eval, conditions_from_flags
+from .shared import require_kind, attach_stage1, device_from_config, use_window_flags, generate_batches
+from .command import stage_command, Hooks, StageData
+from .maisi_diffusion import diffusion_flags, latent_cache, split_loaders, conditions_from_flags
 from ..training.cache import load_tokens, check_same_stage1
 from ..training.maisi_vae import load_vae
 from ..training.diffusion import load_diffusion_checkpoint
@@ -25,61 +26,59 @@ def _controlnet_config(cfg:ControlNetStageConfig):
     merged = cfg.model_copy(update={'model': base.cfg.model, 'scheduler': base.cfg.scheduler})
     return ControlNetStageConfig.model_validate(merged.model_dump()), base
 
-def _controlnet(argv) -> int:
-    args = _parser('prod9-train-maisi-controlnet', "MAISI stage 3: ControlNet on the frozen diffusion UNet.",
-                   [('--mask', {'help': "generate: a NIfTI/NRRD label map to condition on (reoriented to RAS, resampled to the training spacing and centre padded to the model's image size, as training read masks)"}),
-                    ('--conditioning-scale', {'type': float, 'help': "generate: scale of the ControlNet residuals"})]).parse_args(argv)
-    if (cfg := begin(args, ControlNetStageConfig)) is None: return 0
+def _generate_command(cfg, args) -> int:
+    if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
+    m = attach_stage1(load_diffusion_checkpoint(args.checkpoint, ControlNetLightning), require_kind(cfg, 'vae_path'), f'--checkpoint {args.checkpoint}')
+    m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
+    names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
+    image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]
+    label = resolve_classes([args.modality], names, '--modality')[0] if args.modality else None
+    if label is None and ('label' in cn.control_type or m.cfg.model.conditional): raise ValueError("this ControlNet needs --modality")
+    seg = None
+    if args.mask:
+        if 'mask' not in cn.control_type: raise ValueError(f"--mask needs a mask ControlNet (control_type {cn.control_type!r})")
+        labels, _ = read_mask(args.mask, image_shape, cn.mask_classes, getattr(m.cfg.data, 'spacing', None))      # BraTS 2020's 4 read as 3, unknown labels refused
+        seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
+        control = mask_condition(seg, cn.mask_classes)
+    elif cn.control_type == 'label':
+        control = None
+    else:
+        paths, _ = latent_cache(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
+        split = 'test' if len(load_tokens(paths['test'], lazy=True)['labels']) else 'val'
+        ds = ControlDataset(paths[split], m.scale_factor, cn, names)
+        if len(ds) == 0: raise ValueError(f"no held-out ({split}) samples to take conditions from")
+        items = [ds[i % len(ds)] for i in range(n)]
+        control = torch.stack([it['control'] for it in items])
+        seg = torch.stack([it['seg'] for it in items]) if 'mask' in cn.control_type else None
+    tag = '' if label is None else f'_{names[label]}'
+    beside = 'mask' if seg is not None else 'source' if cn.control_type == 'image' else None      # written with each sample
+    def make(start, count, s):
+        sl = slice(start, start + count)
+        z = m.generatelatent_cache(count, None if label is None else [label] * count, seed=s, num_inference_steps=args.num_inference_steps,
+                               control=None if control is None else control[sl], conditioning_scale=args.conditioning_scale,
+                               **conditions_from_flags(m.cfg.model, args))
+        return [m.decode(z).cpu()] + ([seg[sl].to(torch.int16)] if beside == 'mask' else [control[sl].float()] if beside else [])
+    files = generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}{tag}.nii.gz'] + ([f'sample_{i + 1:04d}_{beside}.nii.gz'] if beside else []),
+                             make, seed=args.seed or 0, label=tag[1:], checkpoint=args.checkpoint, affine=m.affine, montage=f'controlled{tag}',
+                             montage_seg=None if seg is None else seg[0, 0])
+    files = [f for f in files if not f.name.endswith(f'_{beside}.nii.gz')] if beside else files
+    print(f"wrote {len(files)} volumes to {args.output}"); return 0
+
+def _control_data(cfg, args) -> StageData:
+    """The latent cache (with the masks or images the ControlNet reads) as loaders, the config completed from the diffusion
+    checkpoint, after checking that the cache was encoded by the VAE the diffusion model was trained on."""
     cn = cfg.controlnet
-    if args.command == 'generate':
-        if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
-        m = attach_stage1(load_diffusion_checkpoint(args.checkpoint, ControlNetLightning), require_kind(cfg, 'vae_path'), f'--checkpoint {args.checkpoint}')
-        m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
-        names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
-        image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]
-        label = resolve_classes([args.modality], names, '--modality')[0] if args.modality else None
-        if label is None and ('label' in cn.control_type or m.cfg.model.conditional): raise ValueError("this ControlNet needs --modality")
-        seg = None
-        if args.mask:
-            if 'mask' not in cn.control_type: raise ValueError(f"--mask needs a mask ControlNet (control_type {cn.control_type!r})")
-            labels, _ = read_mask(args.mask, image_shape, cn.mask_classes, getattr(m.cfg.data, 'spacing', None))      # BraTS 2020's 4 read as 3, unknown labels refused
-            seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
-            control = mask_condition(seg, cn.mask_classes)
-        elif cn.control_type == 'label':
-            control = None
-        else:
-            paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
-            split = 'test' if len(load_tokens(paths['test'], lazy=True)['labels']) else 'val'
-            ds = ControlDataset(paths[split], m.scale_factor, cn, names)
-            if len(ds) == 0: raise ValueError(f"no held-out ({split}) samples to take conditions from")
-            items = [ds[i % len(ds)] for i in range(n)]
-            control = torch.stack([it['control'] for it in items])
-            seg = torch.stack([it['seg'] for it in items]) if 'mask' in cn.control_type else None
-        tag = '' if label is None else f'_{names[label]}'
-        beside = 'mask' if seg is not None else 'source' if cn.control_type == 'image' else None      # written with each sample
-        def make(start, count, s):
-            sl = slice(start, start + count)
-            z = m.generate_latents(count, None if label is None else [label] * count, seed=s, num_inference_steps=args.num_inference_steps,
-                                   control=None if control is None else control[sl], conditioning_scale=args.conditioning_scale,
-                                   **conditions_from_flags(m.cfg.model, args))
-            return [m.decode(z).cpu()] + ([seg[sl].to(torch.int16)] if beside == 'mask' else [control[sl].float()] if beside else [])
-        files = generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}{tag}.nii.gz'] + ([f'sample_{i + 1:04d}_{beside}.nii.gz'] if beside else []),
-                                 make, seed=args.seed or 0, label=tag[1:], checkpoint=args.checkpoint, affine=m.affine, montage=f'controlled{tag}',
-                                 montage_seg=None if seg is None else seg[0, 0])
-        files = [f for f in files if not f.name.endswith(f'_{beside}.nii.gz')] if beside else files
-        print(f"wrote {len(files)} volumes to {args.output}"); return 0
-    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
-    check_resume(args, 'ControlNetLightning')                 # a wrong resume file fails before any encoding
-    module = load_diffusion_checkpoint(args.checkpoint, ControlNetLightning) if args.command not in ('train', 'lr-find') else None
     cfg, base = _controlnet_config(cfg)
-    paths, _ = _latents(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
+    paths, _ = latent_cache(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
     info = load_tokens(paths['train'], lazy=True)
     check_same_stage1(base.hparams.get('stage1'), info, f"the diffusion model {cfg.diffusion_path}")
-    if args.command in ('train', 'lr-find'):
-        module = ControlNetLightning.from_base(cfg, base, info['downsample_factor'])
-    _fit_or_eval(args, cfg, module, {s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths})
-    return 0
+    loaders = lambda module: split_loaders({s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths}, cfg, args.command)
+    return StageData(cfg, loaders=loaders, extra={'base': base, 'info': info})
 
-def main(argv=None) -> int:
-    "Entry point of `prod9-train-maisi-controlnet`."
-    return run_cli(_controlnet, 'prod9-train-maisi-controlnet', argv)
+_FLAGS = [('--mask', {'help': "generate: a NIfTI/NRRD label map to condition on (reoriented to RAS, resampled to the training spacing and centre padded to the model's image size, as training read masks)"}),
+          ('--conditioning-scale', {'type': float, 'help': "generate: scale of the ControlNet residuals"})]
+
+main = stage_command('maisi-controlnet', Hooks(
+    arguments=lambda p: diffusion_flags(p, _FLAGS), data=_control_data,
+    new_module=lambda data, args: ControlNetLightning.from_base(data.cfg, data.extra['base'], data.extra['info']['downsample_factor']),
+    load=lambda cfg, args: load_diffusion_checkpoint(args.checkpoint, ControlNetLightning), commands={'generate': _generate_command}))

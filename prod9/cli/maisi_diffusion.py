@@ -11,19 +11,18 @@ from pathlib import Path
 import torch
 from ..config import ConfigError
 from ..data import resolve_classes, read_mask
-from .shared import (stage_parser, begin, run_cli, require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, report_best,
-                              check_resume, generate_batches, run_lr_find)
+from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches
+from .command import stage_command, Hooks, StageData
 from ..training.cache import pre_encode, load_tokens
-from ..training.engine import make_trainer, fit_stage
 from ..training.maisi_vae import load_vae
 from ..training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint, mask_labels
 
 # %% auto #0
-__all__ = ['conditions_from_flags', 'image_shape', 'generate', 'main']
+__all__ = ['main', 'diffusion_flags', 'latent_cache', 'split_loaders', 'conditions_from_flags', 'image_shape', 'generate']
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #4e282734
-def _parser(prog, description, extra=()):
-    p = stage_parser(prog, description, ['train', 'validate', 'test', 'generate', 'lr-find'])
+def diffusion_flags(p, extra=()):
+    "The `generate` flags of the diffusion stages (MAISI stages 2 and 3), and `extra` ones: `(flag, argparse keywords)`."
     p.add_argument('--output', help="generate: folder for NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4); p.add_argument('--num-inference-steps', type=int)
     p.add_argument('--modality', help="class to generate (conditional models), e.g. T1")
@@ -32,9 +31,9 @@ def _parser(prog, description, extra=()):
     p.add_argument('--spacing', type=float, nargs=3, metavar=('X', 'Y', 'Z'),
                    help="generate: voxel spacing in mm (models with model.spacing_conditioning; default: the training data's median)")
     for a, kw in extra: p.add_argument(a, **kw)
-    return add_window_flags(p, 'generate')
+    add_window_flags(p, 'generate')
 
-def _latents(cfg, store_images=False, store_masks=False):
+def latent_cache(cfg, store_images=False, store_masks=False):
     "Encode (or reuse) the latent cache of `cfg.data` with the VAE export; with `embeddings_dir`, read the workflow's embedding files instead; in pixel space, the images."
     if getattr(cfg, 'space', 'latent') == 'pixel':
         return pre_encode(None, cfg.data, cfg.sliding_window, cfg.cache_dir, batch_size=cfg.encode_batch_size, store_masks=store_masks), None
@@ -52,16 +51,10 @@ def _latents(cfg, store_images=False, store_masks=False):
     return pre_encode(vae, cfg.data, cfg.sliding_window, cfg.cache_dir, device=device_from_config(cfg), batch_size=cfg.encode_batch_size,
                       store_images=store_images, precision=cfg.trainer.precision, store_masks=store_masks), vae
 
-def _fit_or_eval(args, cfg, module, datasets:dict):
-    "Train, validate or test `module` on the `train`/`val`/`test` datasets (test falls back to val when empty)."
-    train_dl, val_dl = _loader(datasets['train'], cfg, True), _loader(datasets['val'], cfg)
-    if args.command == 'lr-find': run_lr_find(module, cfg, args, train=train_dl); return
-    if args.command == 'train':
-        trainer = fit_stage(module, cfg, train=train_dl, val=val_dl, monitor='val_loss', ckpt_path=args.checkpoint)
-        report_best(cfg, trainer); return
-    trainer = make_trainer(cfg, cfg.output_dir, monitor='val_loss')
-    if args.command == 'validate': trainer.validate(module, val_dl)
-    else: trainer.test(module, _loader(datasets['test'] if len(datasets['test']) else datasets['val'], cfg))
+def split_loaders(datasets:dict, cfg, command:str) -> tuple:
+    "`(train, val, test)` loaders of the `train`/`val`/`test` datasets; `test` (falling back to val when empty) only for the test command."
+    test = _loader(datasets['test'] if len(datasets['test']) else datasets['val'], cfg) if command == 'test' else None
+    return _loader(datasets['train'], cfg, True), _loader(datasets['val'], cfg), test
 
 def conditions_from_flags(model_cfg, args) -> dict:
     "`region`/`spacing` for `generate_latents` from `--body-region` / `--spacing`, checked against what the UNet reads."
@@ -115,7 +108,7 @@ def generate(cfg, args) -> list[Path]:
     m = _load_model(ck, '--checkpoint')
     m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
     cond, seed, names, mode = conditions_from_flags(m.cfg.model, args), args.seed or 0, m.class_names, m.cfg.mode
-    gen = lambda count, s, labels=None, mask=None: m.decode(m.generate_latents(count, labels, seed=s, num_inference_steps=args.num_inference_steps,
+    gen = lambda count, s, labels=None, mask=None: m.decode(m.generatelatent_cache(count, labels, seed=s, num_inference_steps=args.num_inference_steps,
                                                                                 mask=mask, **cond)).cpu()
     if (args.mask or args.seg_model) and mode not in ('bravo', 'dual'):
         raise ValueError(f"--mask / --seg-model: a {mode} model takes no mask; they are for bravo and dual models")
@@ -130,13 +123,13 @@ def generate(cfg, args) -> list[Path]:
             sm = _load_model(args.seg_model, '--seg-model').to(m.device)
             if sm.cfg.mode != 'seg': raise ValueError(f"--seg-model {args.seg_model} is a {sm.cfg.mode} model, not a seg model")
             if image_shape(sm) != shape: raise ValueError(f"--seg-model makes {image_shape(sm)} masks, but the image model needs {shape}")
-            masks = lambda start, count, s: mask_labels(sm.decode(sm.generate_latents(count, seed=s + 500_000)), sm.cfg.data.mask_classes).cpu()
+            masks = lambda start, count, s: mask_labels(sm.decode(sm.generatelatent_cache(count, seed=s + 500_000)), sm.cfg.data.mask_classes).cpu()
         elif args.mask:
             labels, _ = read_mask(args.mask, shape, m.cfg.data.mask_classes, args.spacing or getattr(m.cfg.data, 'spacing', None))
             one = torch.from_numpy(labels)[None, None].long()
             masks = lambda start, count, s: one.expand(count, 1, *shape)
         else:
-            paths, _ = _latents(cfg, store_masks=True)
+            paths, _ = latent_cache(cfg, store_masks=True)
             held = LatentDataset(paths['test'] if len(LatentDataset(paths['test'])) else paths['val'], m.scale_factor)
             if len(held) == 0 or held.seg is None: raise ValueError("no held-out masks to generate for; give --mask FILE or --seg-model")
             masks = lambda start, count, s: torch.stack([held.seg[(start + j) % len(held)].long() for j in range(count)])
@@ -163,28 +156,25 @@ def generate(cfg, args) -> list[Path]:
     return files
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #d1da0993
-def _diffusion(argv) -> int:
-    args = _parser('prod9-train-maisi-diffusion', "MAISI stage 2 (and MedGen's modes): latent or pixel-space rectified-flow (or DDPM) diffusion.", [
+_FLAGS = [
         ('--mask', dict(help="generate (bravo, dual): a NIfTI/NRRD label map to generate for (brought to the model's grid as training read masks); default: held-out masks")),
         ('--seg-model', dict(help="generate (bravo, dual): a seg model's checkpoint that makes the masks (MedGen's seg → image chain)")),
         ('--image-model', dict(help="generate: the image model's checkpoint (the same as --checkpoint)")),
-        ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)"))]).parse_args(argv)
-    if (cfg := begin(args, DiffusionStageConfig)) is None: return 0
-    if args.command == 'generate':
-        files = generate(cfg, args)
-        print(f"wrote {len(files)} volumes to {args.output}"); return 0
-    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
-    check_resume(args, 'MAISIDiffusionLightning')                 # a wrong resume file fails before any encoding
-    module = load_diffusion_checkpoint(args.checkpoint) if args.command not in ('train', 'lr-find') else None     # a wrong file fails before encoding
-    paths, _ = _latents(cfg, store_masks=cfg.mode in ('bravo', 'dual'))
+        ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)"))]
+
+def _generate_command(cfg, args) -> int:
+    files = generate(cfg, args)
+    print(f"wrote {len(files)} volumes to {args.output}"); return 0
+
+def _latent_data(cfg, args) -> StageData:
+    "The latent (or, in pixel space, image) cache as loaders, made once the module's latent scale is known."
+    paths, _ = latent_cache(cfg, store_masks=cfg.mode in ('bravo', 'dual'))
     info = load_tokens(paths['train'], lazy=True)
     if 'z_mu' not in info: raise ValueError(f"vae_path {cfg.vae_path} is not a MAISI VAE export (the cache holds tokens)")
-    if args.command in ('train', 'lr-find'):
-        module = MAISIDiffusionLightning.from_cache(cfg, info)
-    sf = module.scale_factor
-    _fit_or_eval(args, cfg, module, {s: LatentDataset(paths[s], sf) for s in paths})
-    return 0
+    return StageData(cfg, loaders=lambda module: split_loaders({s: LatentDataset(paths[s], module.scale_factor) for s in paths}, cfg, args.command),
+                     extra={'info': info})
 
-def main(argv=None) -> int:
-    "Entry point of `prod9-train-maisi-diffusion`."
-    return run_cli(_diffusion, 'prod9-train-maisi-diffusion', argv)
+main = stage_command('maisi-diffusion', Hooks(arguments=lambda p: diffusion_flags(p, _FLAGS), data=_latent_data,
+                                              new_module=lambda data, args: MAISIDiffusionLightning.from_cache(data.cfg, data.extra['info']),
+                                              load=lambda cfg, args: load_diffusion_checkpoint(args.checkpoint),
+                                              commands={'generate': _generate_command}))

@@ -11,22 +11,20 @@ import torch
 from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
-from .shared import (stage_parser, begin, run_cli, require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, report_best,
-                              check_resume, generate_batches, run_lr_find)
+from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches
+from .command import stage_command, Hooks, StageData
 from ..training.cache import pre_encode, load_tokens, check_same_stage1
-from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
 from ..training.transformer import load_transformer_checkpoint
 from ..training.maskgit_controlnet import (MaskGiTControlNetStageConfig, MaskGiTControlNetLightning, ControlTokenDataset,
                                                load_maskgit_controlnet_checkpoint)
 
 # %% auto #0
-__all__ = ['stage3_config', 'generate', 'main']
+__all__ = ['main', 'stage3_config', 'generate']
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #f15bec14
-def _parser():
-    p = stage_parser('prod9-train-maskgit-controlnet', "MaskGiT stage 3: a ControlNet on the frozen stage-2 transformer.",
-                     ['train', 'validate', 'test', 'generate', 'lr-find'])
+def _arguments(p):
+    "The flags of `generate`."
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate, e.g. FLAIR (default: every class trained on)")
@@ -35,7 +33,7 @@ def _parser():
     p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
     p.add_argument('--conditioning-scale', type=float, help="override controlnet.conditioning_scale")
-    return add_window_flags(p, 'generate')
+    add_window_flags(p, 'generate')
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #acf8db12
 def stage3_config(cfg:MaskGiTControlNetStageConfig):
@@ -105,33 +103,29 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
     return [f for f in written if not f.name.endswith('_mask.nii.gz')]
 
 # %% ../../nbs/54_cli_maskgit_controlnet.ipynb #cfe6ac67
-def _main(argv) -> int:
-    args = _parser().parse_args(argv)
-    if (cfg := begin(args, MaskGiTControlNetStageConfig)) is None: return 0
-    if args.command == 'generate':
-        if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
-        module = attach_stage1(load_maskgit_controlnet_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
-        files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
-        print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
-    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
-    check_resume(args, 'MaskGiTControlNetLightning')                 # a wrong resume file fails before any encoding
-    module = load_maskgit_controlnet_checkpoint(args.checkpoint) if args.command not in ('train', 'lr-find') else None
+def _generate_command(cfg, args) -> int:
+    if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
+    module = attach_stage1(load_maskgit_controlnet_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
+    files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
+    print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
+
+def _stage3_data(cfg, args) -> StageData:
+    """The stage-2 run's token cache (with its masks) as loaders, the config completed from the stage-2 checkpoint, after checking
+    that the cache was encoded by the autoencoder the stage-2 transformer was trained on."""
     cfg, base = stage3_config(cfg)
     paths, ds, info, ae = _data(cfg, base)
-    val_dl = _loader(ds['val'], cfg, 'val')
+    val = _loader(ds['val'], cfg, 'val')
     check_same_stage1(base.hparams.get('stage1'), info, f"the stage-2 transformer {cfg.transformer_path}")
-    if args.command in ('train', 'lr-find'):
-        module = MaskGiTControlNetLightning.from_cache(cfg, info).init_from_base(base.transformer.state_dict())
-        module.attach_autoencoder(load_autoencoder(ae), ds['val'])
-    if args.command == 'lr-find': run_lr_find(module, cfg, args, train=_loader(ds['train'], cfg, 'train', True)); return 0
-    if args.command == 'train':
-        trainer = fit_stage(module, cfg, train=_loader(ds['train'], cfg, 'train', True), val=val_dl, monitor='val_ce', ckpt_path=args.checkpoint)
-        report_best(cfg, trainer); return 0
-    trainer = make_trainer(cfg, cfg.output_dir, monitor='val_ce')
-    if args.command == 'validate': trainer.validate(module, val_dl)
-    else: trainer.test(module, _loader(ds['test'] if len(ds['test']) else ds['val'], cfg, 'test'))
-    return 0
+    train = _loader(ds['train'], cfg, 'train', True) if args.command in ('train', 'lr-find') else None
+    test = _loader(ds['test'] if len(ds['test']) else ds['val'], cfg, 'test') if args.command == 'test' else None
+    return StageData(cfg, train=train, val=val, test=test, extra={'base': base, 'info': info, 'autoencoder': ae, 'datasets': ds})
 
-def main(argv=None) -> int:
-    "Entry point of `prod9-train-maskgit-controlnet`."
-    return run_cli(_main, 'prod9-train-maskgit-controlnet', argv)
+def _new_module(data:StageData, args):
+    "A ControlNet initialised from the frozen stage-2 transformer's first blocks, with the autoencoder attached."
+    x = data.extra
+    module = MaskGiTControlNetLightning.from_cache(data.cfg, x['info']).init_from_base(x['base'].transformer.state_dict())
+    return module.attach_autoencoder(load_autoencoder(x['autoencoder']), x['datasets']['val'])
+
+main = stage_command('maskgit-controlnet', Hooks(arguments=_arguments, data=_stage3_data, new_module=_new_module,
+                                                 load=lambda cfg, args: load_maskgit_controlnet_checkpoint(args.checkpoint),
+                                                 commands={'generate': _generate_command}))

@@ -11,19 +11,18 @@ import torch
 from ..data import resolve_classes
 from ..io import save_montage, read_volume, write_nifti
 import numpy as np
-from .shared import (stage_parser, begin, run_cli, require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, report_best,
-                              check_resume, generate_batches, run_lr_find)
+from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches
+from .command import stage_command, Hooks, StageData
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
-from ..training.engine import make_trainer, fit_stage
 from ..training.autoencoder_fsq import load_autoencoder
-from ..training.transformer import TransformerStageConfig, MaskGiTLightning, load_transformer_checkpoint
+from ..training.transformer import MaskGiTLightning, load_transformer_checkpoint
 
 # %% auto #0
-__all__ = ['read_model_input', 'translate_file', 'generate', 'main']
+__all__ = ['main', 'read_model_input', 'translate_file', 'generate']
 
 # %% ../../nbs/53_cli_transformer.ipynb #1ea09e6e
-def _parser():
-    p = stage_parser('prod9-train-transformer', "MaskGiT stage 2: the masked-token transformer.", ['train', 'validate', 'test', 'generate', 'lr-find'])
+def _arguments(p):
+    "The flags of `generate`."
     p.add_argument('--output', help="generate: folder for the NIfTI files and montages")
     p.add_argument('--num-samples', type=int, default=4)
     p.add_argument('--modality', help="generate: class to generate (label-conditional), e.g. T1")
@@ -33,7 +32,7 @@ def _parser():
                                    "to write (e.g. t2.nii.gz), on the input's grid and affine")
     p.add_argument('--steps', type=int, help="override sampler.steps")
     p.add_argument('--guidance-scale', type=float, help="override sampler.guidance_scale")
-    return add_window_flags(p, 'generate')
+    add_window_flags(p, 'generate')
 
 def _data(cfg, log=print):
     "Pre-encode (or reuse) the token cache; a DataModule in the mode the model needs."
@@ -49,7 +48,14 @@ def _data(cfg, log=print):
     dm = TokenDataModule(paths, cfg.data.batch_size, 'in_context' if ic else 'label', src, tgt, cfg.data.num_workers)
     return paths, dm, ae
 
-def _new_module(cfg, paths, ae_path):
+def _token_data(cfg, args) -> StageData:
+    "The token cache as the stage's data: a DataModule, and the cache and autoencoder for the new module."
+    paths, dm, ae = _data(cfg)
+    return StageData(cfg, datamodule=dm, extra={'paths': paths, 'autoencoder': ae})
+
+def _new_module(data:StageData, args):
+    "A new transformer sized from the token cache, with the frozen autoencoder attached (validation decodes samples)."
+    cfg, paths, ae_path = data.cfg, data.extra['paths'], data.extra['autoencoder']
     info = load_tokens(paths['train'], lazy=True)
     m = MaskGiTLightning.from_cache(cfg, info)
     ref = TokenDataset(paths['val']) if len(TokenDataset(paths['val'])) else None
@@ -138,27 +144,12 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
     return written
 
 # %% ../../nbs/53_cli_transformer.ipynb #57904871
-def _main(argv) -> int:
-    args = _parser().parse_args(argv)
-    if (cfg := begin(args, TransformerStageConfig)) is None: return 0
-    out = Path(cfg.output_dir)
-    if args.command == 'generate':
-        if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
-        module = attach_stage1(load_transformer_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
-        files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
-        print(f"wrote {len(files)} volumes to {args.output}"); return 0
-    if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")
-    check_resume(args, 'MaskGiTLightning')                 # a wrong resume file fails before any encoding
-    module = load_transformer_checkpoint(args.checkpoint) if args.command not in ('train', 'lr-find') else None    # a wrong file fails before encoding
-    paths, dm, ae = _data(cfg)
-    if args.command == 'lr-find': run_lr_find(_new_module(cfg, paths, ae), cfg, args, datamodule=dm); return 0
-    if args.command == 'train':
-        trainer = fit_stage(_new_module(cfg, paths, ae), cfg, datamodule=dm, monitor='val_ce', ckpt_path=args.checkpoint)
-        report_best(cfg, trainer); return 0
-    trainer = make_trainer(cfg, out, monitor='val_ce')
-    (trainer.validate if args.command == 'validate' else trainer.test)(module, datamodule=dm)
-    return 0
+def _generate_command(cfg, args) -> int:
+    if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
+    module = attach_stage1(load_transformer_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
+    files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
+    print(f"wrote {len(files)} volumes to {args.output}"); return 0
 
-def main(argv=None) -> int:
-    "Entry point of `prod9-train-transformer`."
-    return run_cli(_main, 'prod9-train-transformer', argv)
+main = stage_command('transformer', Hooks(arguments=_arguments, data=_token_data, new_module=_new_module,
+                                          load=lambda cfg, args: load_transformer_checkpoint(args.checkpoint),
+                                          commands={'generate': _generate_command}))
