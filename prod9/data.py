@@ -24,12 +24,12 @@ from .io import read_volume, VolumeError, Volume, require_memory
 from .phantoms import make_phantom
 
 # %% auto #0
-__all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'LoadVolumed', 'transform_error_cause', 'AxialSliced', 'ForegroundLabeld',
-           'RecordAffined', 'volume_transforms', 'split_indices', 'record_hash', 'Repeated', 'MaskAsImaged',
-           'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule', 'brats_naming', 'map_brats_labels', 'brats_cases',
-           'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_flags', 'medmnist_classes', 'medmnist_file',
-           'MedMNIST3DVolumes', 'MedMNIST3DDataModule', 'NiftiFolderDataModule', 'datamodule_from_config',
-           'resolve_classes', 'mask_condition', 'read_mask']
+__all__ = ['BRATS_SUFFIX', 'MEDMNIST3D_FLAGS', 'BODY_REGIONS', 'REGION_SPANS', 'LoadVolumed', 'transform_error_cause',
+           'AxialSliced', 'ForegroundLabeld', 'RecordAffined', 'volume_transforms', 'split_indices', 'record_hash',
+           'Repeated', 'MaskAsImaged', 'VolumeDataModule', 'PhantomSourced', 'PhantomDataModule', 'brats_naming',
+           'map_brats_labels', 'brats_cases', 'MapBratsLabelsd', 'BraTSDataModule', 'medmnist_flags',
+           'medmnist_classes', 'medmnist_file', 'MedMNIST3DVolumes', 'region_indices', 'MedMNIST3DDataModule',
+           'NiftiFolderDataModule', 'datamodule_from_config', 'resolve_classes', 'mask_condition', 'read_mask']
 
 # %% ../nbs/03_data.ipynb #f806d449
 class LoadVolumed(MapTransform):
@@ -407,6 +407,17 @@ class MedMNIST3DVolumes(Dataset):
             x = self.pad(d)['image']
             d['image'] = x.as_tensor() if hasattr(x, 'as_tensor') else torch.as_tensor(x)   # a plain tensor: a MetaTensor in a logged metric made checkpoints unloadable with weights_only
         return d
+
+# %% ../nbs/03_data.ipynb #130b77f5
+BODY_REGIONS = ('head_neck', 'chest', 'abdomen', 'lower_body')          # the four one-hot positions of MAISI's region inputs
+REGION_SPANS = {**{r: (r, r) for r in BODY_REGIONS}, 'chest_abdomen': ('chest', 'abdomen')}
+
+def region_indices(name:str) -> tuple[int, int]:
+    "Top and bottom region index (0-3) of a body-region name (`data.body_region`); an unknown name is an error that lists the valid ones."
+    if name not in REGION_SPANS:
+        raise ValueError(f"unknown body region {name!r}; expected one of {', '.join(REGION_SPANS)}")
+    top, bottom = REGION_SPANS[name]
+    return BODY_REGIONS.index(top), BODY_REGIONS.index(bottom)
 
 # %% ../nbs/03_data.ipynb #b70e57a7
 class MedMNIST3DDataModule(VolumeDataModule):

@@ -12,7 +12,7 @@ from typing import Mapping
 
 # %% auto #0
 __all__ = ['KINDS', 'EXPORTS', 'VERBS', 'STAGES', 'FileKind', 'register_kind', 'describe', 'resolve', 'Stage', 'register_stage',
-           'stage_of', 'stage_table', 'pipeline_modules']
+           'unregister_stage', 'stage_of', 'stage_table', 'pipeline_modules']
 
 # %% ../nbs/07_stages.ipynb #a119f332
 @dataclass(frozen=True)
@@ -95,6 +95,13 @@ def register_stage(stage:Stage) -> Stage:
         raise ValueError(f"stage {stage.name}: reads {unknown}, kinds no stage declares; declare the stage that writes them first")
     STAGES[stage.name] = stage
     return stage
+
+def unregister_stage(name:str) -> None:
+    "Remove a declared stage and the file kinds it declared (a toy stage in a test or a notebook leaves nothing behind)."
+    s = STAGES.pop(name)
+    for kind in (s.kind, *([s.export[0]] if s.export else [])):
+        KINDS.pop(kind, None)
+        if kind in EXPORTS: EXPORTS.remove(kind)
 
 def stage_of(x) -> Stage:
     "The stage of `x`: its name, its console script, its checkpoint kind, or its config (class or instance)."

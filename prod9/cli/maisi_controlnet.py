@@ -54,7 +54,7 @@ def _generate_command(cfg, args) -> int:
     beside = 'mask' if seg is not None else 'source' if cn.control_type == 'image' else None      # written with each sample
     def make(start, count, s):
         sl = slice(start, start + count)
-        z = m.generatelatent_cache(count, None if label is None else [label] * count, seed=s, num_inference_steps=args.num_inference_steps,
+        z = m.generate_latents(count, None if label is None else [label] * count, seed=s, num_inference_steps=args.num_inference_steps,
                                control=None if control is None else control[sl], conditioning_scale=args.conditioning_scale,
                                **conditions_from_flags(m.cfg.model, args))
         return [m.decode(z).cpu()] + ([seg[sl].to(torch.int16)] if beside == 'mask' else [control[sl].float()] if beside else [])

@@ -58,7 +58,7 @@ def split_loaders(datasets:dict, cfg, command:str) -> tuple:
 
 def conditions_from_flags(model_cfg, args) -> dict:
     "`region`/`spacing` for `generate_latents` from `--body-region` / `--spacing`, checked against what the UNet reads."
-    from prod9.diffusion.diffusion_model import region_indices
+    from prod9.data import region_indices
     out = {}
     if args.body_region:
         if not model_cfg.region_conditioning: raise ValueError("--body-region needs a model trained with model.region_conditioning: true")
@@ -108,7 +108,7 @@ def generate(cfg, args) -> list[Path]:
     m = _load_model(ck, '--checkpoint')
     m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
     cond, seed, names, mode = conditions_from_flags(m.cfg.model, args), args.seed or 0, m.class_names, m.cfg.mode
-    gen = lambda count, s, labels=None, mask=None: m.decode(m.generatelatent_cache(count, labels, seed=s, num_inference_steps=args.num_inference_steps,
+    gen = lambda count, s, labels=None, mask=None: m.decode(m.generate_latents(count, labels, seed=s, num_inference_steps=args.num_inference_steps,
                                                                                 mask=mask, **cond)).cpu()
     if (args.mask or args.seg_model) and mode not in ('bravo', 'dual'):
         raise ValueError(f"--mask / --seg-model: a {mode} model takes no mask; they are for bravo and dual models")
@@ -123,7 +123,7 @@ def generate(cfg, args) -> list[Path]:
             sm = _load_model(args.seg_model, '--seg-model').to(m.device)
             if sm.cfg.mode != 'seg': raise ValueError(f"--seg-model {args.seg_model} is a {sm.cfg.mode} model, not a seg model")
             if image_shape(sm) != shape: raise ValueError(f"--seg-model makes {image_shape(sm)} masks, but the image model needs {shape}")
-            masks = lambda start, count, s: mask_labels(sm.decode(sm.generatelatent_cache(count, seed=s + 500_000)), sm.cfg.data.mask_classes).cpu()
+            masks = lambda start, count, s: mask_labels(sm.decode(sm.generate_latents(count, seed=s + 500_000)), sm.cfg.data.mask_classes).cpu()
         elif args.mask:
             labels, _ = read_mask(args.mask, shape, m.cfg.data.mask_classes, args.spacing or getattr(m.cfg.data, 'spacing', None))
             one = torch.from_numpy(labels)[None, None].long()

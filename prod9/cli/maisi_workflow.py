@@ -16,7 +16,7 @@ from ..preprocess import volume_files
 from ..config import CONFIG_DIR, read_yaml
 from .shared import run_cli, generate_batches, device_from_config, attach_stage1
 from .maisi_diffusion import conditions_from_flags
-from ..diffusion.diffusion_model import REGION_SPANS, BODY_REGIONS, region_indices
+from ..data import REGION_SPANS, BODY_REGIONS, region_indices
 
 # %% auto #0
 __all__ = ['MAISI_VERSIONS', 'WORKFLOW_FILE', 'WorkDir', 'consistent_volumes', 'workflow_configs', 'setup', 'embedding_json',

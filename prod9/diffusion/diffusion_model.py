@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Annotated
 from pydantic import Field, model_validator
 from ..config import StrictModel, PositiveInt, Widths
+from ..data import BODY_REGIONS, REGION_SPANS, region_indices      # body regions are a data setting; here for the UNet's inputs
 import torch
 
 # %% auto #0
-__all__ = ['BODY_REGIONS', 'REGION_SPANS', 'DiffusionUNetConfig', 'build_unet', 'region_indices', 'unet_conditions']
+__all__ = ['DiffusionUNetConfig', 'build_unet', 'unet_conditions']
 
 # %% ../../nbs/31_diffusion_model.ipynb #72042063
 class DiffusionUNetConfig(StrictModel):
@@ -54,16 +55,6 @@ def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, n
                                    include_spacing_input=cfg.spacing_conditioning)
 
 # %% ../../nbs/31_diffusion_model.ipynb #8ac4481c
-BODY_REGIONS = ('head_neck', 'chest', 'abdomen', 'lower_body')          # the four one-hot positions
-REGION_SPANS = {**{r: (r, r) for r in BODY_REGIONS}, 'chest_abdomen': ('chest', 'abdomen')}
-
-def region_indices(name:str) -> tuple[int, int]:
-    "Top and bottom region index (0-3) of a seed-004 region name; an unknown name is an error that lists the valid ones."
-    if name not in REGION_SPANS:
-        raise ValueError(f"unknown body region {name!r}; expected one of {', '.join(REGION_SPANS)}")
-    top, bottom = REGION_SPANS[name]
-    return BODY_REGIONS.index(top), BODY_REGIONS.index(bottom)
-
 def unet_conditions(cfg:DiffusionUNetConfig, region=None, spacing=None, batch:int|None=None, device=None) -> dict:
     """The UNet's region and spacing inputs for `cfg`: `region` (B, 2) top/bottom indices, or a region name for the whole batch;
     `spacing` (B, 3) mm, or 3 numbers for the whole batch. Returns the keyword arguments of `DiffusionModelUNetMaisi.forward`."""

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, DataLoader
 from safetensors.torch import save_file, safe_open
 from ..config import MODALITIES, SlidingWindowConfig
 from ..data import datamodule_from_config, VolumeDataModule, transform_error_cause, medmnist_classes
-from ..diffusion.diffusion_model import region_indices
+from ..data import region_indices
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
