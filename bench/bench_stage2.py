@@ -230,16 +230,16 @@ def main(argv=None):
             f"\n\nOracle, the same distance between two disjoint sets of {a.samples} *real* held-out volumes: how well the metric "
             f"separates the modalities at all (T1 and T1ce differ only in the enhancing rim, a small fraction of the voxels):\n\n"
             + markdown_table(oracle_rows) +
-            f"\n\nDiagnostic, the same distances for the stage-1 reconstructions of the real held-out volumes (the best stage 2 can do "
-            f"through this autoencoder):\n\n" + markdown_table(rec_rows) +
-            f"\n\nStage 2 alone: the generated volumes against the stage-1 reconstructions of the real held-out volumes (both sides "
-            f"through the same autoencoder, so its blur cancels):\n\n" + markdown_table(gr_rows) +
-            f"\n\n**Fréchet distance and diversity.** Features per volume (fixed, no network): 32-bin intensity histogram, 16-bin "
-            f"gradient-magnitude histogram and 8 radial shell means (`bench/common.py: volume_features`); Fréchet distance of Gaussian fits "
-            f"as in FID; diversity = mean MS-SSIM over up to 120 pairs of distinct volumes (lower = more diverse):\n\n" + markdown_table(quality) +
+            "\n\nDiagnostic, the same distances for the stage-1 reconstructions of the real held-out volumes (the best stage 2 can do "
+            "through this autoencoder):\n\n" + markdown_table(rec_rows) +
+            "\n\nStage 2 alone: the generated volumes against the stage-1 reconstructions of the real held-out volumes (both sides "
+            "through the same autoencoder, so its blur cancels):\n\n" + markdown_table(gr_rows) +
+            "\n\n**Fréchet distance and diversity.** Features per volume (fixed, no network): 32-bin intensity histogram, 16-bin "
+            "gradient-magnitude histogram and 8 radial shell means (`bench/common.py: volume_features`); Fréchet distance of Gaussian fits "
+            "as in FID; diversity = mean MS-SSIM over up to 120 pairs of distinct volumes (lower = more diverse):\n\n" + markdown_table(quality) +
             f"\n\n**In-context translation T1 → T2 on {len(items)} held-out cases**, from the token cache and from the cases written as NIfTI files — both beat copying the source on PSNR and SSIM: "
             f"{'pass' if beats else 'FAIL'}\n\n" + markdown_table(tr_rows) +
-            f"\n\n**Sampling time per volume** (batch 4, median of 3):\n\n" + markdown_table(timing) +
+            "\n\n**Sampling time per volume** (batch 4, median of 3):\n\n" + markdown_table(timing) +
             (f"\n\n**Stage 3: MaskGiT ControlNet** (FLAIR generated for {a.cn_samples} requested tumour masks of held-out phantoms, "
              f"{lab.cfg.sampler.steps} sampling steps, the same seeds with and without the mask):\n\n" + markdown_table(cn_rows) if cn_rows else ''))
     print(text)

@@ -12,7 +12,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if (_ROOT / 'prod9' / '__init__.py').exists() and str(_ROOT) not in sys.path: sys.path.insert(1, str(_ROOT))
 
 import torch
-from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores, paired_gain   # paired_gain: re-exported for the benches
+from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores   # paired_gain: re-exported for the benches
 
 def rss_bytes() -> int:
     "Resident set size of this process (Linux /proc; falls back to ru_maxrss elsewhere)."

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util, math, os, re
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Annotated, Callable, Literal, Union, Mapping, Sequence
+from typing import Annotated, Callable, Literal, Union, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator
 

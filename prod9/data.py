@@ -368,7 +368,7 @@ class MedMNIST3DVolumes(Dataset):
             cls = getattr(medmnist, medmnist.INFO[flag]['python_class'])
             try:
                 ds = cls(split=split, root=str(root), size=size, download=download)
-                n = len(ds)
+                len(ds)                 # medmnist checks the file's sizes here (an AssertionError)
             except AssertionError:
                 want = medmnist.INFO[flag]['n_samples'][split]
                 raise ValueError(f"{f}: has {ds.imgs.shape[0]} {split} images but the official {flag} {split} split has {want}; "

@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/demo.html.md"""
 
 # %% ../nbs/70_demo.ipynb #dbd8f03a
 from __future__ import annotations
-import argparse, sys, time, json, html, tempfile
+import argparse, time, json, html
 from pathlib import Path
 import numpy as np
 from .phantoms import make_phantom, MODALITIES
@@ -157,8 +157,8 @@ def write_report(out:Path, summary:dict) -> Path:
     out = Path(out)
     rel = lambda p: html.escape(str(Path(p).relative_to(out)))
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>prod9 demo</title><style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}"
-             f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}img{{max-width:100%}}</style></head><body>",
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>prod9 demo</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}</style></head><body>",
              f"<h1>prod9 demo</h1><p>{html.escape(summary['machine'])}; {summary['seconds']:.0f} s in total; training budget "
              f"{summary['budget_s']:.0f} s per pipeline on {summary['train_cases']} phantom cases at {summary['size']}³. "
              "Samples are reproducible by seed. Tiny models trained for minutes on a CPU: expect blurry but anatomically plausible volumes.</p>",

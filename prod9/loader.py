@@ -16,7 +16,7 @@ from .files import read_model_file, read_lightning_checkpoint
 __all__ = ['what_is', 'load']
 
 # %% ../nbs/50_loader.ipynb #0dba34fb
-from .stages import FileKind, KINDS, EXPORTS, describe      # the kinds the stages declare (prod9.stages), and the token cache
+from .stages import FileKind, KINDS, EXPORTS, describe  # noqa: F401 (re-exported: the kinds the stages declare, and the token cache)
 
 # %% ../nbs/50_loader.ipynb #51a29680
 def _kind_from_hparams(hp:dict) -> str:

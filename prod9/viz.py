@@ -7,9 +7,8 @@ Docs: https://prod9.github.io/prod9/viz.html.md"""
 # %% ../nbs/60_viz.ipynb #fc8362aa
 from __future__ import annotations
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 import numpy as np
-import matplotlib
 import matplotlib.pyplot as plt
 import ipywidgets as W
 from matplotlib.colors import ListedColormap

@@ -1,5 +1,4 @@
 """prod9-train-autoencoder end to end on phantoms with a tiny config: train -> validate -> test -> infer, resume, bad input."""
-import textwrap
 import numpy as np, nibabel as nib, torch
 import pytest
 from prod9.io import write_nifti

@@ -1,6 +1,5 @@
 """The three MAISI CLIs chained end to end on phantoms with tiny configs: VAE → diffusion → ControlNet → NIfTI."""
 import numpy as np, nibabel as nib
-import pytest
 from prod9.io import write_nifti
 from prod9.phantoms import make_phantom
 

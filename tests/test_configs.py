@@ -88,7 +88,7 @@ def test_stage_configs_validate_and_build(name):
             assert str(s1.export_file) == cfg.autoencoder_path, (stage1, s1.export_file, cfg.autoencoder_path)
     if schema.__name__ == 'DiffusionStageConfig':
         from prod9.diffusion.diffusion_model import build_unet
-        unet = build_unet(cfg.model, 3, 4, 4)                      # the architecture builds (4 latent channels, 4 classes)
+        assert build_unet(cfg.model, 3, 4, 4) is not None          # the architecture builds (4 latent channels, 4 classes)
         assert cfg.scheduler.num_inference_steps <= cfg.scheduler.num_train_timesteps
     if schema.__name__ == 'MaskGiTControlNetStageConfig':    # reads stage 2's checkpoint and token cache, with stage 2's data
         s2name = name.replace('/stage3/controlnet', '/stage2/base')

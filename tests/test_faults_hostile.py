@@ -21,7 +21,7 @@ NHDR = ('NRRD0004\ntype: uint8\ndimension: 3\nspace: left-posterior-superior\nsi
 def test_detached_nrrd_header_cannot_read_other_files(cli, trained, tmp_path):
     secret = tmp_path / 'secret.txt'; secret.write_bytes(b'root:x:0:0:root:/root:/bin/bash\n' * 64)
     d = tmp_path / 'scans'; d.mkdir()
-    (d / 'evil.nhdr').write_text(NHDR + f'byte skip: -1\ndata file: ../secret.txt\n\n')
+    (d / 'evil.nhdr').write_text(NHDR + 'byte skip: -1\ndata file: ../secret.txt\n\n')
     r = cli('prod9-preprocess', 'check', d)                     # was: "consistent", exit 0
     assert r.returncode == 1 and "'data file: ../secret.txt' points outside the header's folder" in r.stdout and 'consistent' in r.stdout
     assert '1 file(s): NOT consistent' in r.stdout
@@ -219,7 +219,7 @@ def test_property_set_values_on_training(tmp_path, capsys, monkeypatch, key, val
 
 def test_a_cache_in_use_by_another_run_is_not_replaced(trained, tmp_path):
     "Two stage-2 runs on one cache folder: while one trains on it, another that needs other tokens stops with one line, nothing replaced."
-    import subprocess, sys, time
+    import subprocess, sys
     from prod9.config import PhantomDataConfig, SlidingWindowConfig
     from prod9.training.cache import pre_encode, _IN_USE
     cfg = PhantomDataConfig(num_cases=3, shape=(16, 16, 16), roi_size=(16, 16, 16), val_fraction=0.34)
@@ -244,7 +244,7 @@ def test_unknown_monitor_fails_before_training(cli, tmp_path):
     "`callbacks.checkpoint.monitor: no_such_metric` stops at Lightning's sanity check, naming the key and the metrics there are."
     c = config(tmp_path, TINY.replace('max_epochs: 1,', 'max_epochs: 3,'))
     r = cli('prod9-train-autoencoder', 'train', '--config', c, '--set', 'callbacks.checkpoint.monitor=no_such_metric')
-    line = one_line_error(r, 'callbacks.checkpoint.monitor', "'no_such_metric' is not a metric this stage logs; it logs", 'val_l1')
+    one_line_error(r, 'callbacks.checkpoint.monitor', "'no_such_metric' is not a metric this stage logs; it logs", 'val_l1')
     assert not list((tmp_path / 'run').glob('*.ckpt'))           # no epoch was trained
 
 COMMANDS = {'prod9-train-transformer': 'maskgit/phantoms/stage2/base.yaml', 'prod9-train-maskgit-controlnet': 'maskgit/phantoms/stage3/controlnet.yaml',

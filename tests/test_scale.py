@@ -1,5 +1,5 @@
 """Issue 19 (real scale) on CPU: generation at scale (batched, streamed, resumable, with a manifest), EMA through a command."""
-import csv, os, signal, subprocess, sys, time
+import csv, os, signal, subprocess, time
 import nibabel as nib, torch
 import pytest
 from prod9.autoencoder.autoencoder_fsq import build_autoencoder, FSQModelConfig

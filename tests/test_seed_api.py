@@ -2,7 +2,6 @@
 itself, only the model sizes are shrunk (each substitution must apply, so a changed seed is noticed), and the names the examples
 leave undefined (`images`, `large_volume`, `condition_embeddings`, `batch_size`, `model`) are given small values."""
 import re
-from pathlib import Path
 import pytest
 import torch
 

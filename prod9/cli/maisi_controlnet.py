@@ -12,7 +12,6 @@ from .shared import require_kind, attach_stage1, device_from_config, use_window_
 from .command import stage_command, Hooks, StageData
 from .maisi_diffusion import diffusion_flags, latent_cache, split_loaders, conditions_from_flags
 from ..training.cache import load_tokens, check_same_stage1
-from ..training.maisi_vae import load_vae
 from ..training.diffusion import load_diffusion_checkpoint
 from ..training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset
 

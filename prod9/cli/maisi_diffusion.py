@@ -15,7 +15,7 @@ from .shared import require_kind, attach_stage1, device_from_config, add_window_
 from .command import stage_command, Hooks, StageData
 from ..training.cache import pre_encode, load_tokens
 from ..training.maisi_vae import load_vae
-from ..training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint, mask_labels
+from ..training.diffusion import MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint, mask_labels
 
 # %% auto #0
 __all__ = ['main', 'diffusion_flags', 'latent_cache', 'split_loaders', 'conditions_from_flags', 'image_shape', 'generate']

@@ -193,7 +193,6 @@ def infer(work_dir, num_samples:int=1, region:str|None=None, spacing=None, seed:
           batch_size:int=1) -> list[Path]:
     "Step 5 (MAISI's `diff_model_infer`): generate `num_samples` volumes and write `output/synthetic_001.nii.gz`, ... with the data's affine."
     from prod9.training.diffusion import load_diffusion_checkpoint
-    from prod9.training.maisi_vae import load_vae
     wd = WorkDir(work_dir); state = wd.read()
     ck = Path(checkpoint) if checkpoint else wd.models / 'diffusion_model.ckpt'
     if not ck.is_file(): raise FileNotFoundError(f"{ck}: no trained diffusion model; run `prod9-maisi-workflow train --work-dir {wd.root}` first")

@@ -12,12 +12,11 @@ import numpy as np
 import torch
 import yaml
 from ..config import load_config, config_path, config_yaml, ConfigError, SlidingWindowConfig, parse_yaml, yaml_error_text
-from ..data import datamodule_from_config
 from ..io import read_volume, write_nifti, VolumeError, atomic_write
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..loader import load, what_is, describe, KINDS
 from ..stages import stage_of
-from ..training.engine import make_trainer, fit_stage, require_resumable
+from ..training.engine import require_resumable
 
 # %% auto #0
 __all__ = ['MAX_SAMPLES', 'RUN_FILES', 'EXPECTED_ERRORS', 'DEBUG_ENV', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser',

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 from pydantic import Field, model_validator
 from ..config import StrictModel, PositiveInt, Widths
-from ..data import BODY_REGIONS, REGION_SPANS, region_indices      # body regions are a data setting; here for the UNet's inputs
+from ..data import BODY_REGIONS, REGION_SPANS, region_indices  # noqa: F401 (REGION_SPANS: importable from here too; body regions are a data setting)
 import torch
 
 # %% auto #0

@@ -6,7 +6,6 @@ Docs: https://prod9.github.io/prod9/diffusion_sampling.html.md"""
 
 # %% ../../nbs/32_diffusion_sampling.ipynb #59827332
 from __future__ import annotations
-import math
 from typing import Sequence
 import torch
 from .scheduler import NoiseSchedulerConfig, make_noise_scheduler, denoising_loop

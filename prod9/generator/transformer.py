@@ -81,7 +81,7 @@ class TransformerDecoder(nn.Module):
         `block_residuals` (a ControlNet's output): (B, N, hidden_dim) tensors added to the outputs of the first blocks.
         `features_only`: the (B, *grid, hidden_dim) vectors before `self.head`, for losses and samplers that apply the head in chunks."""
         x, c = self.embed(tokens, labels)
-        B, grid = tokens.shape[0], tokens.shape[1:]
+        grid = tokens.shape[1:]
         res = list(block_residuals or [])
         if len(res) > len(self.blocks): raise ValueError(f"{len(res)} block residuals for {len(self.blocks)} blocks")
         for i, blk in enumerate(self.blocks):

@@ -6,7 +6,7 @@ Docs: https://prod9.github.io/prod9/cache.html.md"""
 
 # %% ../../nbs/42_cache.ipynb #bce41ed8
 from __future__ import annotations
-import hashlib, json, os, shutil, tempfile, time
+import hashlib, json, os, shutil, time
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -15,8 +15,7 @@ import lightning as L
 from torch.utils.data import Dataset, DataLoader
 from safetensors.torch import save_file, safe_open
 from ..config import MODALITIES, SlidingWindowConfig
-from ..data import datamodule_from_config, VolumeDataModule, transform_error_cause, medmnist_classes
-from ..data import region_indices
+from ..data import datamodule_from_config, VolumeDataModule, transform_error_cause, medmnist_classes, region_indices
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 
 # %% auto #0
@@ -146,7 +145,7 @@ def encode_dataset(wrapper:AutoencoderInferenceWrapper, ds, batch_size:int=4, de
     have one, and with `store_images` the (float16) images themselves (for image-conditioned ControlNets). Every sample's voxel `spacing`
     (mm, from its affine) is kept, and its `region` (top/bottom index, `region_indices`) when it or `body_region` names one. With `rows_dir` (a path
     stem), masks and images go to disk as they come (`{rows_dir}.seg/{case}.npy`, `{rows_dir}.image/{i}.npy`) and are returned as `RowFiles`."""
-    toks, mus, sigmas, segs, imgs, labels, case_ids, case_index, affine = [], [], [], [], [], [], [], [], None
+    toks, mus, sigmas, segs, imgs, labels, case_index, affine = [], [], [], [], [], [], [], None
     spacings, regions = [], []
     seen, has_seg = {}, store_masks
     seg_dir, img_dir = (Path(f'{rows_dir}.seg'), Path(f'{rows_dir}.image')) if rows_dir is not None else (None, None)

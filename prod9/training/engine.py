@@ -12,10 +12,8 @@ import numpy as np
 import torch
 import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from safetensors.torch import save_file, load_file, safe_open
 from ..config import StageConfig, LRScheduleConfig, lr_multiplier, ConfigError
 from ..io import atomic_write, _alive, _HOST, _prepare_target
-from ..files import read_lightning_checkpoint
 
 # %% auto #0
 __all__ = ['AtomicCheckpointIO', 'warmup_schedule', 'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock',

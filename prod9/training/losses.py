@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 from typing import Sequence
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
