@@ -8,20 +8,20 @@ Docs: https://prod9.github.io/prod9/config.html.md"""
 from __future__ import annotations
 import importlib.util, math, os, re
 from pathlib import Path
-from dataclasses import dataclass
-from typing import Annotated, Callable, Literal, Union, Mapping
+from typing import Annotated, Literal, Union, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator
+from .compat import KeyAlias, KEY_ALIASES, NOT_YET, CONFIG_ALIASES, CONFIG_PREFIXES, LOSS_TYPES  # noqa: F401 (the guides' spellings; re-exported)
 
 # %% auto #0
 __all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfig', 'MAX_YAML_VALUES', 'MAX_BASE_DEPTH',
-           'DERIVED', 'KEY_ALIASES', 'NOT_YET', 'CONFIG_DIR', 'CONFIG_ALIASES', 'ConfigError', 'interpolate',
-           'StrictModel', 'format_validation_error', 'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig',
-           'lr_multiplier', 'PhantomDataConfig', 'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig',
-           'EarlyStoppingConfig', 'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'ProgressivePhase',
-           'ProgressiveConfig', 'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml',
-           'yaml_error_text', 'read_yaml', 'load_config', 'merge_configs', 'compose_config', 'origin_of',
-           'config_origins', 'config_yaml', 'KeyAlias', 'apply_key_aliases', 'config_path', 'list_configs']
+           'DERIVED', 'CONFIG_DIR', 'ConfigError', 'interpolate', 'StrictModel', 'format_validation_error',
+           'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
+           'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
+           'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'ProgressivePhase', 'ProgressiveConfig',
+           'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml',
+           'load_config', 'merge_configs', 'compose_config', 'origin_of', 'config_origins', 'config_yaml',
+           'apply_key_aliases', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -192,9 +192,9 @@ class _DataCommon(StrictModel):
     slices_per_volume: int = Field(8, ge=1)   # 2D only: axial slices taken from the central part of each volume
     foreground_crops: float = Field(0.0, ge=0, le=1)      # share of training crops centred on a foreground voxel (the rest: anywhere)
     crops_per_volume: int = Field(1, ge=1)                # training samples drawn from each volume per epoch (a few large volumes: many crops)
-    cache_dir: str | None = None    # seed 000: preprocessed volumes cached on disk (MONAI PersistentDataset) instead of in memory; stage 2's caches go under it
+    cache_dir: str | None = None    # preprocessed volumes cached on disk (MONAI PersistentDataset) instead of in memory; stage 2's caches go under it
     foreground_threshold: float = Field(0.05, ge=0, lt=1)  # foreground: any channel of the [0, 1]-scaled image above it
-    # MAISI region conditioning (seed 004): the body region of every volume, head_neck | chest | abdomen | lower_body | chest_abdomen
+    # MAISI region conditioning: the body region of every volume, head_neck | chest | abdomen | lower_body | chest_abdomen
     body_region: Literal['head_neck', 'chest', 'abdomen', 'lower_body', 'chest_abdomen'] | None = None
     # what a sample's `image` holds: the scan, or the tumour mask as one-hot channels over mask_classes (MedGen's seg mode and its VAE)
     content: Literal['image', 'mask'] = 'image'
@@ -278,7 +278,7 @@ class PeriodicCheckpointConfig(StrictModel):
         return self
 
 class CallbacksConfig(StrictModel):
-    "The `callbacks:` section of the seeds: checkpointing, periodic checkpoints and early stopping."
+    "The `callbacks:` section: checkpointing, periodic checkpoints and early stopping."
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     periodic: PeriodicCheckpointConfig | None = None       # None: only best and last
     early_stopping: EarlyStoppingConfig | None = None       # None: train for trainer.max_epochs / max_steps
@@ -433,7 +433,7 @@ def _set_dotted(d:dict, key:str, value, file=None):
 def _override_key(key:str, value):
     "An override's key and value in prod9's spelling (`--set sampler.num_steps=4` sets `sampler.steps`)."
     for a in KEY_ALIASES:
-        if key == a.seed: return a.prod9, (a.convert(value) if a.convert else value)
+        if key == a.guide: return a.prod9, (a.convert(value) if a.convert else value)
     return key, value
 
 def load_config(path, schema:type[StageConfig]=StageConfig, env:Mapping|None=None, overrides:Mapping|None=None):
@@ -548,40 +548,6 @@ def config_yaml(cfg:StageConfig, origins:bool=True) -> str:
 
 
 # %% ../nbs/00_config.ipynb #57e109e7
-@dataclass(frozen=True)
-class KeyAlias:
-    "A config key as the seeds write it (`seed`), read as prod9's key `prod9`; `convert` maps the seed's value where its meaning differs."
-    seed: str
-    prod9: str
-    note: str = ''
-    convert: Callable | None = None
-
-def _as_names(v): return [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
-def _control_type(v): return 'mask+label' if v == 'both' else v
-
-KEY_ALIASES = [
-    KeyAlias('sampler.num_steps', 'sampler.steps', 'MaskGiT decoding steps'),
-    KeyAlias('sampler.scheduler_type', 'sampler.schedule', 'mask schedule: cosine, linear, sqrt, square or log2'),
-    KeyAlias('vae_export_path', 'export_path', 'where prod9-train-maisi-vae writes the VAE export'),
-    *[KeyAlias(f'trainer.logging.{k}', f'trainer.{k}', "Lightning's own key, one level up") for k in
-      ('limit_train_batches', 'limit_val_batches', 'limit_test_batches', 'log_every_n_steps')],
-    KeyAlias('sliding_window.mode', 'sliding_window.mode', "`mean` is MONAI's equal-weight blending, `constant`",
-             lambda v: 'constant' if v == 'mean' else v),
-    KeyAlias('training.source_modalities', 'in_context.source_modalities', 'context classes; indices (0 = T1, ...) or names', _as_names),
-    KeyAlias('training.target_modality', 'in_context.target_modalities', 'the class generated; an index or a name', _as_names),
-    KeyAlias('condition', 'controlnet.control_type', "the MAISI ControlNet's condition; `both` is mask and label", _control_type),
-    KeyAlias('controlnet.control_type', 'controlnet.control_type', '`both` is `mask+label`', _control_type),
-    KeyAlias('model.control_type', 'controlnet.control_type', "seed 001's MaskGiT ControlNet: what the control branch reads (mask, label or both)", _control_type),
-    KeyAlias('modality_processor.patch_size', 'model.patch_size', 'tokens per sequence element along each axis (token patching)'),
-    KeyAlias('modality_processor.max_context_length', 'model.max_context_length', 'context volumes an in-context sequence holds'),
-    KeyAlias('modality_processor.hidden_dim', 'model.hidden_dim', "the transformer's width (one width in prod9)"),
-    KeyAlias('modality_processor.num_classes', 'model.num_classes', "the data's class count (T1, T1ce, T2, FLAIR: 4), checked"),
-    KeyAlias('modality_processor.latent_dim', 'model.latent_dim', "the autoencoder's FSQ dimensions (len(levels)), checked"),
-]
-
-NOT_YET = {     # seed keys whose feature prod9 lacks: refused with the reason, never silently ignored
-}
-
 def _pop_dotted(d:dict, key:str):
     "`(True, value)` after removing dotted `key` from `d` (and sections it leaves empty), else `(False, None)`."
     parts, trail = key.split('.'), [d]
@@ -601,42 +567,35 @@ def _get_dotted(d:dict, key:str):
     return True, d
 
 def apply_key_aliases(data:dict, file=None) -> dict:
-    "Rewrite the seeds' key names in `data` (a parsed config) as prod9's, per `KEY_ALIASES`; `loss.loss_type` as the seeds use it."
+    "Rewrite the original guides' key names in `data` (a parsed config) as prod9's, per `prod9.compat.KEY_ALIASES`, and their `loss.loss_type` switch."
     for a in KEY_ALIASES:
-        found, v = _pop_dotted(data, a.seed)
+        found, v = _pop_dotted(data, a.guide)
         if not found: continue
         v = a.convert(v) if a.convert else v
         exists, cur = _get_dotted(data, a.prod9)
         if exists and cur != v:
-            raise ConfigError(f"set twice: as {a.seed} (the seeds' name) = {v!r} and as {a.prod9} = {cur!r}; keep one", file, a.prod9)
+            raise ConfigError(f"set twice: as {a.guide} (the original guides' name) = {v!r} and as {a.prod9} = {cur!r}; keep one", file, a.prod9)
         _set_dotted(data, a.prod9, v, file)
     for key, why in NOT_YET.items():
-        if _get_dotted(data, key)[0]: raise ConfigError(f"a seed key prod9 does not read yet: {why}", file, key)
-    found, kind = _pop_dotted(data, 'loss.loss_type')           # seed 003: which extra reconstruction loss
+        if _get_dotted(data, key)[0]: raise ConfigError(f"a key of the original guides that prod9 does not read yet: {why}", file, key)
+    found, kind = _pop_dotted(data, 'loss.loss_type')           # which extra reconstruction loss
     if found:
-        loss = data.setdefault('loss', {})
-        if kind == 'ffl': loss.setdefault('focal_frequency', {}).setdefault('weight', 1.0)
-        elif kind in ('lpips', 'perceptual'): loss.setdefault('perceptual', {}).setdefault('weight', 0.1)
-        else: raise ConfigError(f"unknown loss_type {kind!r}; expected ffl (focal frequency loss) or lpips (perceptual)", file, 'loss.loss_type')
+        if kind not in LOSS_TYPES: raise ConfigError(f"unknown loss_type {kind!r}; expected ffl (focal frequency loss) or lpips (perceptual)", file, 'loss.loss_type')
+        term, weight = LOSS_TYPES[kind]
+        data.setdefault('loss', {}).setdefault(term, {}).setdefault('weight', weight)
     return data
 
 # %% ../nbs/00_config.ipynb #662e8687
 CONFIG_DIR = (Path(__file__).parent if '__file__' in globals() else Path(importlib.util.find_spec('prod9').origin).parent) / 'configs'   # a notebook: the package it imports
 
-CONFIG_ALIASES = {      # the seeds' names for packaged configs → the files prod9 ships
-    'maskgit/brats/stage2_label/base.yaml': 'maskgit/brats/stage2/base.yaml',
-    'maskgit/brats/stage2_in_context/base.yaml': 'maskgit/brats/stage2/in_context.yaml',
-    'maskgit/brats/stage3/base.yaml': 'maskgit/brats/stage3/controlnet.yaml',
-}
-_CONFIG_PREFIXES = ('src/prod9/configs/', 'prod9/configs/', 'configs/')    # how the seeds spell the packaged folder
-
 def config_path(name) -> Path:
     """Resolve `name`: an existing file path, else a config shipped in `prod9/configs/`, spelled as a packaged name
-    (`maskgit/brats/stage1/base.yaml`), as the seeds spell it (`configs/...`, `src/prod9/configs/...`) or by a seed's name for it (`CONFIG_ALIASES`)."""
+    (`maskgit/brats/stage1/base.yaml`), as the original guides spell it (`configs/...`, `src/prod9/configs/...`) or by their name for it
+    (`prod9.compat.CONFIG_ALIASES`)."""
     p = Path(name).expanduser()
     if p.is_file(): return p
     rel = str(name).replace('\\', '/')
-    rel = next((rel[len(pre):] for pre in _CONFIG_PREFIXES if rel.startswith(pre)), rel)
+    rel = next((rel[len(pre):] for pre in CONFIG_PREFIXES if rel.startswith(pre)), rel)
     q = CONFIG_DIR / CONFIG_ALIASES.get(rel, rel)
     if q.is_file(): return q
     if p.is_dir() or p.is_symlink() or p.exists(): return p        # a folder, a looping link, a FIFO: read_yaml says which

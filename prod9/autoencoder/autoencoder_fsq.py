@@ -34,7 +34,7 @@ class AutoencoderFSQ(nn.Module):
                  latent_channels:int|None=None,          # encoder output width; a 1×1 conv maps it to len(levels) (default: no projection)
                  architecture:str='conv',                # 'conv' or 'patch'
                  patch_size:int=4,                       # 'patch': voxels per token along each axis
-                 fsq_levels:Sequence[int]|None=None, fmaps:Sequence[int]|None=None, fmaps_depth:int|None=None):  # the seed's names
+                 fsq_levels:Sequence[int]|None=None, fmaps:Sequence[int]|None=None, fmaps_depth:int|None=None):  # the original guides' names
         super().__init__()
         if fsq_levels is not None: levels = fsq_levels
         if fmaps is not None: channels = list(fmaps)[:fmaps_depth] if fmaps_depth else fmaps

@@ -1,4 +1,4 @@
-"""`MAISIVAE` (also importable as `AutoencoderKlMaisi`, the seed's name) on MONAI's `AutoencoderKlMaisi`: continuous latents for latent diffusion.
+"""`MAISIVAE` (also importable as `AutoencoderKlMaisi`, the original guides' name) on MONAI's `AutoencoderKlMaisi`: continuous latents for latent diffusion.
 
 Docs: https://prod9.github.io/prod9/autoencoder_maisi.html.md"""
 

@@ -28,7 +28,7 @@ MAISI_VERSIONS = {'maisi3d-rflow': {'strategy': 'rflow', 'region': False, 'spaci
 WORKFLOW_FILE = 'workflow.json'
 
 class WorkDir:
-    "The files of a MAISI work folder, named as seed 004 names them."
+    "The files of a MAISI work folder, named as MAISI's workflow names them."
     def __init__(self, root): self.root = Path(root)
     dataroot = property(lambda s: s.root / 'dataroot')
     embedding = property(lambda s: s.root / 'embedding')
@@ -206,7 +206,7 @@ def infer(work_dir, num_samples:int=1, region:str|None=None, spacing=None, seed:
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #a6d88f3d
 def _parser():
-    p = argparse.ArgumentParser(prog='prod9-maisi-workflow', description="MAISI's 3D diffusion workflow (seed 004) on a folder of preprocessed NIfTI volumes: "
+    p = argparse.ArgumentParser(prog='prod9-maisi-workflow', description="MAISI's 3D diffusion workflow on a folder of preprocessed NIfTI volumes: "
                                 "setup → [train-vae] → embed → train → infer.")
     sub = p.add_subparsers(dest='command', required=True)
     s = sub.add_parser('setup', help="check the data, write the data list, configs and workflow.json (or, with --create-json-only, the embeddings' JSON)")

@@ -43,7 +43,7 @@ def stage3_config(cfg:MaskGiTControlNetStageConfig):
         raise ConfigError(f"{cfg.transformer_path} is an in-context (single_stream) transformer; the ControlNet needs a label-conditional one",
                           cfg._source, 'transformer_path')
     n, want = cfg.model.num_classes, len(base.class_names)
-    if n is not None and n != want:           # seed 001 writes model.num_classes in the stage-3 config
+    if n is not None and n != want:           # the original guides write model.num_classes in the stage-3 config
         raise ConfigError(f"model.num_classes is {n}, but the stage-2 transformer {cfg.transformer_path} was trained on {want} classes "
                           f"({', '.join(base.class_names)}); set {want} or remove it (stage 3 takes its model from stage 2)", cfg._source, 'model.num_classes')
     merged = cfg.model_copy(update={'model': base.cfg.model, 'masking': base.cfg.masking})

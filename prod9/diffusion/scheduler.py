@@ -1,4 +1,4 @@
-"""Rectified flow (MONAI's `RFlowScheduler`) and DDPM (`DDPMScheduler`) from one config section, what the UNet learns to predict under each, and `RectifiedFlowSchedulerRF`, the seed's scheduler object.
+"""Rectified flow (MONAI's `RFlowScheduler`) and DDPM (`DDPMScheduler`) from one config section, what the UNet learns to predict under each, and `RectifiedFlowSchedulerRF`, the original guides' scheduler object.
 
 Docs: https://prod9.github.io/prod9/diffusion_scheduler.html.md"""
 
@@ -86,7 +86,7 @@ def denoising_loop(sch, strategy:str, unet, shape:Sequence[int], n:int, class_la
 
 # %% ../../nbs/30_diffusion_scheduler.ipynb #81219294
 class RectifiedFlowSchedulerRF(RFlowScheduler):
-    "MONAI's `RFlowScheduler` with `num_inference_steps` and `denoise(model)`, the seed's rectified-flow scheduler."
+    "MONAI's `RFlowScheduler` with `num_inference_steps` and `denoise(model)`, the original guides' rectified-flow scheduler."
     def __init__(self, num_train_timesteps:int=1000, num_inference_steps:int=30, spatial_dims:int=3, use_discrete_timesteps:bool=False,
                  sample_method:str='uniform', use_timestep_transform:bool=True, base_img_size_numel:int=32 ** 3, **kwargs):
         super().__init__(num_train_timesteps=num_train_timesteps, use_discrete_timesteps=use_discrete_timesteps, sample_method=sample_method,

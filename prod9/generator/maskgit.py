@@ -111,7 +111,7 @@ class MaskGiTSampler:
     "Iterative parallel decoding of a token grid from an all-masked start (MaskGIT)."
     def __init__(self, steps:int=12, schedule:Schedule='cosine', temperature:float=1.0, choice_temperature:float=4.5,
                  guidance_scale:float=0.0, top_k:int|None=None,
-                 scheduler_type:Schedule|None=None,   # the seed's name for `schedule`
+                 scheduler_type:Schedule|None=None,   # the original guides' name for `schedule`
                  mask_value:int|None=None):           # value marking unknown positions in `tokens=` (default: the model's mask token)
         if scheduler_type is not None: schedule = scheduler_type
         self.mask_value = mask_value
@@ -164,7 +164,7 @@ class MaskGiTSampler:
     @torch.no_grad()
     def sample(self, model, labels:torch.Tensor|None=None, num_samples:int|None=None, grid_shape=None, seed:int|None=None,
                generator:torch.Generator|None=None, tokens:torch.Tensor|None=None, return_history:bool=False,
-               condition:torch.Tensor|None=None,     # the seed's name for `labels`
+               condition:torch.Tensor|None=None,     # the original guides' name for `labels`
                **context):
         """Generate token grids `(B, *grid)`. B comes from `labels` (or `num_samples`, unconditional); the grid from
         `grid_shape` or `model.latent_shape`. `tokens` may hold known tokens (others = mask id) to in-paint.

@@ -30,7 +30,7 @@ __all__ = ['MaskGiTControlNetConfig', 'MaskGiTControlNetStageConfig', 'ControlTo
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #c84cd487
 class MaskGiTControlNetConfig(StrictModel):
     "The control branch: what it reads (`control_type`), which labels of the mask, how many transformer blocks it copies, its stem, its strength."
-    control_type: Literal['mask', 'label', 'mask+label'] = 'mask'   # seed 001's mask | label | both (`both` is read as mask+label)
+    control_type: Literal['mask', 'label', 'mask+label'] = 'mask'   # the original guides' mask | label | both (`both` is read as mask+label)
     mask_classes: list[int] = [1, 2, 3]           # segmentation labels, one channel each (phantoms/BraTS: NCR, ED, ET)
     num_layers: int | None = Field(None, ge=1)     # blocks copied from the base (default: half of them, at least 1)
     embed_channels: list[int] = Field([16, 32], min_length=1)   # condition stem widths: the first at full resolution, each next one stride 2

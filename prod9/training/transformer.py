@@ -36,8 +36,8 @@ class TransformerModelConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     max_context_length: int = Field(4, ge=1)
     patch_size: int = Field(1, ge=1)        # p > 1: p³ tokens (p² in 2D) per sequence element; the token grid must be divisible by p
-    num_classes: int | None = Field(None, ge=1)    # seed 001's modality_processor.num_classes: the data's class count, checked when given
-    latent_dim: int | None = Field(None, ge=1)     # seed 001's modality_processor.latent_dim: the autoencoder's FSQ dimensions, checked when given
+    num_classes: int | None = Field(None, ge=1)    # the original guides' modality_processor.num_classes: the data's class count, checked when given
+    latent_dim: int | None = Field(None, ge=1)     # the original guides' modality_processor.latent_dim: the autoencoder's FSQ dimensions, checked when given
 
 class MaskingConfig(StrictModel):
     schedule: Schedule = 'cosine'
@@ -97,7 +97,7 @@ def build_transformer(cfg:TransformerModelConfig, vocab_size:int, latent_shape, 
 CONTEXT_KEYS = ('context_tokens', 'context_labels', 'context_mask')
 
 def _check_fits(m:TransformerModelConfig, info:dict, file=None):
-    "The seed's `modality_processor` facts (`num_classes`, `latent_dim`), when given, must match the data and the autoencoder."
+    "The original guides' `modality_processor` facts (`num_classes`, `latent_dim`), when given, must match the data and the autoencoder."
     from prod9.config import ConfigError
     n = len(info.get('class_names') or []) or 1
     if m.num_classes is not None and m.num_classes != n:
