@@ -45,7 +45,7 @@ class MaskGiTControlNet(nn.Module):
         super().__init__()
         n = num_layers or max(1, len(base.blocks) // 2)
         if n > len(base.blocks): raise ValueError(f"controlnet.num_layers={n}, but the stage-2 transformer has {len(base.blocks)} blocks")
-        if control_type not in CONTROL_TYPES: raise ValueError(f"control_type {control_type!r}: expected one of {CONTROL_TYPES} ('both', the original guides' name, is 'mask+label')")
+        if control_type not in CONTROL_TYPES: raise ValueError(f"control_type {control_type!r}: expected one of {CONTROL_TYPES} ('both', as the original guides write it, is 'mask+label')")
         D = base.tok_emb.embedding_dim
         self.control_channels, self.downsample_factor, self.latent_shape = control_channels, downsample_factor, base.latent_shape
         self.control_type, self.uses_mask, self.uses_label = control_type, 'mask' in control_type, 'label' in control_type
