@@ -6,25 +6,25 @@ Docs: https://prod9.github.io/prod9/cli_shared.html.md"""
 
 # %% ../../nbs/51_cli_shared.ipynb #fcec574a
 from __future__ import annotations
-import argparse, errno, json, math, os, shutil, sys
+import argparse, json, math, os, shutil
 from pathlib import Path
 import numpy as np
 import torch
 import yaml
 from ..config import load_config, config_path, config_yaml, ConfigError, SlidingWindowConfig, parse_yaml, yaml_error_text
-from ..io import read_volume, write_nifti, VolumeError, atomic_write
+from ..io import read_volume, write_nifti, atomic_write
 from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..loader import load, what_is, describe, KINDS
 from ..stages import stage_of
+from .errors import EXPECTED_ERRORS, DEBUG_ENV, error_line, unexpected_line, run_cli  # noqa: F401 (re-exported)
+from .generation import MANIFEST, MANIFEST_COLUMNS, read_manifest, safe_file_name, generate_batches  # noqa: F401 (re-exported)
 from ..training.engine import require_resumable
 
 # %% auto #0
-__all__ = ['MAX_SAMPLES', 'RUN_FILES', 'EXPECTED_ERRORS', 'DEBUG_ENV', 'MANIFEST', 'MANIFEST_COLUMNS', 'stage_parser',
-           'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config', 'check_args', 'check_sizes',
-           'begin', 'earlier_run', 'claim_output', 'refuse_overwriting', 'attach_stage1', 'require_kind',
-           'check_resume', 'device_from_config', 'error_line', 'unexpected_line', 'run_cli', 'report_best',
-           'stage1_module', 'add_window_flags', 'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find',
-           'read_manifest', 'safe_file_name', 'generate_batches']
+__all__ = ['MAX_SAMPLES', 'RUN_FILES', 'stage_parser', 'parse_overrides', 'env_overrides', 'load_stage_config', 'print_config',
+           'check_args', 'check_sizes', 'begin', 'earlier_run', 'claim_output', 'refuse_overwriting', 'attach_stage1',
+           'require_kind', 'check_resume', 'device_from_config', 'report_best', 'stage1_module', 'add_window_flags',
+           'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
 def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
@@ -211,44 +211,6 @@ def device_from_config(cfg) -> torch.device:
     if acc in ('cpu', 'auto'): return torch.device('cpu')
     raise ConfigError(f"unknown accelerator {t.accelerator!r}; expected auto, cpu, gpu (cuda) or mps", cfg.source_file, 'trainer.accelerator')
 
-# %% ../../nbs/51_cli_shared.ipynb #658f930d
-EXPECTED_ERRORS = (ConfigError, VolumeError, ValueError, FloatingPointError, OSError)
-DEBUG_ENV = 'PROD9_DEBUG'          # set to 1: a failing command raises, with its traceback, instead of printing one line
-
-def error_line(e:BaseException) -> str:
-    "One line for an expected failure; OS errors name the file and say what the system said (disk full, permission, read-only)."
-    if isinstance(e, OSError) and e.strerror:          # raised by the system (prod9's own raise a message instead)
-        hint = {errno.ENOSPC: ' (disk full: free space or choose another --output-dir)', errno.EACCES: ' (no permission)',
-                errno.EROFS: ' (read-only file system: choose another --output-dir)'}.get(e.errno, '')
-        return f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror}{hint}"
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    return '; '.join(lines) if isinstance(e, ConfigError) else ' '.join(lines)      # several config errors: one line, `;` between
-
-def unexpected_line(e:BaseException) -> str:
-    "One line for a failure prod9 did not foresee: the exception's type, its message's first lines, and where in the code it happened."
-    import traceback
-    if isinstance(e, RecursionError): what = "RecursionError: a structure nests too deeply to read (a config or checkpoint that is not one prod9 wrote?)"
-    elif isinstance(e, MemoryError): what = f"MemoryError: this machine ran out of memory{': ' + str(e) if str(e) else ''}; use smaller sizes (data.roi_size, batch sizes)"
-    else: what = f"{type(e).__name__}: {' '.join(l.strip() for l in str(e).splitlines() if l.strip())[:400] or 'no message'}"
-    tb = traceback.extract_tb(e.__traceback__)
-    where = next((f for f in reversed(tb) if f'{os.sep}prod9{os.sep}' in f.filename), tb[-1] if tb else None)
-    at = f" (in {Path(where.filename).name}:{where.lineno}, {where.name})" if where else ''
-    return f"{what}{at}; run again with {DEBUG_ENV}=1 for the traceback"
-
-def run_cli(main_fn, prog:str, argv=None) -> int:
-    """Run `main_fn(argv)`; any failure becomes one line `{prog}: error: ...` on stderr and exit status 1: an expected one says what to
-    fix, an unforeseen one its type, message and place. With `PROD9_DEBUG=1` the exception propagates with its traceback."""
-    debug = os.environ.get(DEBUG_ENV, '').strip() not in ('', '0')
-    try: return main_fn(argv) or 0
-    except KeyboardInterrupt: print(f"{prog}: interrupted", file=sys.stderr); return 130
-    except SystemExit: raise
-    except EXPECTED_ERRORS as e:
-        if debug: raise
-        print(f"{prog}: error: {error_line(e)}", file=sys.stderr); return 1
-    except Exception as e:
-        if debug: raise
-        print(f"{prog}: error: {unexpected_line(e)}", file=sys.stderr); return 1
-
 # %% ../../nbs/51_cli_shared.ipynb #9f32eeff
 def report_best(cfg, trainer) -> Path:
     "Print the run's best checkpoint (else `last.ckpt`) and copy it to the config's `export_path` when there is one (stage 2 and 3)."
@@ -334,61 +296,3 @@ def run_lr_find(module, cfg, args, **data) -> dict:
     else: print(f"suggested training.lr: {res['suggestion']:.3g}  (train with --set training.lr={res['suggestion']:.3g})")
     return res
 
-
-# %% ../../nbs/51_cli_shared.ipynb #f94d51a2
-import csv
-from ..io import save_montage
-
-MANIFEST = 'manifest.csv'
-MANIFEST_COLUMNS = ('file', 'index', 'label', 'seed', 'batch_size', 'checkpoint', 'also')
-
-def read_manifest(out_dir) -> dict[str, dict]:
-    "Rows of `out_dir/manifest.csv` by file name (`{}` when there is none)."
-    p = Path(out_dir) / MANIFEST
-    if not p.is_file(): return {}
-    with open(p, newline='') as f: return {r['file']: r for r in csv.DictReader(f)}
-
-def _write_manifest(out_dir, rows:dict):
-    def w(tmp):
-        with open(tmp, 'w', newline='') as f:
-            wr = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, extrasaction='ignore'); wr.writeheader()
-            wr.writerows(rows[k] for k in sorted(rows))
-    atomic_write(Path(out_dir) / MANIFEST, w, suffix='.tmp')
-
-def safe_file_name(name:str) -> str:
-    "`name` with every character but letters, digits and `._+-` replaced by `_` (class names can hold `/` and spaces)."
-    import re
-    return re.sub(r'[^A-Za-z0-9._+-]', '_', str(name))
-
-def generate_batches(out_dir, n:int, batch_size:int, names, make, *, seed:int=0, label:str='', checkpoint='', affine=None,
-                     montage:str|None=None, montage_seg=None, progress:bool=True) -> list[Path]:
-    """Sample `n` volumes in batches into `out_dir`, resumably. `names(i)` gives sample i's file names (the volume first, then files
-    written beside it); `make(start, count, seed)` returns one tensor (count, C, *S) per name (channel 0 is written: float as float32,
-    integer masks as int16). Returns every file of the `n` samples."""
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    rows, files = read_manifest(out), []
-    names = (lambda given: lambda i: [safe_file_name(f) for f in given(i)])(names)      # class names such as 'fracturemnist3d/buckle rib fracture'
-    montage = safe_file_name(montage) if montage else montage
-    from tqdm.auto import tqdm
-    bar = tqdm(total=n, unit='volume', desc=f'generating{" " + label if label else ""}', disable=None if progress else True)
-    for start in range(0, n, batch_size):
-        count, bseed = min(batch_size, n - start), seed + start
-        want = [names(i) for i in range(start, start + count)]
-        files += [out / f for fs in want for f in fs]
-        if not all((out / f).is_file() for fs in want for f in fs):
-            vols = make(start, count, bseed)
-            for j, fs in enumerate(want):
-                for f, v in zip(fs, vols):
-                    if (out / f).is_file(): continue
-                    a = v[j, 0].detach().cpu()
-                    write_nifti(a.float().numpy() if a.is_floating_point() else a.numpy().astype(np.int16), out / f, affine)
-            if montage and not (out / f'{montage}.png').is_file():
-                save_montage({Path(fs[0]).name.replace('.nii.gz', ''): vols[0][j, 0] for j, fs in enumerate(want[:4])}, out / f'{montage}.png',
-                             seg=montage_seg, title=montage)
-        for i, fs in zip(range(start, start + count), want):
-            rows[fs[0]] = {'file': fs[0], 'index': i + 1, 'label': label, 'seed': bseed, 'batch_size': batch_size, 'checkpoint': str(checkpoint),
-                           'also': ';'.join(fs[1:])}
-        _write_manifest(out, rows)
-        bar.update(count)
-    bar.close()
-    return files
