@@ -19,9 +19,9 @@ __all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfi
            'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
            'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
            'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'ProgressivePhase', 'ProgressiveConfig',
-           'EMAConfig', 'CompileConfig', 'StageConfig', 'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml',
-           'load_config', 'merge_configs', 'compose_config', 'origin_of', 'config_origins', 'config_yaml',
-           'apply_key_aliases', 'config_path', 'list_configs']
+           'EMAConfig', 'CompileConfig', 'StageConfig', 'EncodedStageConfig', 'SafeYAMLLoader', 'parse_yaml',
+           'yaml_error_text', 'read_yaml', 'load_config', 'merge_configs', 'compose_config', 'origin_of',
+           'config_origins', 'config_yaml', 'apply_key_aliases', 'config_path', 'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -351,6 +351,13 @@ class StageConfig(StrictModel):
             raise ConfigError(f"referenced file {str(p)!r} does not exist (cwd: {os.getcwd()}); "
                               "train and export the earlier stage first or fix the path", self._source, key)
         return p
+
+class EncodedStageConfig(StageConfig):
+    """A stage that trains on an earlier stage's codes or latents (stages 2 and 3 of both pipelines): the window that encodes the data
+    and decodes what it generates, how many volumes are encoded at a time, and where a copy of its best checkpoint goes."""
+    export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
+    encode_batch_size: int = Field(4, ge=1)  # volumes encoded at a time when the cache is built
+    sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
 
 # %% ../nbs/00_config.ipynb #0c5bba68
 MAX_YAML_VALUES = 100_000     # values a config may expand to through aliases; real configs have a few hundred

@@ -50,6 +50,21 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
 @pytest.fixture
 def cli(): return run_cli
 
+def evaluate_and_generate(script, cfg, checkpoint, keys, out, *flags, files, volume):
+    """`validate` and `test` `checkpoint` (each must print its metric in `keys`), then `generate` three times into `out`/a, b, c with
+    seeds 5, 5 and 6: each run must write exactly `files`. Returns the three runs' `volume` files (two samples each) as arrays."""
+    import numpy as np, nibabel as nib
+    for cmd, key in zip(('validate', 'test'), keys):
+        r = run_cli(script, cmd, '--config', cfg, '--checkpoint', checkpoint); assert r.returncode == 0, r.stderr[-3000:]
+        assert key in r.stdout
+    outs = {}
+    for name, seed in (('a', 5), ('b', 5), ('c', 6)):
+        r = run_cli(script, 'generate', '--config', cfg, '--checkpoint', checkpoint, '--output', out / name, '--num-samples', 2, *flags, '--seed', seed)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert sorted(q.name for q in (out / name).iterdir()) == sorted(files)
+        outs[name] = np.stack([nib.load(out / name / volume.format(i=i)).get_fdata() for i in (1, 2)])
+    return outs
+
 def browser_missing(*modules) -> list:
     "What the headless-Chromium checks lack here: Python `modules` and Debian's chromium (or PROD9_CHROMIUM)."
     missing = [n for n in modules if importlib.util.find_spec(n) is None]

@@ -1,6 +1,7 @@
 """prod9-train-maskgit-controlnet end to end on phantoms with tiny configs: stage 2 → stage 3 train/validate/test/generate, resume, bad input."""
 import numpy as np, nibabel as nib, torch
 import pytest
+from conftest import evaluate_and_generate
 from prod9.autoencoder.autoencoder_fsq import build_autoencoder, FSQModelConfig
 from prod9.training.autoencoder_fsq import export_autoencoder
 from prod9.phantoms import make_phantom
@@ -41,18 +42,11 @@ def test_round_trip(cli, runs):
     assert any(k.startswith('transformer.controlnet.') for k in ck['state_dict']) and ck['hyper_parameters']['control_downsample_factor'] == 4
     metrics = (next(run.rglob('metrics.csv'))).read_text().splitlines()[0].split(',')
     assert {'val_ce', 'val_ce_without_control', 'val_ce_mirrored_mask', 'val_lesion_w1'} <= set(metrics)
-    for cmd, key in (('validate', 'val_ce_mirrored_mask'), ('test', 'test_ce_without_control')):
-        r = cli('prod9-train-maskgit-controlnet', cmd, '--config', c, '--checkpoint', run / 'best.ckpt'); assert r.returncode == 0, r.stderr[-3000:]
-        assert key in r.stdout
-    # generate from held-out masks, twice with the same seed and once with another
-    outs = {}
-    for name, seed in (('a', 5), ('b', 5), ('c', 6)):
-        r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp / name,
-                '--num-samples', 2, '--modality', 'FLAIR', '--seed', seed)
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert sorted(p.name for p in (tmp / name).iterdir()) == ['controlled_FLAIR.png', 'manifest.csv', 'sample_0001_FLAIR.nii.gz', 'sample_0001_mask.nii.gz',
-                                                                  'sample_0002_FLAIR.nii.gz', 'sample_0002_mask.nii.gz']
-        outs[name] = np.stack([nib.load(tmp / name / f'sample_000{i}_FLAIR.nii.gz').get_fdata() for i in (1, 2)])
+    # evaluate, then generate from held-out masks, twice with the same seed and once with another
+    outs = evaluate_and_generate('prod9-train-maskgit-controlnet', c, run / 'best.ckpt', ('val_ce_mirrored_mask', 'test_ce_without_control'), tmp,
+                                 '--modality', 'FLAIR', volume='sample_000{i}_FLAIR.nii.gz',
+                                 files=['controlled_FLAIR.png', 'manifest.csv', 'sample_0001_FLAIR.nii.gz', 'sample_0001_mask.nii.gz',
+                                        'sample_0002_FLAIR.nii.gz', 'sample_0002_mask.nii.gz'])
     np.testing.assert_array_equal(outs['a'], outs['b']); assert not np.array_equal(outs['a'], outs['c'])
     assert outs['a'].shape == (2, 16, 16, 16) and 0 <= outs['a'].min() and outs['a'].max() <= 1
     mask = nib.load(tmp / 'a' / 'sample_0001_mask.nii.gz')

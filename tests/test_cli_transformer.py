@@ -1,6 +1,7 @@
 """prod9-train-transformer end to end on phantoms with tiny configs: label-conditional and in-context, seeds, bad input."""
 import numpy as np, nibabel as nib, torch
 import pytest
+from conftest import evaluate_and_generate
 from prod9.autoencoder.autoencoder_fsq import build_autoencoder, FSQModelConfig
 from prod9.training.autoencoder_fsq import export_autoencoder
 from prod9.phantoms import make_phantom
@@ -32,16 +33,8 @@ def test_label_conditional_round_trip(cli, tmp_path, ae_path):
     r = cli('prod9-train-transformer', 'train', '--config', c); assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / 'label'
     assert (run / 'best.ckpt').exists() and (run / 'last.ckpt').exists() and (run / 'tokens' / 'train.safetensors').exists()
-    for cmd, key in (('validate', 'val_acc'), ('test', 'test_acc')):
-        r = cli('prod9-train-transformer', cmd, '--config', c, '--checkpoint', run / 'best.ckpt'); assert r.returncode == 0, r.stderr[-3000:]
-        assert key in r.stdout
-    outs = {}
-    for name, seed in (('a', 5), ('b', 5), ('c', 6)):
-        r = cli('prod9-train-transformer', 'generate', '--config', c, '--checkpoint', run / 'best.ckpt', '--output', tmp_path / name,
-                '--num-samples', 2, '--modality', 'T1', '--seed', seed)
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ['manifest.csv', 'sample_0001_T1.nii.gz', 'sample_0002_T1.nii.gz', 'samples_T1.png']
-        outs[name] = np.stack([nib.load(tmp_path / name / f'sample_000{i}_T1.nii.gz').get_fdata() for i in (1, 2)])
+    outs = evaluate_and_generate('prod9-train-transformer', c, run / 'best.ckpt', ('val_acc', 'test_acc'), tmp_path, '--modality', 'T1',
+                                 files=['manifest.csv', 'sample_0001_T1.nii.gz', 'sample_0002_T1.nii.gz', 'samples_T1.png'], volume='sample_000{i}_T1.nii.gz')
     assert outs['a'].shape == (2, 16, 16, 16) and 0 <= outs['a'].min() and outs['a'].max() <= 1
     np.testing.assert_array_equal(outs['a'], outs['b'])               # same seed, same volumes
     assert not np.array_equal(outs['a'], outs['c'])                   # another seed, other volumes

@@ -12,7 +12,7 @@ import torch
 from fastcore.basics import patch
 from pydantic import Field, model_validator
 from torch.utils.data import Dataset
-from ..config import StageConfig, SlidingWindowConfig, LRScheduleConfig
+from ..config import EncodedStageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..diffusion.diffusion_model import DiffusionUNetConfig, build_unet, unet_conditions
 from ..diffusion.scheduler import NoiseSchedulerConfig, make_noise_scheduler, training_target, min_snr_weight
 from ..diffusion.sampling import sample_latents
@@ -36,19 +36,17 @@ class DiffusionOptimConfig(LRScheduleConfig):
 DIFFUSION_MODES = {'image': 'the scan (optionally class-conditional)', 'seg': 'the tumour mask, unconditionally (MedGen seg)',
                    'bravo': 'one image for a given tumour mask (MedGen bravo)', 'dual': 'two co-registered images for a given mask (MedGen dual)'}
 
-class DiffusionStageConfig(StageConfig):
+class DiffusionStageConfig(EncodedStageConfig):
     "Config of `prod9-train-maisi-diffusion`."
     vae_path: str | None = None             # the VAE export; latent space only
     space: Literal['latent', 'pixel'] = 'latent'   # latent: diffusion on VAE latents (MAISI); pixel: on the images themselves (MedGen), no VAE
     mode: Literal['image', 'seg', 'bravo', 'dual'] = 'image'   # what is generated (DIFFUSION_MODES); seg sets data.content: mask
     latent_cache_dir: str | None = None      # default: {output_dir}/latents
     embeddings_dir: str | None = None        # MAISI workflow: train on per-volume embedding files + JSON (prod9-maisi-workflow embed) instead of encoding data
-    export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
     encode_batch_size: int = Field(2, ge=1)
     model: DiffusionUNetConfig = Field(default_factory=DiffusionUNetConfig)
     scheduler: NoiseSchedulerConfig = Field(default_factory=NoiseSchedulerConfig)
     training: DiffusionOptimConfig = Field(default_factory=DiffusionOptimConfig)
-    sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
 
     @model_validator(mode='after')
     def _modes(self):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from pydantic import Field
-from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig
+from ..config import StrictModel, EncodedStageConfig, SlidingWindowConfig, LRScheduleConfig
 from ..generator.transformer import TransformerDecoder, TransformerDecoderSingleStream
 from ..generator.maskgit import MaskGiTScheduler, MaskGiTSampler, Schedule, chunked_cross_entropy
 from ..metrics import histogram_w1
@@ -67,18 +67,15 @@ class ValidationSamplingConfig(StrictModel):
     num_samples: int = Field(0, ge=0)       # volumes generated per class at each validation; 0 = off
     seed: int = 0
 
-class TransformerStageConfig(StageConfig):
+class TransformerStageConfig(EncodedStageConfig):
     "Config of `prod9-train-transformer`."
     autoencoder_path: str
     token_cache_dir: str | None = None       # default: {output_dir}/tokens
-    export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
-    encode_batch_size: int = Field(4, ge=1)
     model: TransformerModelConfig = Field(default_factory=TransformerModelConfig)
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     in_context: InContextConfig = Field(default_factory=InContextConfig)
     training: TransformerOptimConfig = Field(default_factory=TransformerOptimConfig)
-    sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
     validation: ValidationSamplingConfig = Field(default_factory=ValidationSamplingConfig)
 
     @property
