@@ -85,14 +85,14 @@ def register_stage(stage:Stage) -> Stage:
     for other in STAGES.values():
         if other.name != stage.name and other.script == stage.script: raise ValueError(f"stage {stage.name}: script {stage.script} is already stage {other.name}'s")
     if stage.name in STAGES and STAGES[stage.name] != stage: raise ValueError(f"stage {stage.name!r} is already declared")
+    if unknown := {k: v for k, v in stage.reads.items() if v not in KINDS}:      # checked first: a refused stage registers nothing
+        raise ValueError(f"stage {stage.name}: reads {unknown}, kinds no stage declares; declare the stage that writes them first")
     mod, _, attr = stage.module.partition(':')
     register_kind(stage.kind, FileKind(mod, attr, f"a {stage.script} checkpoint", f"{stage.script} train"))
     if stage.export:
         kind, ref, what = stage.export
         mod, _, attr = ref.partition(':')
         register_kind(kind, FileKind(mod, attr, what, f"{stage.script} train"), export=True)
-    if unknown := {k: v for k, v in stage.reads.items() if v not in KINDS}:
-        raise ValueError(f"stage {stage.name}: reads {unknown}, kinds no stage declares; declare the stage that writes them first")
     STAGES[stage.name] = stage
     return stage
 
