@@ -304,7 +304,7 @@ class EMAConfig(StrictModel):
     start_step: int = Field(0, ge=0)             # optimiser steps before the average starts following the weights
 
 class CompileConfig(StrictModel):
-    "`torch.compile` of the stage's Lightning module for training (Lightning unwraps it for checkpoints)."
+    "`torch.compile` of the stage's networks for training (each network compiled in place: checkpoints keep their keys)."
     enabled: bool = False
     mode: Literal['default', 'reduce-overhead', 'max-autotune'] | None = None
     backend: str = 'inductor'                    # 'inductor' needs a C++ compiler on CPU (and Triton on CUDA); 'aot_eager' needs neither

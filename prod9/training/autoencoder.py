@@ -81,6 +81,7 @@ class AutoencoderStageBase(StageConfig):
 class AutoencoderLightning(StageModule):
     """Trains a stage-1 autoencoder of either pipeline: L1 (+ FFL, perceptual, adversarial) losses, PSNR/SSIM in evaluation.
     A pipeline's subclass sets `config_class`, `build_model` (its network) and `model_terms` (what its forward pass adds)."""
+    compiled_networks = ('autoencoder', 'discriminator')     # what `compile.enabled` compiles
     config_class = AutoencoderStageBase
     def __init__(self, config:dict):
         super().__init__(config)

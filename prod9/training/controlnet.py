@@ -75,6 +75,7 @@ class ControlDataset(Dataset):
 class ControlNetLightning(MAISIDiffusionLightning):
     "Trains a `ControlNetMaisi` against the frozen diffusion UNet with the stage-2 diffusion loss."
     config_class = ControlNetStageConfig
+    compiled_networks = ('unet', 'controlnet')
     def __init__(self, config:dict, latent_shape, latent_channels:int, class_names, scale_factor:float, affine=None, downsample_factor:int=4,
                  **more):
         super().__init__(config, latent_shape, latent_channels, class_names, scale_factor, affine, downsample_factor=int(downsample_factor), **more)

@@ -110,6 +110,7 @@ def data_conditions(cache:dict|str|Path) -> dict:
 class MAISIDiffusionLightning(StageModule):
     "Latent diffusion (rectified flow or DDPM) on cached VAE latents; the checkpoint carries the scale factor and latent geometry."
     config_class = DiffusionStageConfig
+    compiled_networks = ('unet',)       # what `compile.enabled` compiles: not the schedulers (MONAI's RFlowScheduler cannot be traced)
 
     def __init__(self, config:dict, latent_shape:Sequence[int], latent_channels:int, class_names:Sequence[str], scale_factor:float,
                  affine:list|None=None, **more):

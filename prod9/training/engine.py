@@ -18,7 +18,7 @@ from ..io import atomic_write, _alive, _HOST, _prepare_target
 # %% auto #0
 __all__ = ['AtomicCheckpointIO', 'warmup_schedule', 'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock',
            'EMAWeights', 'LastEveryEpochCheckpoint', 'MonitorCheck', 'ProgressiveResolution', 'make_trainer',
-           'fit_stage', 'require_resumable', 'budget_trainer_config', 'find_lr', 'StageModule']
+           'fit_stage', 'compile_networks', 'require_resumable', 'budget_trainer_config', 'find_lr', 'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #bfe27a56
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -238,10 +238,22 @@ def _fit(module, cfg, out, datamodule, train, val, monitor, ckpt_path, callbacks
     if ckpt_path:
         require_resumable(ckpt_path, type(module).__name__)
         fit_kw.update(ckpt_path=str(ckpt_path), weights_only=True)
-    c = cfg.compile
-    # Lightning unwraps a compiled module: its steps run compiled, checkpoints hold the plain module's keys
-    trainer.fit(torch.compile(module, mode=c.mode, backend=c.backend, dynamic=c.dynamic) if c.enabled else module, **fit_kw)
+    if cfg.compile.enabled: compile_networks(module, cfg.compile)
+    trainer.fit(module, **fit_kw)
     return trainer
+
+def compile_networks(module:L.LightningModule, c) -> list[str]:
+    """Compile the networks of `module` in place (`nn.Module.compile`, so checkpoints keep their keys) with `c` (`CompileConfig`):
+    those its `compiled_networks` names, or every direct child with trainable parameters. Not the Lightning module itself: its steps
+    hold schedulers, samplers and Python control flow that Dynamo cannot trace (MONAI's `RFlowScheduler` among them). Returns the names."""
+    names = getattr(module, 'compiled_networks', None)
+    if names is None: names = [n for n, m in module.named_children() if any(q.requires_grad for q in m.parameters())]
+    done = []
+    for n in names:
+        if isinstance(net := getattr(module, n, None), torch.nn.Module):
+            net.compile(mode=c.mode, backend=c.backend, dynamic=c.dynamic); done.append(n)
+    if not done: raise ValueError(f"compile.enabled: {type(module).__name__} names no network to compile ({names!r}); set compile.enabled: false")
+    return done
 
 def require_resumable(ckpt_path, kind:str):
     "Resuming reads the file the safe way first (`prod9.loader.what_is`) and refuses a checkpoint that is not a `kind` run's."
@@ -286,6 +298,7 @@ def find_lr(module:L.LightningModule, cfg:StageConfig, *, datamodule=None, train
 class StageModule(L.LightningModule):
     "Base of every stage's Lightning module: config in `self.cfg` (`config_class`), hyper-parameters, `affine`, seeded evaluation, finite-loss guard."
     config_class = StageConfig
+    compiled_networks: tuple[str, ...]|None = None     # what `compile.enabled` compiles (None: every child with trainable parameters)
     def __init__(self, config, **hparams):     # config: the stage config, or its `model_dump()`
         super().__init__()
         if hasattr(config, 'model_dump'): config = config.model_dump()

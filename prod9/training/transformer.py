@@ -108,6 +108,7 @@ def _check_fits(m:TransformerModelConfig, info:dict, file=None):
 class MaskGiTLightning(StageModule):
     "Trains a masked-token transformer on cached tokens; validation CE/accuracy and optional sample statistics."
     config_class = TransformerStageConfig          # the MaskGiT ControlNet subclasses with its own
+    compiled_networks = ('transformer',)            # what `compile.enabled` compiles
 
     def __init__(self, config:dict, vocab_size:int, latent_shape:Sequence[int], class_names:Sequence[str], affine:list|None=None, **more):
         super().__init__(config, vocab_size=int(vocab_size), latent_shape=[int(s) for s in latent_shape], class_names=list(class_names),
