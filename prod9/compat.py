@@ -23,6 +23,7 @@ class KeyAlias:
 
 def _as_names(v): return [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
 def _control_type(v): return 'mask+label' if v == 'both' else v
+def _min_snr(v): return 5.0 if v is True else None if v is False else v      # MedGen's switch: on is its gamma of 5
 
 KEY_ALIASES = [
     KeyAlias('sampler.num_steps', 'sampler.steps', 'MaskGiT decoding steps'),
@@ -34,6 +35,11 @@ KEY_ALIASES = [
              lambda v: 'constant' if v == 'mean' else v),
     KeyAlias('training.source_modalities', 'in_context.source_modalities', 'context classes; indices (0 = T1, ...) or names', _as_names),
     KeyAlias('training.target_modality', 'in_context.target_modalities', 'the class generated; an index or a name', _as_names),
+    KeyAlias('training.batch_size', 'data.batch_size', 'volumes (or slices) per step; prod9 keeps it with the data it batches'),
+    KeyAlias('training.epochs', 'trainer.max_epochs', "MedGen's epoch count: Lightning's own key"),
+    KeyAlias('training.learning_rate', 'training.lr', "MedGen's learning rate"),
+    KeyAlias('training.use_ema', 'ema.enabled', "MedGen's EMA switch"),
+    KeyAlias('training.use_min_snr', 'training.min_snr_gamma', "MedGen's Min-SNR switch: true is gamma 5, false none", _min_snr),
     KeyAlias('condition', 'controlnet.control_type', "the MAISI ControlNet's condition; `both` is mask and label", _control_type),
     KeyAlias('controlnet.control_type', 'controlnet.control_type', '`both` is `mask+label`', _control_type),
     KeyAlias('model.control_type', 'controlnet.control_type', "seed 001's MaskGiT ControlNet: what the control branch reads (mask, label or both)", _control_type),

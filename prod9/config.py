@@ -92,6 +92,9 @@ def format_validation_error(err:ValidationError, model, file=None) -> str:
             allowed = _allowed_keys(model, e['loc'])
             msg = "unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else '')
         elif e['type'] == 'missing': msg = "required key is missing"
+        elif e['type'] == 'union_tag_not_found':       # a section of several kinds given without the key that says which
+            tag = e.get('ctx', {}).get('discriminator', 'source').strip("'")
+            msg = f"no `{tag}:` says which kind this section is; add `{tag}: phantoms`, `brats`, `medmnist3d` or `nifti_folder`"
         else:
             got = e.get('input')
             msg = f"{e['msg']} (got {got!r})" if not isinstance(got, (dict, list)) else e['msg']
@@ -437,11 +440,14 @@ def _set_dotted(d:dict, key:str, value, file=None):
             raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[:i + 1])} is {node!r}, not a section", file, key)
     node[parts[-1]] = value
 
-def _override_key(key:str, value):
-    "An override's key and value in prod9's spelling (`--set sampler.num_steps=4` sets `sampler.steps`)."
-    for a in KEY_ALIASES:
-        if key == a.guide: return a.prod9, (a.convert(value) if a.convert else value)
-    return key, value
+def _override_items(key:str, value, file=None) -> list[tuple[str, object]]:
+    """An override as `(key, value)` pairs in prod9's spelling, read on its own as one more layer: `--set sampler.num_steps=4` sets
+    `sampler.steps`, `--set loss.loss_type=ffl` sets `loss.focal_frequency.weight` (the user's choice: it replaces the packaged weight),
+    and a section given whole keeps its place with the guides' names inside it renamed."""
+    one = {}; _set_dotted(one, key, value, file)
+    one = apply_key_aliases(one, file)
+    found, v = _pop_dotted(one, key)
+    return ([(key, v)] if found else []) + [(k, _get_dotted(one, k)[1]) for k in _leaf_keys(one)]
 
 def load_config(path, schema:type[StageConfig]=StageConfig, env:Mapping|None=None, overrides:Mapping|None=None):
     """Load the YAML at `path` composed over its `base:` files (`compose_config`: each interpolated from `env` and read with the
@@ -450,10 +456,9 @@ def load_config(path, schema:type[StageConfig]=StageConfig, env:Mapping|None=Non
     data = interpolate(data, env, lambda key: origin_of(layers, key) or path)
     over = {}
     for k, v in (overrides or {}).items():
-        k, v = _override_key(k, parse_yaml(v) if isinstance(v, str) else v)
-        _set_dotted(data, k, v, path); _set_dotted(over, k, v, path)
+        for k, v in _override_items(k, parse_yaml(v) if isinstance(v, str) else v, path):
+            _set_dotted(data, k, v, path); _set_dotted(over, k, v, path)
     if over: layers.append(('command line', set(_leaf_keys(over))))
-    data = apply_key_aliases(data, path)                 # an override spelled the guides' way inside a section it replaces
     try: cfg = schema.model_validate(data)
     except ValidationError as e:
         lines = format_validation_error(e, schema).split('\n')

@@ -14,7 +14,8 @@ import torch
 from .io import read_volume, write_nifti, VolumeError, NIFTI_SUFFIXES, NRRD_SUFFIXES, _suffix, require_memory
 
 # %% auto #0
-__all__ = ['scan_folder', 'volume_files', 'check_folder', 'resample_volume', 'resample_folder', 'main']
+__all__ = ['scan_folder', 'volume_files', 'check_folder', 'ras_grid', 'transposed_request', 'resample_volume', 'resample_folder',
+           'main']
 
 # %% ../nbs/04_preprocess.ipynb #bbe09c81
 def scan_folder(folder) -> tuple[list[Path], list[str]]:
@@ -64,9 +65,39 @@ def check_folder(folder, out=None, spacing_tol:float=1e-3) -> bool:
                                        "(and fix unreadable files) before training"), file=out)
     return ok
 
+# %% ../nbs/04_preprocess.ipynb #e2737402
+def ras_grid(v) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    "`(shape, spacing)` of volume `v` along R, A and S: the grid `resample_volume` turns it into before resampling."
+    import nibabel as nib
+    axes = nib.orientations.io_orientation(v.affine)[:, 0].astype(int)        # array axis i runs along RAS axis axes[i]
+    shape, spacing = [0] * 3, [0.0] * 3
+    for i, a in enumerate(axes): shape[a], spacing[a] = int(v.shape[i]), float(v.spacing[i])
+    return tuple(shape), tuple(spacing)
+
+def _odd_axis(values, pick, ratio:float=1.5):
+    "The axis whose value stands out (`pick`: max or min) by `ratio` over the median of the three, else None."
+    i = int(pick(range(3), key=lambda k: values[k])); med = sorted(values)[1]
+    stands_out = values[i] > ratio * med if pick is max else values[i] * ratio < med
+    return i if stands_out else None
+
+def transposed_request(v, target_spacing=None, target_shape=None) -> str|None:
+    """A warning when the request's coarse axis (the largest spacing, or the fewest voxels) is not the input's (volume `v`, as RAS),
+    as when the MAISI guide's slice-first `3.0 0.5 0.5` is given to prod9's X Y Z; None when they agree or either is isotropic."""
+    shape, spacing = ras_grid(v)
+    for flag, want, have, pick in (('--target-spacing', target_spacing, spacing, max), ('--target-shape', target_shape, shape, min)):
+        if want is None: continue
+        a, b = _odd_axis(list(want), pick), _odd_axis(list(have), pick)
+        if a is None or b is None or a == b: continue
+        fix = list(want); fix[a], fix[b] = fix[b], fix[a]
+        return (f"{flag} {' '.join(f'{w:g}' for w in want)} puts the coarse axis on {'XYZ'[a]}, but the input's is {'XYZ'[b]} "
+                f"({'x'.join(map(str, shape))} voxels at {' x '.join(f'{s:.3g}' for s in spacing)} mm as RAS); prod9 reads X Y Z "
+                f"(the MAISI guide writes the slice axis first): for slices along {'XYZ'[b]} give {flag} {' '.join(f'{w:g}' for w in fix)}")
+    return None
+
 # %% ../nbs/04_preprocess.ipynb #1cf0e253
-def resample_volume(path, target_spacing=None, target_shape=None, label:bool=False):
-    "Load `path`, orient to RAS, resample to `target_spacing` (mm) and crop/pad to `target_shape`. Returns (array, affine)."
+def resample_volume(path, target_spacing=None, target_shape=None, label:bool=False, notes:list|None=None):
+    """Load `path`, orient to RAS, resample to `target_spacing` (mm) and crop/pad to `target_shape` (both X Y Z). Returns (array, affine);
+    a request that looks transposed against the input (`transposed_request`) is appended to `notes`."""
     from monai.data import MetaTensor
     from monai.transforms import Orientation, Spacing, ResizeWithPadOrCrop
     v = read_volume(path)
@@ -77,6 +108,7 @@ def resample_volume(path, target_spacing=None, target_shape=None, label:bool=Fal
         require_memory(int(np.prod(shape, dtype=object)) * 4 * 3, f"{path}: resampling {'x'.join(map(str, v.shape))} at {' x '.join(f'{s:.3g}' for s in v.spacing)} mm "
                        f"to {' x '.join(f'{s:g}' for s in target_spacing)} mm ({'x'.join(map(str, shape))} voxels)", "check --target-spacing (millimetres)")
     if target_shape is not None: require_memory(int(np.prod(target_shape, dtype=object)) * 4 * 3, f"--target-shape {' '.join(map(str, target_shape))}")
+    if notes is not None and (t := transposed_request(v, target_spacing, target_shape)): notes.append(t)
     x = MetaTensor(torch.from_numpy(v.data.astype(np.float32))[None], affine=torch.as_tensor(v.affine, dtype=torch.float64))
     x = Orientation(axcodes='RAS', labels=(('L', 'R'), ('P', 'A'), ('I', 'S')))(x)
     if target_spacing is not None: x = Spacing(pixdim=tuple(target_spacing), mode='nearest' if label else 'bilinear')(x)
@@ -85,9 +117,10 @@ def resample_volume(path, target_spacing=None, target_shape=None, label:bool=Fal
     if label: arr = np.rint(arr).astype(v.data.dtype if v.data.dtype.kind in 'iub' else np.int16)
     return arr, np.asarray(x.affine, dtype=np.float64)
 
-def resample_folder(in_dir, out_dir, target_spacing=None, target_shape=None, label_pattern:str='*seg*', out=None) -> list[Path]:
-    "Resample every volume of `in_dir` into `out_dir` as `.nii.gz` (labels matched by `label_pattern` use nearest neighbour)."
-    out = out or sys.stdout          # looked up at call time (redirections apply)
+def resample_folder(in_dir, out_dir, target_spacing=None, target_shape=None, label_pattern:str='*seg*', out=None, err=None) -> list[Path]:
+    """Resample every volume of `in_dir` into `out_dir` as `.nii.gz` (labels matched by `label_pattern` use nearest neighbour), printing
+    each file's new shape and spacing to `out`, and to `err` once each warning that the request looks transposed against an input."""
+    out, err = out or sys.stdout, err or sys.stderr          # looked up at call time (redirections apply)
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if in_dir.resolve() == out_dir.resolve(): raise ValueError(f"OUT_DIR must differ from IN_DIR ({in_dir}); prod9 never overwrites the originals")
     files = volume_files(in_dir)
@@ -101,13 +134,17 @@ def resample_folder(in_dir, out_dir, target_spacing=None, target_shape=None, lab
         for g in files:
             if (out_dir / n).exists() and os.path.samefile(out_dir / n, g):
                 raise ValueError(f"{out_dir / n} is the input {g}; writing there would replace it: choose another OUT_DIR")
-    written = []
+    written, warned = [], set()
     for f in files:
-        is_label = fnmatch.fnmatch(f.name.lower(), label_pattern.lower())
-        arr, aff = resample_volume(f, target_spacing, target_shape, is_label)
+        is_label, notes = fnmatch.fnmatch(f.name.lower(), label_pattern.lower()), []
+        arr, aff = resample_volume(f, target_spacing, target_shape, is_label, notes)
+        for t in notes:
+            if t not in warned: warned.add(t); print(f"warning: {f.name}: {t}", file=err)
         name = names[f]
         written.append(write_nifti(arr, out_dir / name, aff))
-        print(f"{f.name} -> {out_dir / name}  {'x'.join(map(str, arr.shape))}{'  (label, nearest)' if is_label else ''}", file=out)
+        sp = np.linalg.norm(aff[:3, :3], axis=0)
+        print(f"{f.name} -> {out_dir / name}  {'x'.join(map(str, arr.shape))} voxels at {' x '.join(f'{s:.3g}' for s in sp)} mm (X Y Z, RAS)"
+              f"{'  (label, nearest)' if is_label else ''}", file=out)
     return written
 
 # %% ../nbs/04_preprocess.ipynb #8c850887
@@ -116,10 +153,16 @@ def _parser():
     sub = p.add_subparsers(dest='command', required=True)
     c = sub.add_parser('check', help="print shape, spacing and orientation of each file; exit 1 if they differ")
     c.add_argument('dir')
-    r = sub.add_parser('resample', help="resample every volume to one spacing and shape (RAS, .nii.gz)")
-    r.add_argument('in_dir'); r.add_argument('out_dir')
-    r.add_argument('--target-spacing', nargs=3, type=float, metavar=('X', 'Y', 'Z'))
-    r.add_argument('--target-shape', nargs=3, type=int, metavar=('X', 'Y', 'Z'))
+    order = ("X Y Z of the RAS volume written (left-right, posterior-anterior, inferior-superior; axial slices stack along Z). "
+             "The MAISI guide writes the slice axis first: its '3.0 0.5 0.5' is prod9's '0.5 0.5 3.0'")
+    r = sub.add_parser('resample', help="resample every volume to one spacing and shape (RAS, .nii.gz)",
+                       description="Resample every volume of a folder to one spacing and shape, as RAS .nii.gz. " + order + ".")
+    r.add_argument('in_dir', nargs='?', help="the folder of volumes (or --input-dir)"); r.add_argument('out_dir', nargs='?', help="where to write (or --output-dir)")
+    r.add_argument('--input-dir', '--input_dir', dest='input_dir', help="the folder of volumes (the MAISI guide's --input_dir)")
+    r.add_argument('--output-dir', '--output_dir', dest='output_dir', help="where to write; must differ from the input folder")
+    r.add_argument('--target-spacing', '--target_spacing', nargs=3, type=float, metavar=('X', 'Y', 'Z'), help="millimetres, " + order)
+    r.add_argument('--target-shape', '--target_shape', '--target-size', '--target_size', dest='target_shape', nargs=3, type=int,
+                   metavar=('X', 'Y', 'Z'), help="voxels (centre crop or pad), " + order)
     r.add_argument('--label-pattern', default='*seg*', help="files matching this glob are labels (nearest neighbour); default '*seg*'")
     return p
 
@@ -129,6 +172,11 @@ def main(argv=None) -> int:
     from prod9.cli.shared import run_cli          # one line and exit 1 for any failure, as every prod9 command
     def run(_):
         if args.command == 'check': return 0 if check_folder(args.dir) else 1
+        for pos, opt, flag in (('in_dir', 'input_dir', '--input-dir'), ('out_dir', 'output_dir', '--output-dir')):
+            a, b = getattr(args, pos), getattr(args, opt)
+            if a and b and a != b: raise ValueError(f"{pos.upper()} {a} and {flag} {b} differ; give the folder once")
+            if not (a or b): raise ValueError(f"give the {'input' if pos == 'in_dir' else 'output'} folder: {pos.upper()} or {flag}")
+            setattr(args, pos, a or b)
         if args.target_spacing is None and args.target_shape is None:
             raise ValueError("give --target-spacing X Y Z and/or --target-shape X Y Z")
         if args.target_spacing and not all(math.isfinite(s) and s > 0 for s in args.target_spacing):
