@@ -10,7 +10,7 @@ import importlib.util, math, os, re
 from pathlib import Path
 from typing import Annotated, Literal, Union, Mapping
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, PrivateAttr, model_validator, field_validator
 from .compat import KeyAlias, KEY_ALIASES, NOT_YET, CONFIG_ALIASES, CONFIG_PREFIXES, LOSS_TYPES  # noqa: F401 (the guides' spellings; re-exported)
 
 # %% auto #0
@@ -96,8 +96,8 @@ def format_validation_error(err:ValidationError, model, file=None) -> str:
             tag = e.get('ctx', {}).get('discriminator', 'source').strip("'")
             msg = f"no `{tag}:` says which kind this section is; add `{tag}: phantoms`, `brats`, `medmnist3d` or `nifti_folder`"
         else:
-            got = e.get('input')
-            msg = f"{e['msg']} (got {got!r})" if not isinstance(got, (dict, list)) else e['msg']
+            got, msg = e.get('input'), e['msg'].removeprefix('Value error, ')     # a validator's own words, without pydantic's prefix
+            if not isinstance(got, (dict, list)) and repr(got) not in msg: msg = f"{msg} (got {got!r})"
         lines.append(f"{file}: {key}: {msg}" if file else f"{key}: {msg}")
     return '\n'.join(lines)
 
@@ -361,6 +361,13 @@ class EncodedStageConfig(StageConfig):
     export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
     encode_batch_size: int = Field(4, ge=1)  # volumes encoded at a time when the cache is built
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
+
+    @field_validator('export_path')
+    @classmethod
+    def _checkpoint_name(cls, v):       # a copy of a Lightning checkpoint (torch.load with weights_only), not safetensors bytes
+        if v is not None and str(v).endswith('.safetensors'):
+            raise ValueError(f"this stage's export is a copy of its best Lightning checkpoint, read with torch.load: name it *.ckpt (got {v!r})")
+        return v
 
 # %% ../nbs/00_config.ipynb #0c5bba68
 MAX_YAML_VALUES = 100_000     # values a config may expand to through aliases; real configs have a few hundred

@@ -57,6 +57,7 @@ def test_generation_killed_half_way_and_rerun(cli, trained, tmp_path):
     assert 100 <= len(first) < 200, f"{len(first)} files when killed (the run ended or never started: {p.stderr.read()[-2000:]!r})"
     r = cli(*argv)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert f"wrote {200 - len(first)} volumes to {out}; {len(first)} were already there and kept" in r.stdout    # not "wrote 200"
     names = _samples(out)
     assert names == [f'sample_{i:04d}_T1.nii.gz' for i in range(1, 201)]
     assert {n: (out / n).stat().st_mtime_ns for n in first} == first                        # none regenerated

@@ -12,7 +12,8 @@ import numpy as np
 from ..io import save_montage, write_nifti, atomic_write
 
 # %% auto #0
-__all__ = ['MANIFEST', 'MANIFEST_COLUMNS', 'read_manifest', 'safe_file_name', 'generate_batches']
+__all__ = ['MANIFEST', 'MANIFEST_COLUMNS', 'read_manifest', 'safe_file_name', 'generate_batches', 'existing_outputs',
+           'generation_summary']
 
 # %% ../../nbs/51b_cli_generation.ipynb #8f8ab67a
 MANIFEST = 'manifest.csv'
@@ -68,3 +69,16 @@ def generate_batches(out_dir, n:int, batch_size:int, names, make, *, seed:int=0,
         bar.update(count)
     bar.close()
     return files
+
+# %% ../../nbs/51b_cli_generation.ipynb #1c59bc14
+def existing_outputs(out_dir) -> set[Path]:
+    "The volume files in `out_dir` before a `generate` run starts (for `generation_summary`)."
+    return set(Path(out_dir).glob('*.nii.gz')) if out_dir and Path(out_dir).is_dir() else set()
+
+def generation_summary(files, before:set, out_dir, what:str='volumes') -> str:
+    "One line for the end of a `generate` run: how many of `files` it wrote into `out_dir`, and how many were there before (`before`) and kept."
+    new = [f for f in files if Path(f) not in before]; kept = len(files) - len(new)
+    line = f"wrote {len(new)} {what} to {out_dir}"
+    if kept: line += (f"; {kept} were already there and kept (a rerun completes what a stopped run left); "
+                      "delete them or give another --output to make them again")
+    return line

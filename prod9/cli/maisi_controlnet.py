@@ -8,7 +8,7 @@ Docs: https://prod9.github.io/prod9/cli_maisi_controlnet.html.md"""
 from __future__ import annotations
 import torch
 from ..data import resolve_classes, mask_condition, read_mask
-from .shared import require_kind, attach_stage1, device_from_config, use_window_flags, generate_batches
+from .shared import require_kind, attach_stage1, device_from_config, use_window_flags, generate_batches, existing_outputs, generation_summary
 from .command import stage_command, Hooks, StageData
 from .maisi_diffusion import diffusion_flags, latent_cache, split_loaders, conditions_from_flags
 from ..training.cache import load_tokens, check_same_stage1
@@ -57,11 +57,12 @@ def _generate_command(cfg, args) -> int:
                                control=None if control is None else control[sl], conditioning_scale=args.conditioning_scale,
                                **conditions_from_flags(m.cfg.model, args))
         return [m.decode(z).cpu()] + ([seg[sl].to(torch.int16)] if beside == 'mask' else [control[sl].float()] if beside else [])
+    before = existing_outputs(args.output)
     files = generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}{tag}.nii.gz'] + ([f'sample_{i + 1:04d}_{beside}.nii.gz'] if beside else []),
                              make, seed=args.seed or 0, label=tag[1:], checkpoint=args.checkpoint, affine=m.affine, montage=f'controlled{tag}',
                              montage_seg=None if seg is None else seg[0, 0])
     files = [f for f in files if not f.name.endswith(f'_{beside}.nii.gz')] if beside else files
-    print(f"wrote {len(files)} volumes to {args.output}"); return 0
+    print(generation_summary(files, before, args.output)); return 0
 
 def _control_data(cfg, args) -> StageData:
     """The latent cache (with the masks or images the ControlNet reads) as loaders, the config completed from the diffusion

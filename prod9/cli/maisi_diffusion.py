@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from ..config import ConfigError
 from ..data import resolve_classes, read_mask
-from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches
+from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches, existing_outputs, generation_summary
 from .command import stage_command, Hooks, StageData
 from ..training.cache import pre_encode, load_tokens
 from ..training.maisi_vae import load_vae
@@ -163,8 +163,9 @@ _FLAGS = [
         ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)"))]
 
 def _generate_command(cfg, args) -> int:
+    before = existing_outputs(args.output)
     files = generate(cfg, args)
-    print(f"wrote {len(files)} volumes to {args.output}"); return 0
+    print(generation_summary(files, before, args.output)); return 0
 
 def _latent_data(cfg, args) -> StageData:
     "The latent (or, in pixel space, image) cache as loaders, made once the module's latent scale is known."

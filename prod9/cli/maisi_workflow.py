@@ -14,7 +14,7 @@ import yaml
 from ..io import read_volume, write_nifti, atomic_write, VolumeError
 from ..preprocess import volume_files
 from ..config import CONFIG_DIR, read_yaml
-from .shared import run_cli, generate_batches, device_from_config, attach_stage1
+from .shared import run_cli, generate_batches, existing_outputs, generation_summary, device_from_config, attach_stage1
 from .maisi_diffusion import conditions_from_flags
 from ..data import REGION_SPANS, BODY_REGIONS, region_indices
 
@@ -257,8 +257,9 @@ def _main(argv) -> int:
     if args.command == 'train':
         from prod9.cli.maisi_diffusion import main as diffusion_main
         return _stage(diffusion_main, wd.diffusion_config, args)
+    before = existing_outputs(wd.output)
     files = infer(args.work_dir, args.num_samples, args.body_region, args.spacing, args.seed, args.checkpoint, args.num_inference_steps, args.batch_size)
-    print(f"wrote {len(files)} volume(s) to {wd.output}"); return 0
+    print(generation_summary(files, before, wd.output, 'volume(s)')); return 0
 
 def main(argv=None) -> int:
     "Entry point of `prod9-maisi-workflow`."

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from ..config import ConfigError
 from ..data import mask_condition, resolve_classes, read_mask
-from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches
+from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches, existing_outputs, generation_summary
 from .command import stage_command, Hooks, StageData
 from ..training.cache import pre_encode, load_tokens, check_same_stage1
 from ..training.autoencoder_fsq import load_autoencoder
@@ -106,8 +106,9 @@ def generate(cfg, module:MaskGiTControlNetLightning, args) -> list[Path]:
 def _generate_command(cfg, args) -> int:
     if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a stage-3 run)")
     module = attach_stage1(load_maskgit_controlnet_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
+    before = existing_outputs(args.output)
     files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
-    print(f"wrote {len(files)} volumes (and their masks) to {args.output}"); return 0
+    print(generation_summary(files, before, args.output, 'volumes (and their masks)')); return 0
 
 def _stage3_data(cfg, args) -> StageData:
     """The stage-2 run's token cache (with its masks) as loaders, the config completed from the stage-2 checkpoint, after checking

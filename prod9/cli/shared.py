@@ -17,7 +17,7 @@ from ..autoencoder.inference import AutoencoderInferenceWrapper
 from ..loader import load, what_is, describe, KINDS
 from ..stages import stage_of
 from .errors import EXPECTED_ERRORS, DEBUG_ENV, error_line, unexpected_line, run_cli  # noqa: F401 (re-exported)
-from .generation import MANIFEST, MANIFEST_COLUMNS, read_manifest, safe_file_name, generate_batches  # noqa: F401 (re-exported)
+from .generation import MANIFEST, MANIFEST_COLUMNS, read_manifest, safe_file_name, generate_batches, existing_outputs, generation_summary  # noqa: F401 (re-exported)
 from ..training.engine import require_resumable
 
 # %% auto #0

@@ -11,7 +11,7 @@ import torch
 from ..data import resolve_classes
 from ..io import save_montage, read_volume, write_nifti
 import numpy as np
-from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches
+from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches, existing_outputs, generation_summary
 from .command import stage_command, Hooks, StageData
 from ..training.cache import pre_encode, TokenDataModule, TokenDataset, load_tokens
 from ..training.autoencoder_fsq import load_autoencoder
@@ -147,8 +147,9 @@ def generate(cfg, module:MaskGiTLightning, args) -> list[Path]:
 def _generate_command(cfg, args) -> int:
     if not args.checkpoint: raise ValueError("generate needs --checkpoint (best.ckpt or last.ckpt of a training run)")
     module = attach_stage1(load_transformer_checkpoint(args.checkpoint), require_kind(cfg, 'autoencoder_path'), f'--checkpoint {args.checkpoint}')
+    before = existing_outputs(args.output)
     files = generate(cfg, use_window_flags(module, args, cfg).to(device_from_config(cfg)), args)
-    print(f"wrote {len(files)} volumes to {args.output}"); return 0
+    print(generation_summary(files, before, args.output)); return 0
 
 main = stage_command('transformer', Hooks(arguments=_arguments, data=_token_data, new_module=_new_module,
                                           load=lambda cfg, args: load_transformer_checkpoint(args.checkpoint),

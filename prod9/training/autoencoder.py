@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from fastcore.basics import patch
-from pydantic import Field
+from pydantic import Field, field_validator
 from monai.losses import PatchAdversarialLoss
 from monai.metrics import PSNRMetric, SSIMMetric
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig, ProgressiveConfig, lr_multiplier
@@ -73,6 +73,14 @@ class AutoencoderStageBase(StageConfig):
     progressive: ProgressiveConfig | None = None       # None: one crop size (data.roi_size) throughout
     export_path: str | None = None      # default: {output_dir}/{export_name}
     export_name: ClassVar[str] = 'autoencoder.safetensors'
+
+    @field_validator('export_path')
+    @classmethod
+    def _safetensors_name(cls, v):      # the file is safetensors bytes: a `.pt` name would send readers to torch.load, which fails on it
+        if v is not None and not str(v).endswith('.safetensors'):
+            raise ValueError(f"a stage-1 export is a safetensors file (the weights and the config that rebuilds them), read by prod9 and "
+                             f"`safetensors.torch.load_file`, not by torch.load: name it *.safetensors (got {v!r})")
+        return v
 
     @property
     def export_file(self) -> Path: return Path(self.export_path or Path(self.output_dir) / self.export_name)
