@@ -1,5 +1,6 @@
 """Run by tests/test_ddp.py: a tiny stage-1 FSQ autoencoder (with a discriminator that sits out the first step) trained on eight fixed
-16^3 phantoms, batch 4 in one process or 2 + 2 in two DDP processes on CPU (gloo). Each process saves its losses and final weights.
+16^3 phantoms, batch 4 in one process or 2 + 2 in two DDP processes on CPU (gloo), validated on two more (one per process under DDP).
+Each process saves its losses, its logged validation metric and its final weights.
 
     python tests/ddp_worker.py OUT DEVICES [conv|patch]
 
@@ -28,8 +29,10 @@ class Record(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(float(outputs['loss'] if isinstance(outputs, dict) else outputs))
         self.seen.append([round(float(v), 3) for v in batch['image'].flatten(1).sum(1)])
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking: self.val = float(trainer.callback_metrics['val_l1'])     # what best.ckpt and early stopping read
     def on_train_end(self, trainer, pl_module):
-        torch.save({'losses': self.losses, 'weights': {k: v.detach().cpu() for k, v in pl_module.autoencoder.state_dict().items()},
+        torch.save({'losses': self.losses, 'val_l1': self.val, 'weights': {k: v.detach().cpu() for k, v in pl_module.autoencoder.state_dict().items()},
                     'world_size': trainer.world_size, 'seen': self.seen, 'first': self.first}, self.out / f'rank{trainer.global_rank}.pt')
 
 def main(out, devices:int, arch:str='conv'):

@@ -25,6 +25,8 @@ def test_two_processes_agree_with_one(tmp_path):
     assert ddp_loss == pytest.approx(one['losses'], rel=1e-4), (ddp_loss, one['losses'])
     assert sorted(r0['seen'][0] + r1['seen'][0]) == sorted(one['seen'][0])      # the same global batch, split between the ranks
     assert not (r0['losses'] == r1['losses'])                               # the ranks did see different volumes
+    # the monitored validation metric is reduced over both ranks' volumes: every rank logs the one-process value (issue 36, item 5)
+    assert r0['val_l1'] == pytest.approx(r1['val_l1'], rel=1e-6) and r0['val_l1'] == pytest.approx(one['val_l1'], rel=1e-4), (r0['val_l1'], r1['val_l1'], one['val_l1'])
     # the DDP run's checkpoint loads in one process, with rank 0's weights
     from prod9.training.autoencoder_fsq import AutoencoderFSQLightning
     m = AutoencoderFSQLightning.from_checkpoint(tmp_path / 'ddp' / 'run' / 'last.ckpt')

@@ -213,7 +213,7 @@ def _eval_step(self:AutoencoderLightning, batch, prefix):
         if vals: logs[f'{prefix}_{name}'] = float(np.mean(vals))
     if self.perceptual is not None: logs[f'{prefix}_perceptual'] = self.perceptual(r.float(), x.float())
     if idx is not None: self.count_codes(prefix, idx)
-    self.log_dict(logs, prog_bar=prefix == 'val', batch_size=x.shape[0])
+    self.log_dict(logs, prog_bar=prefix == 'val', batch_size=x.shape[0], sync_dist=True)     # over every process's share of the data
 
 @patch
 def validation_step(self:AutoencoderLightning, batch, batch_idx): self._eval_step(batch, 'val')

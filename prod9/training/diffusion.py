@@ -210,7 +210,7 @@ def training_step(self:MAISIDiffusionLightning, batch, batch_idx):
 @patch
 def _eval(self:MAISIDiffusionLightning, batch, batch_idx, prefix):
     g = self.eval_generator(batch_idx, batch['latent'].device)
-    self.log(f'{prefix}_loss', self.diffusion_loss(batch, g), prog_bar=prefix == 'val', batch_size=batch['latent'].shape[0])
+    self.log(f'{prefix}_loss', self.diffusion_loss(batch, g), prog_bar=prefix == 'val', batch_size=batch['latent'].shape[0], sync_dist=True)
 
 @patch
 def validation_step(self:MAISIDiffusionLightning, batch, batch_idx): self._eval(batch, batch_idx, 'val')

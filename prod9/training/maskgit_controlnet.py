@@ -110,7 +110,7 @@ def _eval_step(self:MaskGiTControlNetLightning, batch, batch_idx, prefix):
     logs = {f'{prefix}_ce_without_control': ce(self.transformer.base(masked, labels, features_only=True))}
     if self.transformer.controlnet.uses_mask:
         logs[f'{prefix}_ce_mirrored_mask'] = ce(self.transformer(masked, labels, control=batch['control'].flip(-1), features_only=True))
-    self.log_dict(logs, batch_size=bs)
+    self.log_dict(logs, batch_size=bs, sync_dist=True)
 
 @patch
 def on_validation_epoch_end(self:MaskGiTControlNetLightning):
@@ -124,7 +124,7 @@ def on_validation_epoch_end(self:MaskGiTControlNetLightning):
     for name, ctrl in (('val_lesion_w1', control), ('val_lesion_w1_without_control', None)):
         toks = self.generate_tokens(labels, seed=self.cfg.validation.seed, control=ctrl) if ctrl is not None else \
                self.sampler().sample(self.transformer.base, labels.to(self.device), seed=self.cfg.validation.seed)
-        self.log(name, histogram_w1(self.decode(toks)[seg], real[seg]))
+        self.log(name, histogram_w1(self.decode(toks)[seg], real[seg]), sync_dist=True)
 
 @patch
 @torch.no_grad()

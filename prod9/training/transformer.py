@@ -169,7 +169,7 @@ def _eval_step(self:MaskGiTLightning, batch, batch_idx, prefix):
     feats = self.transformer(masked, labels, features_only=True, **self._context(batch))
     ce = chunked_cross_entropy(feats[mask], self.transformer.head, tokens[mask])
     self.log_dict({f'{prefix}_ce': ce, f'{prefix}_acc': self.masker.accuracy_from_features(feats, self.transformer.head, tokens, mask)}, prog_bar=prefix == 'val',
-                  batch_size=tokens.shape[0])
+                  batch_size=tokens.shape[0], sync_dist=True)      # over every process's share: best.ckpt and early stopping see the whole set
     return masked, mask
 
 @patch
@@ -189,7 +189,7 @@ def on_validation_epoch_end(self:MaskGiTLightning):
         real = ds.tokens[(ds.labels == c).nonzero()[:max(n, 2), 0]].long()       # only these rows are read
         toks = self.generate_tokens(torch.full((n,), c, dtype=torch.long), seed=self.cfg.validation.seed)
         dists.append(histogram_w1(self.decode(toks), self.decode(real.to(self.device))))
-    if dists: self.log('val_hist_w1', float(np.mean(dists)))
+    if dists: self.log('val_hist_w1', float(np.mean(dists)), sync_dist=True)
 
 @patch
 @torch.no_grad()
