@@ -113,6 +113,14 @@ def test_bad_inputs(runs, capsys):
     assert not (tmp / 'w').exists()
     r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', c, '--checkpoint', tmp / 'stage2' / 'last.ckpt', '--output', tmp / 'w')
     assert r.returncode == 1 and 'not a prod9-train-maskgit-controlnet checkpoint' in r.stderr
+    # an in-context stage 2 as the base: refused, saying what to train instead (the stage-3 docs say why; issue 36, item 7)
+    from prod9.cli.transformer import main as stage2_main
+    ic = runs['cfg']('s2_ic', STAGE2.replace('{tmp}/stage2', '{tmp}/stage2_ic'), kind='single_stream')
+    assert stage2_main(['train', '--config', str(ic)]) == 0, capsys.readouterr().err[-3000:]
+    bad.write_text(c.read_text().replace('stage2/last.ckpt', 'stage2_ic/last.ckpt'))
+    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', bad, '--output-dir', tmp / 'elsewhere')
+    assert r.returncode == 1 and 'is an in-context (single_stream) transformer' in r.stderr and 'maskgit/<data set>/stage2/base.yaml' in r.stderr, r.stderr[-2000:]
+    assert not (tmp / 'elsewhere' / 'last.ckpt').exists()
 
 def test_seed_control_types(cli, runs):
     """seed 001's stage-3 snippet (`model: {control_type: "both", num_classes: 4}`) trains a mask+label ControlNet; a `label` one

@@ -130,8 +130,7 @@ def stage1_hooks(stage:Stage|str, export_fn) -> Hooks:
         best = trainer.checkpoint_callback.best_model_path or str(out / 'last.ckpt')
         final = stage1_module(cfg, best, cls, export_kind) if Path(best).is_file() else module
         path = export_fn(final.autoencoder, cfg.model, cfg.export_file)
-        note = '' if path.suffix == '.safetensors' else '; a safetensors file under the name given: prod9.load reads it, torch.load does not'
-        print(f"exported {path} (from {best}{note})")
+        print(f"exported {path} (from {best})")          # always *.safetensors: the config refuses another name
     return Hooks(arguments=arguments, data=lambda cfg, args: StageData(cfg, datamodule=datamodule_from_config(cfg.data, whole_eval=cfg.validation.whole_volume)),
                  new_module=new_module, load=lambda cfg, args: stage1_module(cfg, args.checkpoint, cls, export_kind), resume=resume,
                  prepare=prepare, after_train=after_train, commands={'infer': run_infer},

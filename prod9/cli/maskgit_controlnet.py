@@ -40,7 +40,9 @@ def stage3_config(cfg:MaskGiTControlNetStageConfig):
     "The config with `model`/`masking` replaced by the stage-2 checkpoint's, and that checkpoint's module."
     base = load_transformer_checkpoint(require_kind(cfg, 'transformer_path'))
     if base.cfg.model.transformer_type != 'label':
-        raise ConfigError(f"{cfg.transformer_path} is an in-context (single_stream) transformer; the ControlNet needs a label-conditional one",
+        raise ConfigError(f"{cfg.transformer_path} is an in-context (single_stream) transformer, and prod9's stage 3 steers a label-conditional "
+                          "one (model.transformer_type: label): a ControlNet over in-context translation is not supported. Train stage 2 with "
+                          "the label-conditional config (maskgit/<data set>/stage2/base.yaml) and set transformer_path to its checkpoint",
                           cfg._source, 'transformer_path')
     n, want = cfg.model.num_classes, len(base.class_names)
     if n is not None and n != want:           # the original guides write model.num_classes in the stage-3 config
