@@ -19,9 +19,10 @@ __all__ = ['Size', 'PositiveInt', 'Widths', 'MODALITIES', 'Modality', 'DataConfi
            'TrainerConfig', 'SlidingWindowConfig', 'LRScheduleConfig', 'lr_multiplier', 'PhantomDataConfig',
            'BratsDataConfig', 'MedMNIST3DDataConfig', 'NiftiFolderDataConfig', 'EarlyStoppingConfig',
            'CheckpointConfig', 'PeriodicCheckpointConfig', 'CallbacksConfig', 'ProgressivePhase', 'ProgressiveConfig',
-           'EMAConfig', 'CompileConfig', 'StageConfig', 'EncodedStageConfig', 'SafeYAMLLoader', 'parse_yaml',
-           'yaml_error_text', 'read_yaml', 'load_config', 'merge_configs', 'compose_config', 'origin_of',
-           'config_origins', 'config_yaml', 'apply_key_aliases', 'config_path', 'list_configs']
+           'EMAConfig', 'CompileConfig', 'StageConfig', 'ValidationSamplesConfig', 'EncodedStageConfig',
+           'SafeYAMLLoader', 'parse_yaml', 'yaml_error_text', 'read_yaml', 'load_config', 'merge_configs',
+           'compose_config', 'origin_of', 'config_origins', 'config_yaml', 'apply_key_aliases', 'config_path',
+           'list_configs']
 
 # %% ../nbs/00_config.ipynb #d28ff10b
 class ConfigError(ValueError):
@@ -355,12 +356,19 @@ class StageConfig(StrictModel):
                               "train and export the earlier stage first or fix the path", self._source, key)
         return p
 
+class ValidationSamplesConfig(StrictModel):
+    "The `validation_samples:` section of the generative stages: a few samples, with fixed seeds, written every N validations."
+    every_n_validations: int = Field(0, ge=0)      # 0: off
+    num_samples: int = Field(2, ge=1, le=16)       # taken with the first validation batch's masks, labels or contexts
+    seed: int = 0
+
 class EncodedStageConfig(StageConfig):
     """A stage that trains on an earlier stage's codes or latents (stages 2 and 3 of both pipelines): the window that encodes the data
     and decodes what it generates, how many volumes are encoded at a time, and where a copy of its best checkpoint goes."""
     export_path: str | None = None           # after training, a copy of best.ckpt here: the fixed path a later stage reads, whatever --output-dir
     encode_batch_size: int = Field(4, ge=1)  # volumes encoded at a time when the cache is built
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
+    validation_samples: ValidationSamplesConfig = Field(default_factory=ValidationSamplesConfig)   # written to {output_dir}/validation_samples/
 
     @field_validator('export_path')
     @classmethod

@@ -112,6 +112,20 @@ class ControlNetLightning(MAISIDiffusionLightning):
         super().train(mode); self.unet.eval(); return self     # the frozen UNet stays in eval mode
 
     @torch.no_grad()
+    def validation_samples(self, n:int, seed:int, batch:dict) -> list[dict]:
+        "`n` volumes for the first validation batch's conditions (mask, image or label), each beside the mask it was asked for."
+        if self.cfg.space == 'latent' and self.vae is None:
+            from prod9.training.maisi_vae import load_vae
+            self.attach_vae(load_vae(self.cfg.vae_path).to(self.device))
+        if 'control' not in batch: return []
+        control, labels = batch['control'][:n], batch['label'][:n].tolist() if 'label' in batch else None
+        img = self.decode(self.generate_latents(len(control), labels, seed=seed, control=control))
+        out = [{(self.class_names[labels[j]] if labels else 'image'): img[j, :1]} for j in range(len(control))]
+        if 'seg' in batch:
+            for o, s in zip(out, batch['seg'][:len(control)]): o['mask'] = s.to(torch.int16)
+        return out
+
+    @torch.no_grad()
     def generate_latents(self, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, control=None,
                          conditioning_scale:float|None=None, region=None, spacing=None) -> torch.Tensor:
         "Scaled latents for `control` (B, C_cond, *S) (and `class_labels`, and `region`/`spacing` for a UNet that reads them), reproducible from `seed`."

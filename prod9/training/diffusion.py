@@ -259,6 +259,40 @@ def mask_labels(probs:torch.Tensor, classes) -> torch.Tensor:
     lab = torch.as_tensor(list(classes), device=probs.device)[probs.argmax(1, keepdim=True)]
     return torch.where(probs.max(1, keepdim=True).values > 0.5, lab, torch.zeros_like(lab))
 
+# %% ../../nbs/48_train_diffusion.ipynb #c34c6c9d
+@patch
+def channel_names(self:MAISIDiffusionLightning) -> list[str]:
+    "Names of the image channels a sample has: the stacked modalities (dual), the one modality, or `image`."
+    d = self.cfg.data
+    if self.cfg.mode == 'dual' or getattr(d, 'stack_modalities', False): return list(d.modalities)
+    mods = getattr(d, 'modalities', None)
+    return [mods[0]] if mods and len(mods) == 1 else ['image']
+
+@patch
+@torch.no_grad()
+def validation_samples(self:MAISIDiffusionLightning, n:int, seed:int, batch:dict) -> list[dict]:
+    """What `validation_samples:` writes during training: `n` samples with the first validation batch's labels (and, for bravo and
+    dual, its masks; seg: label maps). In latent space the VAE of `vae_path` is attached for decoding (not saved with the module)."""
+    if self.cfg.space == 'latent' and self.vae is None:
+        from prod9.training.maisi_vae import load_vae
+        self.attach_vae(load_vae(self.cfg.vae_path).to(self.device))
+    if self.cfg.mode == 'seg':
+        masks = mask_labels(self.decode(self.generate_latents(n, seed=seed)), self.cfg.data.mask_classes)
+        return [{'mask': m.to(torch.int16)} for m in masks]
+    labels = batch['label'][:n].tolist() if self.cfg.model.conditional and 'label' in batch else None
+    k = len(labels) if labels is not None else n
+    seg = batch['seg'][:k] if self.cond_channels and 'seg' in batch else None
+    if self.cond_channels and seg is None: return []
+    if seg is not None: k = len(seg)
+    img = self.decode(self.generate_latents(k, labels[:k] if labels else None, seed=seed, mask=seg))
+    names = self.channel_names() if self.cfg.mode == 'dual' or labels is None else None
+    out = []
+    for j in range(k):
+        o = {nm: img[j, i:i + 1] for i, nm in enumerate(names)} if names else {self.class_names[labels[j]]: img[j, :1]}
+        if seg is not None: o['mask'] = seg[j].to(torch.int16)
+        out.append(o)
+    return out
+
 # %% ../../nbs/48_train_diffusion.ipynb #7cd93d9e
 def load_diffusion_checkpoint(path, cls=None, map_location='cpu'):
     "Rebuild a diffusion (or, with `cls=ControlNetLightning`, ControlNet) module from its checkpoint (`prod9.load`: safe, strict)."

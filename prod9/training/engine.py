@@ -17,8 +17,9 @@ from ..io import atomic_write, _alive, _HOST, _prepare_target
 
 # %% auto #0
 __all__ = ['AtomicCheckpointIO', 'warmup_schedule', 'lr_schedule_entry', 'TimeCosineDecay', 'RunLockedError', 'RunLock',
-           'EMAWeights', 'LastEveryEpochCheckpoint', 'MonitorCheck', 'ProgressiveResolution', 'make_trainer',
-           'fit_stage', 'compile_networks', 'require_resumable', 'budget_trainer_config', 'find_lr', 'StageModule']
+           'EMAWeights', 'LastEveryEpochCheckpoint', 'MonitorCheck', 'ProgressiveResolution', 'ValidationSamples',
+           'make_trainer', 'fit_stage', 'compile_networks', 'require_resumable', 'budget_trainer_config', 'find_lr',
+           'StageModule']
 
 # %% ../../nbs/40_engine.ipynb #bfe27a56
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -180,6 +181,35 @@ class ProgressiveResolution(L.Callback):
             print(f"progressive: phase {self.phase + 1} of {len(self.phases)} from epoch {trainer.current_epoch + 1}: crops {list(ph.roi_size)}, "
                   f"batch {trainer.datamodule.cfg.batch_size} ({why})")
 
+# %% ../../nbs/40_engine.ipynb #6f83b82b
+class ValidationSamples(L.Callback):
+    """Every `cfg.every_n_validations` validations (a `ValidationSamplesConfig`), `cfg.num_samples` samples from the module's
+    `validation_samples(n, seed, batch)` written into `output_dir/validation_samples/step{global_step:07d}/` as NIfTI and a PNG montage."""
+    def __init__(self, cfg, output_dir): self.cfg, self.out, self.count, self.batch = cfg, Path(output_dir), 0, None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0 and self.batch is None and isinstance(batch, dict):      # the same conditions at every validation
+            self.batch = {k: v[:self.cfg.num_samples].detach().cpu() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking: return
+        self.count += 1
+        if self.count % self.cfg.every_n_validations or not trainer.is_global_zero: return
+        from prod9.io import write_nifti, save_montage
+        batch = {k: v.to(pl_module.device) for k, v in (self.batch or {}).items()}
+        with torch.no_grad(): samples = pl_module.validation_samples(self.cfg.num_samples, self.cfg.seed, batch)
+        folder = self.out / 'validation_samples' / f'step{trainer.global_step:07d}'
+        shown, seg = {}, None
+        for i, sample in enumerate(samples, 1):
+            for name, v in sample.items():
+                a = v[0].detach().cpu()                     # channel 0, as generate writes it
+                write_nifti(a.float().numpy() if a.is_floating_point() else a.numpy().astype(np.int16), folder / f'sample_{i:02d}_{name}.nii.gz', pl_module.affine)
+            first = next(k for k in sample if k != 'mask') if any(k != 'mask' for k in sample) else 'mask'
+            if len(shown) < 4: shown[f'{i} {first}'] = sample[first][0]
+            if seg is None and 'mask' in sample and first != 'mask': seg = sample['mask'][0]
+        if shown: save_montage(shown, folder / 'samples.png', seg=seg if len(samples) == 1 else None, title=f'step {trainer.global_step}')
+        return folder
+
 # %% ../../nbs/40_engine.ipynb #cd6b8efa
 def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), find_unused:bool=False, **overrides) -> L.Trainer:
     """A Lightning `Trainer` from `cfg.trainer` and `cfg.callbacks`: best/last checkpoints in `output_dir`, optional early stopping, EMA weights,
@@ -202,6 +232,8 @@ def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='mi
     extra = [ckpt] + ([EMAWeights(cfg.ema.decay, cfg.ema.start_step)] if cfg.ema.enabled else [])
     if (pg := getattr(cfg, 'progressive', None)) is not None:
         extra.append(ProgressiveResolution(pg.phases, pg.monitor or monitor, mode, pg.patience, pg.min_delta, pg.max_epochs_per_phase))
+    if (vs := getattr(cfg, 'validation_samples', None)) is not None and vs.every_n_validations:
+        extra.append(ValidationSamples(vs, out))
     if (pc := cb.periodic) is not None:     # newest `keep` by step: Lightning offers `step` as a metric to every ModelCheckpoint
         extra.append(ModelCheckpoint(dirpath=out / 'periodic', filename='epoch={epoch:03d}-step={step:07d}', auto_insert_metric_name=False,
                                      monitor='step', mode='max', save_top_k=pc.keep, every_n_epochs=pc.every_n_epochs,

@@ -136,6 +136,20 @@ def generate_tokens(self:MaskGiTControlNetLightning, labels:torch.Tensor, seed:i
     ctx = {'control': control.to(self.device)} if control is not None else {}
     return self.sampler(**sampler_overrides).sample(self.transformer, labels.to(self.device), seed=seed, conditioning_scale=scale, **ctx)
 
+# %% ../../nbs/47_train_maskgit_controlnet.ipynb #54186257
+@patch
+@torch.no_grad()
+def validation_samples(self:MaskGiTControlNetLightning, n:int, seed:int, batch:dict) -> list[dict]:
+    "`n` volumes for the first validation batch's labels and masks, each written beside the mask it was asked for."
+    if self.autoencoder is None or 'label' not in batch: return []
+    labels = batch['label'][:n].long()
+    control = batch['control'][:len(labels)] if self.transformer.controlnet.uses_mask and 'control' in batch else None
+    vols = self.decode(self.generate_tokens(labels, seed=seed, control=control))
+    out = [{self.class_names[int(c)]: v} for c, v in zip(labels, vols)]
+    if 'seg' in batch:
+        for o, s in zip(out, batch['seg'][:len(labels)]): o['mask'] = s.to(torch.int16)
+    return out
+
 # %% ../../nbs/47_train_maskgit_controlnet.ipynb #7dfad9e9
 def load_maskgit_controlnet_checkpoint(path, map_location='cpu') -> MaskGiTControlNetLightning:
     "Rebuild a `MaskGiTControlNetLightning` (frozen transformer included) from its checkpoint (`prod9.load`: safe, strict)."

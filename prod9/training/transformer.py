@@ -208,6 +208,22 @@ def decode(self:MaskGiTLightning, tokens:torch.Tensor, sw:SlidingWindowConfig|No
     codes = self.autoencoder.indices_to_codes(tokens.to(next(self.autoencoder.parameters()).device))
     return self.decode_with(self.autoencoder, codes.to(next(self.autoencoder.parameters()).dtype), sw)
 
+# %% ../../nbs/46_train_transformer.ipynb #ae6fed60
+@patch
+@torch.no_grad()
+def validation_samples(self:MaskGiTLightning, n:int, seed:int, batch:dict) -> list[dict]:
+    """What `validation_samples:` writes during training: `n` volumes, one per label of the first validation batch (in-context: the
+    batch's target generated from its contexts, beside the first context)."""
+    if self.autoencoder is None: return []
+    labels = batch.get('label', torch.arange(n) % len(self.class_names))[:n].long().to(self.device)
+    ctx = {k: batch[k][:len(labels)] for k in CONTEXT_KEYS if k in batch} if self.in_context else None
+    vols = self.decode(self.generate_tokens(labels, seed=seed, context=ctx))
+    out = [{self.class_names[int(c)]: v} for c, v in zip(labels, vols)]
+    if ctx:
+        src = self.decode(ctx['context_tokens'][:, 0])
+        for o, s, c in zip(out, src, ctx['context_labels'][:, 0]): o[f'source_{self.class_names[int(c)]}'] = s
+    return out
+
 # %% ../../nbs/46_train_transformer.ipynb #d3f85e2b
 def load_transformer_checkpoint(path, map_location='cpu') -> MaskGiTLightning:
     "Rebuild a `MaskGiTLightning` from its checkpoint (`prod9.load`: `weights_only=True`, strict; another kind of file is refused)."
