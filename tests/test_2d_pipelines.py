@@ -7,7 +7,7 @@ import numpy as np, nibabel as nib
 SMALL = ["data.num_cases=6", "data.shape=[32, 32, 16]", "data.roi_size=[32, 32]", "data.slices_per_volume=2", "data.batch_size=4",
          "sliding_window.roi_size=[32, 32]", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.precision=32-true"]
 COMPILED = ["compile.enabled=true", "compile.backend=eager"]
-SAMPLED = ["validation_samples.every_n_validations=1", "validation_samples.num_samples=2"]      # the generative stages (issue 36, item 8)
+SAMPLED = ["validation_samples.every_n_validations=1", "validation_samples.num_samples=1"]      # the generative stages (issue 36, item 8)
 WIDTH = {
     'prod9-train-autoencoder': ["model.channels=[8, 8, 8]"],
     'prod9-train-transformer': ["model.hidden_dim=32", "model.num_layers=2", "model.num_heads=4", "sampler.steps=3", "validation.num_samples=0"],
@@ -40,7 +40,7 @@ def test_2d_configs_end_to_end(cli, tmp_path):
         assert len(steps) == 1, (folder, steps)
         files = sorted(q.name for q in steps[0].iterdir())
         assert 'samples.png' in files and len([f for f in files if f.startswith('sample_01_')]) == (2 if want else 1), (folder, files)
-        if want: assert 'sample_02_mask.nii.gz' in files, (folder, files)
+        if want: assert 'sample_01_mask.nii.gz' in files, (folder, files)
         vol = nib.load(next(steps[0].glob('sample_01_*.nii.gz'))); assert vol.shape == (32, 32), (folder, vol.shape)
     import torch
     for ck in (out / 'maskgit_phantoms_2d_stage3' / 'last.ckpt', tmp_path / 'ddpm' / 'last.ckpt'):     # compiled in place: plain keys

@@ -44,3 +44,33 @@ def test_maisi_workflow_ddpm_with_body_region(cli, tmp_path):
     assert r.returncode == 1 and "unknown body region 'pelvis'" in r.stderr
     r = wf('train', '--work-dir', work)                       # a second train into the same run is refused, naming --resume / --overwrite
     assert r.returncode == 1 and '--resume' in r.stderr
+
+def test_setup_with_nvidias_released_autoencoder(cli, tmp_path):
+    """Issue 33: `setup --weights-dir` with the bundle's `autoencoder_epoch273.pt` (a raw AutoencoderKlMaisi state dict at the release's
+    full width, random weights here), then `embed`: each embedding is that network's latent mean for its volume."""
+    import torch
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
+    from prod9.diffusion.pretrained import RELEASE_NETWORKS
+    from prod9.data import volume_transforms
+    prep, weights, work = tmp_path / 'prep', tmp_path / 'weights', tmp_path / 'work'
+    for i in range(2): write_nifti((make_phantom((32, 32, 32), i)['T1'] * 800).astype(np.int16), prep / f'image{i:03d}.nii.gz', np.diag([2., 2, 2, 1]))
+    torch.manual_seed(0)
+    release = AutoencoderKlMaisi(**RELEASE_NETWORKS['maisi-vae']['model'], norm_eps=1e-6, num_splits=1).eval()
+    weights.mkdir(); torch.save(release.state_dict(), weights / 'autoencoder_epoch273.pt')
+    wf = lambda *a: cli('prod9-maisi-workflow', *map(str, a))
+    r = wf('setup', '--data_path', prep, '--work_dir', work, '--weights-dir', tmp_path / 'empty_missing')
+    assert r.returncode == 1 and 'not a folder' in r.stderr
+    (tmp_path / 'empty').mkdir()
+    r = wf('setup', '--data_path', prep, '--work_dir', work, '--weights_dir', tmp_path / 'empty')
+    assert r.returncode == 1 and 'autoencoder_epoch273.pt' in r.stderr and 'nvidia/NV-Generate-CT' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = wf('setup', '--data_path', prep, '--work_dir', work, '--weights_dir', weights, '--num_splits', 1, '--no_amp')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "LICENSE.weights" in r.stdout and 'train-vae' not in r.stdout          # the licence named; no VAE to train
+    assert (work / 'models' / 'autoencoder_epoch273.safetensors').is_file()
+    r = wf('embed', '--work-dir', work); assert r.returncode == 0, r.stderr[-3000:]
+    load = volume_transforms(None, False)
+    for i in range(2):
+        x = torch.as_tensor(load({'image': str(work / 'dataroot' / f'image{i:03d}.nii.gz')})['image'])[None].float()
+        with torch.no_grad(): mu = release.encode(x)[0][0]
+        emb = np.moveaxis(nib.load(work / 'embedding' / f'image{i:03d}.nii.gz').get_fdata(dtype=np.float32), -1, 0)
+        np.testing.assert_allclose(emb, mu.numpy(), atol=1e-5)

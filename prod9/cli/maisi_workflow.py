@@ -19,8 +19,8 @@ from .maisi_diffusion import conditions_from_flags
 from ..data import REGION_SPANS, BODY_REGIONS, region_indices
 
 # %% auto #0
-__all__ = ['MAISI_VERSIONS', 'WORKFLOW_FILE', 'WorkDir', 'consistent_volumes', 'workflow_configs', 'setup', 'embedding_json',
-           'create_json_only', 'embed', 'infer', 'main']
+__all__ = ['MAISI_VERSIONS', 'WORKFLOW_FILE', 'WorkDir', 'consistent_volumes', 'workflow_configs', 'released_autoencoder_file',
+           'setup', 'embedding_json', 'create_json_only', 'embed', 'infer', 'main']
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #e12263af
 MAISI_VERSIONS = {'maisi3d-rflow': {'strategy': 'rflow', 'region': False, 'spacing': True},    # MAISI-v2: spacing only, no regions
@@ -96,8 +96,19 @@ def workflow_configs(wd:WorkDir, info:dict, version:str, region:str|None, epochs
     return vae, diff
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #49297c3e
+def released_autoencoder_file(weights_dir) -> Path:
+    "The released MAISI autoencoder in `weights_dir` (the bundle's `autoencoder_epoch273.pt`, or `autoencoder_v1.pt` / `v2`); one line says what to fetch where."
+    from prod9.diffusion.pretrained import RELEASED_FILES
+    d = Path(weights_dir)
+    if not d.is_dir(): raise FileNotFoundError(f"--weights-dir {d}: not a folder")
+    names = [n for n, f in RELEASED_FILES.items() if f.kind == 'autoencoder']
+    for n in names:
+        if (d / n).is_file(): return d / n
+    where = '; '.join(f"{n} from {f.repo and 'Hugging Face ' + f.repo + ' (models/' + n + ')' or f.url}" for n, f in RELEASED_FILES.items() if n in names)
+    raise FileNotFoundError(f"--weights-dir {d}: none of {', '.join(names)} is there; put one of them there ({where})")
+
 def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None, epochs:int=50, num_gpus:int=1, amp:bool=True,
-          num_splits:int=2, vae_path:str|None=None, log=print) -> WorkDir:
+          num_splits:int=2, vae_path:str|None=None, log=print, weights_dir=None) -> WorkDir:
     """Step 1: check that the volumes in `data_path` agree in shape and spacing, link them into `work_dir/dataroot`, and write the data
     list, the configs the later steps use and `workflow.json`. `maisi3d-ddpm` needs the body `region`."""
     if version not in MAISI_VERSIONS: raise ValueError(f"--maisi-version {version!r}: expected one of {', '.join(MAISI_VERSIONS)}")
@@ -106,6 +117,8 @@ def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None
     elif region: raise ValueError(f"--body-region is for maisi3d-ddpm; {version} does not condition on the region (leave it out)")
     if region: region_indices(region)
     if vae_path is not None and not Path(vae_path).is_file(): raise FileNotFoundError(f"--vae {vae_path}: no such file (a prod9 MAISI VAE export)")
+    if vae_path is not None and weights_dir is not None: raise ValueError("give --vae (a prod9 export) or --weights-dir (NVIDIA's released files), not both")
+    released = released_autoencoder_file(weights_dir) if weights_dir is not None else None
     info = consistent_volumes(data_path)
     wd = WorkDir(work_dir)
     for d in (wd.dataroot, wd.embedding, wd.models, wd.output): d.mkdir(parents=True, exist_ok=True)
@@ -119,6 +132,10 @@ def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None
         if dst.is_symlink(): dst.unlink()                     # a link an earlier setup made (the file it points to is kept)
         try: dst.symlink_to(f.resolve())
         except OSError: shutil.copy2(f, dst)
+    if released is not None:      # NVIDIA's pretrained autoencoder, as MAISI's step 1 downloads it: a prod9 export beside the models
+        from prod9.diffusion.pretrained import import_released_vae, RELEASED_FILES
+        vae_path = import_released_vae(released, wd.models / f'{released.stem}.safetensors')
+        log(f"pretrained autoencoder {released} → {vae_path} ({RELEASED_FILES[released.name].licence})")
     vae, diff = workflow_configs(wd, info, version, region, epochs, num_gpus, amp, num_splits, vae_path and str(Path(vae_path).resolve()))
     _write_text(wd.datalist, json.dumps({'training': [{'image': f'dataroot/{f.name}'} for f in info['files']]}, indent=1))
     if vae is not None: _write_text(wd.vae_config, yaml.safe_dump(vae, sort_keys=False))
@@ -218,6 +235,8 @@ def _parser():
     s.add_argument('--no-amp', '--no_amp', action='store_true', help="full precision (default: bf16 mixed precision on a GPU)")
     s.add_argument('--num-splits', '--num_splits', type=int, default=2, help="memory splits: sliding windows of 1/N of the longest axis")
     s.add_argument('--vae', help="a prod9 MAISI VAE export to use (default: train one with `train-vae`)")
+    s.add_argument('--weights-dir', '--weights_dir', help="a folder with NVIDIA's released MAISI autoencoder (autoencoder_epoch273.pt, "
+                   "autoencoder_v1.pt or autoencoder_v2.pt): used as the VAE, as MAISI's own step 1 does")
     s.add_argument('--create-json-only', '--create_json_only', action='store_true', help="only (re)write the JSON beside each embedding")
     for name, help_ in (('train-vae', "train the VAE on the work folder's volumes (when setup had no --vae)"),
                         ('embed', "encode every volume: embedding/{name}.nii.gz and its .json"),
@@ -246,7 +265,8 @@ def _main(argv) -> int:
     if args.command == 'setup':
         if args.create_json_only: create_json_only(args.work_dir); return 0
         if not args.data_path: raise ValueError("setup needs --data-path (the folder of preprocessed volumes)")
-        setup(args.data_path, args.work_dir, args.maisi_version, args.body_region, args.epochs, args.num_gpus, not args.no_amp, args.num_splits, args.vae)
+        setup(args.data_path, args.work_dir, args.maisi_version, args.body_region, args.epochs, args.num_gpus, not args.no_amp, args.num_splits, args.vae,
+              weights_dir=args.weights_dir)
         return 0
     wd = WorkDir(args.work_dir); state = wd.read()
     if args.command == 'train-vae':
