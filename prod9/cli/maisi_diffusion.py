@@ -88,12 +88,6 @@ def image_shape(m) -> list[int]:
     f = 1 if m.cfg.space == 'pixel' else int(m.vae.downsample_factor)
     return [s * f for s in m.latent_shape]
 
-def _channel_names(m) -> list[str]:
-    d = m.cfg.data
-    if m.cfg.mode == 'dual' or getattr(d, 'stack_modalities', False): return list(d.modalities)
-    mods = getattr(d, 'modalities', None)
-    return [mods[0]] if mods and len(mods) == 1 else ['image']
-
 def _classes(m, args) -> list:
     "The classes to generate: `--modality`, else every class of a conditional model; `[None]` for an unconditional one."
     if not m.cfg.model.conditional: return [None]
@@ -133,7 +127,7 @@ def generate(cfg, args) -> list[Path]:
             held = LatentDataset(paths['test'] if len(LatentDataset(paths['test'])) else paths['val'], m.scale_factor)
             if len(held) == 0 or held.seg is None: raise ValueError("no held-out masks to generate for; give --mask FILE or --seg-model")
             masks = lambda start, count, s: torch.stack([held.seg[(start + j) % len(held)].long() for j in range(count)])
-        chans = _channel_names(m)
+        chans = m.channel_names()
         labels_of = (lambda c, count: None if c is None else [c] * count)
         files = []
         for c in _classes(m, args):

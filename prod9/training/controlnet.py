@@ -114,9 +114,7 @@ class ControlNetLightning(MAISIDiffusionLightning):
     @torch.no_grad()
     def validation_samples(self, n:int, seed:int, batch:dict) -> list[dict]:
         "`n` volumes for the first validation batch's conditions (mask, image or label), each beside the mask it was asked for."
-        if self.cfg.space == 'latent' and self.vae is None:
-            from prod9.training.maisi_vae import load_vae
-            self.attach_vae(load_vae(self.cfg.vae_path).to(self.device))
+        self.attach_configured_vae()
         if 'control' not in batch: return []
         control, labels = batch['control'][:n], batch['label'][:n].tolist() if 'label' in batch else None
         img = self.decode(self.generate_latents(len(control), labels, seed=seed, control=control))

@@ -269,13 +269,19 @@ def channel_names(self:MAISIDiffusionLightning) -> list[str]:
     return [mods[0]] if mods and len(mods) == 1 else ['image']
 
 @patch
+def attach_configured_vae(self:MAISIDiffusionLightning):
+    "In latent space, attach the VAE of `vae_path` for decoding unless one is attached already (samples written during training)."
+    if self.cfg.space == 'latent' and self.vae is None:
+        from prod9.training.maisi_vae import load_vae
+        self.attach_vae(load_vae(self.cfg.vae_path).to(self.device))
+    return self
+
+@patch
 @torch.no_grad()
 def validation_samples(self:MAISIDiffusionLightning, n:int, seed:int, batch:dict) -> list[dict]:
     """What `validation_samples:` writes during training: `n` samples with the first validation batch's labels (and, for bravo and
     dual, its masks; seg: label maps). In latent space the VAE of `vae_path` is attached for decoding (not saved with the module)."""
-    if self.cfg.space == 'latent' and self.vae is None:
-        from prod9.training.maisi_vae import load_vae
-        self.attach_vae(load_vae(self.cfg.vae_path).to(self.device))
+    self.attach_configured_vae()
     if self.cfg.mode == 'seg':
         masks = mask_labels(self.decode(self.generate_latents(n, seed=seed)), self.cfg.data.mask_classes)
         return [{'mask': m.to(torch.int16)} for m in masks]
