@@ -243,6 +243,7 @@ class MedMNIST3DDataConfig(_DataCommon):
     # condition labels over several data sets (`all` or a list): `dataset` one class per data set, `dataset_class` one per data set and
     # class ('organmnist3d/liver', ...), `class` MedMNIST's own label (one data set only); `auto`: `class` for one, `dataset` for several
     class_labels: Literal['auto', 'class', 'dataset', 'dataset_class'] = 'auto'
+    max_cases: int | None = Field(None, ge=1)     # the first N volumes of each data set's split (a quick subset); None: every volume
 
 class NiftiFolderDataConfig(_DataCommon):
     "Any folder of NIfTI (or NRRD) volumes, one image per file."

@@ -347,7 +347,7 @@ def medmnist_file(flag:str, size:int=28) -> str:
 class MedMNIST3DVolumes(Dataset):
     "One split of one or more MedMNIST 3D data sets as prod9 samples (`image` (1, S, S, S) in [0, 1], `label` = class)."
     def __init__(self, flags, split:str, root, size:int=28, download:bool=False, roi_size=None, class_labels:str='auto',
-                 spatial_dims:int=3, slices_per_volume:int=8):
+                 spatial_dims:int=3, slices_per_volume:int=8, max_cases:int|None=None):
         import medmnist
         flags = medmnist_flags(flags)
         root = Path(root).expanduser()
@@ -385,7 +385,7 @@ class MedMNIST3DVolumes(Dataset):
             if labels.size and labels.dtype.kind in 'iu' and ((labels < 0).any() or (labels >= (nc := len(medmnist.INFO[flag]['label']))).any()):
                 raise ValueError(f"{f}: {split}_labels holds classes {sorted(set(np.unique(labels).tolist()) - set(range(nc)))} outside {flag}'s 0-{nc - 1}; download the file again")
             self.sets.append(ds)
-        self.offsets = np.cumsum([0] + [len(s) for s in self.sets])
+        self.offsets = np.cumsum([0] + [min(len(s), max_cases or len(s)) for s in self.sets])      # max_cases: the first N of each set
         self.per_class = len(self.class_names) > len(flags)           # every MedMNIST 3D set has 2+ classes: names = flags means `dataset`
         self.pad = ResizeWithPadOrCropd('image', roi_size) if roi_size is not None and tuple(roi_size) != (size,) * spatial_dims else None
         # 2D: axial slices between 30 % and 70 % of each volume's depth, as for the other sources
@@ -431,7 +431,7 @@ class MedMNIST3DDataModule(VolumeDataModule):
         for split in ('train', 'val', 'test'):
             if split in self.datasets: continue
             self.datasets[split] = MedMNIST3DVolumes(c.dataset_name, split, c.data_dir, c.size, c.download, self.roi(split == 'train'), c.class_labels,
-                                                     c.spatial_dims, c.slices_per_volume)
+                                                     c.spatial_dims, c.slices_per_volume, c.max_cases)
 
 # %% ../nbs/03_data.ipynb #d3999e6e
 class NiftiFolderDataModule(VolumeDataModule):

@@ -11,7 +11,6 @@ def _scripts() -> dict:
     return tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['scripts']
 
 SCRIPTS = _scripts()
-_STARTED = set()     # console scripts already run once as a real process in this session
 
 def _in_process(name, args, cwd=None, env=None):
     "Run console script `name`'s entry function in this process, as the script would run: exit status, stdout and stderr captured."
@@ -36,14 +35,13 @@ def _in_process(name, args, cwd=None, env=None):
     return subprocess.CompletedProcess([name, *args], rc or 0, out.getvalue(), err.getvalue())
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
-    """Run a console script; returns CompletedProcess with text stdout/stderr. The first run of each prod9 script in a session is a real
-    process (the installed entry point, importing this checkout's prod9 through PYTHONPATH); later runs call the same entry function
-    in this process, which saves the ~8 s that importing torch, MONAI and Lightning costs each process (PROD9_CLI_SUBPROCESS=1: always
-    a process)."""
+    """Run a console script; returns CompletedProcess with text stdout/stderr. A prod9 script's entry function is called in this
+    process, which saves the ~8 s that importing torch, MONAI and Lightning costs each process; `tests/test_cli_foundation.py::
+    test_console_scripts_are_the_entry_functions` checks that each installed script is that function and runs two as real processes.
+    Other programs, and every run with PROD9_CLI_SUBPROCESS=1, are real processes (importing this checkout's prod9 through PYTHONPATH)."""
     args = list(map(str, args))
-    if args[0] in SCRIPTS and args[0] in _STARTED and not os.environ.get('PROD9_CLI_SUBPROCESS'):
+    if args[0] in SCRIPTS and not os.environ.get('PROD9_CLI_SUBPROCESS'):
         return _in_process(args[0], args[1:], cwd, env)
-    _STARTED.add(args[0])
     e = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])), **(env or {})}
     return subprocess.run(args, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 

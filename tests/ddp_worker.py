@@ -2,9 +2,9 @@
 16^3 phantoms, batch 4 in one process or 2 + 2 in two DDP processes on CPU (gloo), validated on two more (one per process under DDP).
 Each process saves its losses, its logged validation metric and its final weights.
 
-    python tests/ddp_worker.py OUT DEVICES [conv|patch]
+    python tests/ddp_worker.py OUT DEVICES [conv|patch|conv,patch]
 
-With `patch` the model is the patch codec, whose linear path is fitted to the first training batches before the first step: under DDP
+Each architecture named trains in turn (one launch of the processes), writing OUT/ARCH/rank{r}.pt. With `patch` the model is the patch codec, whose linear path is fitted to the first training batches before the first step: under DDP
 from both processes' batches together.
 """
 import sys
@@ -35,8 +35,11 @@ class Record(L.Callback):
         torch.save({'losses': self.losses, 'val_l1': self.val, 'weights': {k: v.detach().cpu() for k, v in pl_module.autoencoder.state_dict().items()},
                     'world_size': trainer.world_size, 'seen': self.seen, 'first': self.first}, self.out / f'rank{trainer.global_rank}.pt')
 
-def main(out, devices:int, arch:str='conv'):
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+def main(out, devices:int, archs:str='conv'):
+    for arch in archs.split(','): fit(Path(out) / arch, devices, arch)
+
+def fit(out:Path, devices:int, arch:str):
+    out.mkdir(parents=True, exist_ok=True)
     cfg = AutoencoderStageConfig(
         output_dir=str(out / 'run'),
         model=({'channels': [8, 8], 'levels': [5, 5, 5], 'num_res_blocks': 1, 'norm_num_groups': 4} if arch == 'conv' else

@@ -1,7 +1,27 @@
 """End-to-end tests of the foundation CLIs: prod9-demo and prod9-preprocess, good and bad input."""
+import importlib, importlib.metadata, os, shutil, subprocess
 import numpy as np, nibabel as nib
 from prod9.io import write_nifti
 from prod9.phantoms import make_phantom
+from conftest import SCRIPTS, ROOT
+
+def test_console_scripts_are_the_entry_functions(tmp_path):
+    """The tests call each prod9 script's entry function in-process (conftest.run_cli); here the installed scripts are checked to be
+    those functions, and two run as real processes: a good command and a bad one, exit status and output as a shell sees them."""
+    installed = {e.name: e.value for e in importlib.metadata.entry_points(group='console_scripts') if e.name.startswith('prod9-')}
+    assert installed == SCRIPTS, "the installed console scripts differ from pyproject.toml: run `pip install -e .`"
+    for name, target in SCRIPTS.items():
+        mod, fn = target.split(':')
+        assert shutil.which(name), f"{name} is not on PATH"
+        assert callable(getattr(importlib.import_module(mod), fn)), target
+    ph = make_phantom((16, 16, 16), 0); write_nifti(ph['T1'], tmp_path / 'ok' / 'a.nii.gz', ph['affine'])
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
+    runs = [subprocess.Popen(a, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in (
+        ['prod9-preprocess', 'check', str(tmp_path / 'ok')],
+        ['prod9-train-autoencoder', 'train', '--config', str(tmp_path / 'missing.yaml')])]
+    (good_out, _), (_, bad_err) = [p.communicate(timeout=300) for p in runs]
+    assert runs[0].returncode == 0 and '1 file(s): consistent' in good_out, good_out
+    assert runs[1].returncode == 1 and 'missing.yaml' in bad_err and 'Traceback' not in bad_err, bad_err
 
 def test_demo_writes_nifti_and_png(cli, tmp_path):
     r = cli('prod9-demo', '--output-dir', tmp_path / 'demo', '--num-cases', '1', '--size', '24', '--data-only')

@@ -12,11 +12,17 @@ def run_worker(out, devices, arch='conv'):
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
 
-def test_two_processes_agree_with_one(tmp_path):
-    run_worker(tmp_path / 'ddp', 2)
-    run_worker(tmp_path / 'one', 1)
-    r0, r1 = (torch.load(tmp_path / 'ddp' / f'rank{r}.pt', weights_only=True) for r in (0, 1))
-    one = torch.load(tmp_path / 'one' / 'rank0.pt', weights_only=True)
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    "One two-process launch that trains the conv and then the patch codec, and the conv codec in one process (each launch imports torch anew)."
+    out = tmp_path_factory.mktemp('ddp')
+    run_worker(out / 'ddp', 2, 'conv,patch')
+    run_worker(out / 'one', 1, 'conv')
+    return out
+
+def test_two_processes_agree_with_one(runs):
+    r0, r1 = (torch.load(runs / 'ddp' / 'conv' / f'rank{r}.pt', weights_only=True) for r in (0, 1))
+    one = torch.load(runs / 'one' / 'conv' / 'rank0.pt', weights_only=True)
     assert r0['world_size'] == r1['world_size'] == 2 and one['world_size'] == 1
     assert len(r0['losses']) == len(one['losses']) == 2                    # 8 volumes, global batch 4: two steps either way
     for k, v in r0['weights'].items(): assert torch.equal(v, r1['weights'][k]), k          # both ranks end with the same weights
@@ -29,14 +35,13 @@ def test_two_processes_agree_with_one(tmp_path):
     assert r0['val_l1'] == pytest.approx(r1['val_l1'], rel=1e-6) and r0['val_l1'] == pytest.approx(one['val_l1'], rel=1e-4), (r0['val_l1'], r1['val_l1'], one['val_l1'])
     # the DDP run's checkpoint loads in one process, with rank 0's weights
     from prod9.training.autoencoder_fsq import AutoencoderFSQLightning
-    m = AutoencoderFSQLightning.from_checkpoint(tmp_path / 'ddp' / 'run' / 'last.ckpt')
+    m = AutoencoderFSQLightning.from_checkpoint(runs / 'ddp' / 'conv' / 'run' / 'last.ckpt')
     for k, v in m.autoencoder.state_dict().items(): assert torch.equal(v, r0['weights'][k]), k
 
-def test_patch_codec_fit_is_the_same_in_every_process(tmp_path):
+def test_patch_codec_fit_is_the_same_in_every_process(runs):
     """The patch codec's linear path is fitted before the first step from sums over all processes' batches: both ranks start from the fit
     to all eight volumes at once, and end with the same weights."""
-    run_worker(tmp_path / 'ddp', 2, 'patch')
-    r0, r1 = (torch.load(tmp_path / 'ddp' / f'rank{r}.pt', weights_only=True) for r in (0, 1))
+    r0, r1 = (torch.load(runs / 'ddp' / 'patch' / f'rank{r}.pt', weights_only=True) for r in (0, 1))
     for k, v in r0['weights'].items(): assert torch.equal(v, r1['weights'][k]), k
     from ddp_worker import Phantoms
     from prod9.autoencoder.autoencoder_fsq import build_autoencoder

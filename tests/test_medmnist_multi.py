@@ -29,9 +29,10 @@ def mm(tmp_path_factory):
     export_vae(MAISIVAE(**v.model_dump()), v, root / 'vae.safetensors')
     return root
 
+# the files have the official split sizes (medmnist checks them); max_cases keeps 48 volumes per data set and split in the caches
 COMMON = """
 seed: 0
-data: {{source: medmnist3d, data_dir: {root}, dataset_name: {flags}, class_labels: {mode}, roi_size: [28, 28, 28], batch_size: 16}}
+data: {{source: medmnist3d, data_dir: {root}, dataset_name: {flags}, class_labels: {mode}, roi_size: [28, 28, 28], batch_size: 16, max_cases: 48}}
 sliding_window: {{roi_size: [28, 28, 28]}}
 encode_batch_size: 64
 trainer: {{max_epochs: 1, limit_train_batches: 2, limit_val_batches: 1, enable_progress_bar: false, log_every_n_steps: 1, loggers: [csv]}}
