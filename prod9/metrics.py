@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['histogram_w1', 'volume_features', 'frechet_distance', 'mean_pairwise_msssim', 'dice_scores', 'paired_gain',
-           'foreground_mask', 'masked_psnr_ssim']
+__all__ = ['histogram_w1', 'volume_features', 'frechet_distance', 'prdc', 'mean_pairwise_msssim', 'nearest_training',
+           'dice_scores', 'paired_gain', 'foreground_mask', 'masked_psnr_ssim']
 
 # %% ../nbs/05_metrics.ipynb #1dcf8aba
 def histogram_w1(a:torch.Tensor, b:torch.Tensor, n_quantiles:int=256) -> float:
@@ -51,6 +51,18 @@ def frechet_distance(fa, fb) -> float:
     tr_covmean = np.sqrt(np.linalg.eigvalsh(sa @ cb @ sa).clip(0)).sum()
     return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * tr_covmean))
 
+# %% ../nbs/05_metrics.ipynb #96f83f4d
+def prdc(real, fake, k:int=5) -> dict:
+    """Precision, recall, density and coverage (Naeem et al. 2020) of feature sets `fake` against `real` (rows = samples), with balls of
+    radius the distance to the k-th nearest neighbour within each set."""
+    real, fake = torch.as_tensor(np.asarray(real), dtype=torch.float64), torch.as_tensor(np.asarray(fake), dtype=torch.float64)
+    if min(len(real), len(fake)) <= k: raise ValueError(f"prdc needs more than k={k} samples in each set, got {len(real)} real and {len(fake)} generated")
+    radius = lambda x: torch.cdist(x, x).kthvalue(k + 1, dim=1).values         # k + 1: the zero distance to itself comes first
+    r_real, r_fake, d = radius(real), radius(fake), torch.cdist(real, fake)      # d[i, j]: real i to generated j
+    inside = d < r_real[:, None]                                                 # generated j inside real i's ball
+    return {'precision': float(inside.any(0).double().mean()), 'recall': float((d < r_fake[None, :]).any(1).double().mean()),
+            'density': float(inside.double().sum(0).mean() / k), 'coverage': float((d.min(1).values < r_real).double().mean())}
+
 # %% ../nbs/05_metrics.ipynb #b7d42082
 def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0) -> float:
     "Diversity: mean MS-SSIM over random pairs of distinct volumes of `v` (N, 1, *S); lower = more diverse. 3 scales, 7-voxel kernel."
@@ -59,6 +71,53 @@ def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0) -> float:
     a, b = torch.stack([v[i] for i, _ in pairs]).float().cpu(), torch.stack([v[j] for _, j in pairs]).float().cpu()
     m = MultiScaleSSIMMetric(v.ndim - 2, data_range=1.0, kernel_size=7, weights=(0.0448, 0.2856, 0.3001))
     return float(m(a, b).mean())
+
+# %% ../nbs/05_metrics.ipynb #8bfdaa95
+@torch.no_grad()
+def nearest_training(gen, train, max_shift:float=0.125, flips:bool=True, exclude_self:bool=False, chunk:int=16) -> tuple[np.ndarray, np.ndarray]:
+    """For each volume of `gen` (N, *S), its highest normalised cross-correlation with any volume of `train` (M, *S) over shifts of up to
+    `max_shift` of each axis (a fraction) and, with `flips`, the mirror images along every subset of the axes; and which training
+    volume that was. The correlation at each shift is computed over the overlap of the two volumes only (means and norms of the
+    overlap, Padfield 2012), so a copy moved by a few voxels scores 1. `exclude_self`: `gen` is `train` (leave-one-out: each volume's
+    nearest *other* one). Returns (similarity, index)."""
+    gen, train = torch.as_tensor(gen).double().cpu(), torch.as_tensor(train).double().cpu()
+    if gen.shape[1:] != train.shape[1:]: raise ValueError(f"generated volumes are {tuple(gen.shape[1:])} but training volumes {tuple(train.shape[1:])}: bring them to one size")
+    if exclude_self and len(gen) != len(train): raise ValueError("exclude_self compares a set with itself: pass the same volumes as gen and train")
+    dims, shape = tuple(range(1, gen.ndim)), gen.shape[1:]
+    s = [max(0, int(round(max_shift * n))) for n in shape]
+    size = [n + k for n, k in zip(shape, s)]                                   # zero padding by the largest shift: no wrap-around
+    rfft = lambda x: torch.fft.rfftn(x, s=size, dim=dims)
+    corr = lambda A, B: torch.fft.irfftn(A * B.conj(), s=size, dim=dims)       # corr[τ] = Σ_x b[x] a[x + τ]
+    keep = [torch.cat([torch.arange(0, k + 1), torch.arange(n - k, n)]) if k else torch.tensor([0]) for n, k in zip(size, s)]
+    def shifts(c):                                                             # (B, *size) -> (B, L): the shifts up to max_shift
+        for d, idx in enumerate(keep): c = c.index_select(d + 1, idx)
+        return c.flatten(1)
+    scale = lambda x: x / x.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *[1] * len(shape))   # sums of squares stay well conditioned
+    gen, train = scale(gen), scale(train)
+    Fm = rfft(torch.ones(1, *shape, dtype=torch.float64))
+    n = shifts(corr(Fm, Fm))                                                   # overlap size at each shift
+    parts = []
+    for t in train.split(chunk):                                               # the training side of every sum, once
+        Ft = rfft(t)
+        parts.append((Ft, shifts(corr(Fm, Ft)), shifts(corr(Fm, rfft(t * t)))))
+    subsets = [c for r in range(len(shape) + 1) for c in itertools.combinations(dims, r)] if flips else [()]
+    best, which = torch.full((len(gen),), -2.0, dtype=torch.float64), torch.zeros(len(gen), dtype=torch.long)
+    for i, g0 in enumerate(gen):
+        for axes in subsets:
+            g = g0.flip([a - 1 for a in axes]) if axes else g0
+            Fg = rfft(g[None])
+            sg, sg2 = shifts(corr(Fg, Fm)), shifts(corr(rfft((g * g)[None]), Fm))
+            vg = (sg2 - sg * sg / n).clamp_min(0)
+            ms = []
+            for Ft, st, st2 in parts:
+                num = shifts(corr(Fg, Ft)) - st * sg / n
+                den = ((st2 - st * st / n).clamp_min(0) * vg).sqrt()
+                ms.append(torch.where(den > 1e-9 * n, num / den.clamp_min(1e-30), torch.zeros_like(num)).amax(1))
+            m = torch.cat(ms)
+            if exclude_self: m[i] = -2.0
+            v, j = m.max(0)
+            if v > best[i]: best[i], which[i] = v, j
+    return best.float().numpy(), which.numpy()
 
 # %% ../nbs/05_metrics.ipynb #13548a1d
 @torch.no_grad()
