@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['histogram_w1', 'volume_features', 'frechet_distance', 'prdc', 'mean_pairwise_msssim', 'nearest_training',
-           'dice_scores', 'paired_gain', 'foreground_mask', 'masked_psnr_ssim']
+__all__ = ['MSSSIM_WEIGHTS', 'MSSSIM_KERNEL', 'histogram_w1', 'volume_features', 'frechet_distance', 'prdc',
+           'mean_pairwise_msssim', 'nearest_training', 'dice_scores', 'paired_gain', 'foreground_mask',
+           'masked_psnr_ssim']
 
 # %% ../nbs/05_metrics.ipynb #1dcf8aba
 def histogram_w1(a:torch.Tensor, b:torch.Tensor, n_quantiles:int=256) -> float:
@@ -39,17 +40,25 @@ def volume_features(v) -> 'np.ndarray':
     return np.stack(feats)
 
 # %% ../nbs/05_metrics.ipynb #72bb388b
-def frechet_distance(fa, fb) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (rows = samples), as in FID.
-    tr √(Ca Cb) is computed as Σ √λ of the symmetric PSD matrix √Ca Cb √Ca (same eigenvalues as Ca Cb), which stays exact
-    when the covariances are singular (fewer samples than features); `scipy.linalg.sqrtm` returns NaN there in SciPy ≥ 1.16."""
-    def psd_sqrt(c):
-        w, v = np.linalg.eigh(c); return (v * np.sqrt(w.clip(0))) @ v.T
+def frechet_distance(fa, fb, route:str='auto') -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows = samples), as in FID:
+    |μa − μb|² + tr Ca + tr Cb − 2 tr √(Ca Cb). The last term is computed exactly in whichever space is smaller: with fewer samples than
+    features (`route='samples'`, the usual case in 3D), as the sum of singular values of Xa Xbᵀ / √((na−1)(nb−1)) (X: centred features;
+    the non-zero eigenvalues of Ca Cb are the squared singular values of that small matrix); otherwise (`'features'`), as Σ √λ of the
+    symmetric PSD matrix √Ca Cb √Ca. Both stay exact with singular covariances, where `scipy.linalg.sqrtm` returns NaN (SciPy ≥ 1.16)."""
+    fa, fb = np.atleast_2d(np.asarray(fa, np.float64)), np.atleast_2d(np.asarray(fb, np.float64))
+    if fa.shape[1] != fb.shape[1]: raise ValueError(f"feature sets of {fa.shape[1]} and {fb.shape[1]} features: compute both in one feature space")
+    if min(len(fa), len(fb)) < 2: raise ValueError(f"a Fréchet distance needs at least 2 samples per set, got {len(fa)} and {len(fb)}")
     mu_a, mu_b = fa.mean(0), fb.mean(0)
-    ca, cb = np.atleast_2d(np.cov(fa, rowvar=False)), np.atleast_2d(np.cov(fb, rowvar=False))
-    sa = psd_sqrt(ca)
-    tr_covmean = np.sqrt(np.linalg.eigvalsh(sa @ cb @ sa).clip(0)).sum()
-    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * tr_covmean))
+    xa, xb, na, nb = fa - mu_a, fb - mu_b, len(fa) - 1, len(fb) - 1
+    if route == 'auto': route = 'samples' if min(len(fa), len(fb)) <= fa.shape[1] else 'features'
+    if route == 'samples': tr_covmean = np.linalg.svd(xa @ xb.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    elif route == 'features':
+        w, v = np.linalg.eigh(xa.T @ xa / na)
+        sa = (v * np.sqrt(w.clip(0))) @ v.T
+        tr_covmean = np.sqrt(np.linalg.eigvalsh(sa @ (xb.T @ xb / nb) @ sa).clip(0)).sum()
+    else: raise ValueError(f"route {route!r}: expected auto, samples or features")
+    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + (xa ** 2).sum() / na + (xb ** 2).sum() / nb - 2 * tr_covmean))
 
 # %% ../nbs/05_metrics.ipynb #96f83f4d
 def prdc(real, fake, k:int=5) -> dict:
@@ -64,13 +73,24 @@ def prdc(real, fake, k:int=5) -> dict:
             'density': float(inside.double().sum(0).mean() / k), 'coverage': float((d.min(1).values < r_real).double().mean())}
 
 # %% ../nbs/05_metrics.ipynb #b7d42082
-def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0) -> float:
-    "Diversity: mean MS-SSIM over random pairs of distinct volumes of `v` (N, 1, *S); lower = more diverse. 3 scales, 7-voxel kernel."
+MSSSIM_WEIGHTS, MSSSIM_KERNEL = (0.0448, 0.2856, 0.3001), 7
+
+def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0, chunk:int=8) -> float:
+    """Diversity: mean MS-SSIM over random pairs of distinct volumes of `v`, a tensor (N, 1, *S) or anything indexable whose items are
+    (1, *S) (volumes read from disk one pair at a time); lower = more diverse. 3 scales, 7-voxel kernel, values in [0, 1]."""
     from monai.metrics import MultiScaleSSIMMetric
+    if len(v) < 2: raise ValueError(f"diversity needs at least 2 volumes, got {len(v)}")
     pairs = list(itertools.combinations(range(len(v)), 2)); random.Random(seed).shuffle(pairs); pairs = pairs[:max_pairs]
-    a, b = torch.stack([v[i] for i, _ in pairs]).float().cpu(), torch.stack([v[j] for _, j in pairs]).float().cpu()
-    m = MultiScaleSSIMMetric(v.ndim - 2, data_range=1.0, kernel_size=7, weights=(0.0448, 0.2856, 0.3001))
-    return float(m(a, b).mean())
+    first = torch.as_tensor(v[0]); need = (MSSSIM_KERNEL - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1) + 1
+    if min(first.shape[1:]) < need:
+        raise ValueError(f"MS-SSIM at {len(MSSSIM_WEIGHTS)} scales needs volumes of at least {need} voxels per axis, got {tuple(first.shape[1:])}")
+    m = MultiScaleSSIMMetric(first.ndim - 1, data_range=1.0, kernel_size=MSSSIM_KERNEL, weights=MSSSIM_WEIGHTS)
+    total = 0.0
+    for k in range(0, len(pairs), chunk):
+        part = pairs[k:k + chunk]
+        a, b = (torch.stack([torch.as_tensor(v[p[s]]) for p in part]).float().cpu() for s in (0, 1))
+        total += float(m(a, b).sum())
+    return total / len(pairs)
 
 # %% ../nbs/05_metrics.ipynb #8bfdaa95
 @torch.no_grad()
