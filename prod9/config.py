@@ -358,10 +358,24 @@ class StageConfig(StrictModel):
         return p
 
 class ValidationSamplesConfig(StrictModel):
-    "The `validation_samples:` section of the generative stages: a few samples, with fixed seeds, written every N validations."
+    """The `validation_samples:` section of the generative stages: a few samples, with fixed seeds, written every N validations; with
+    `features`, their FID (in that feature space, against the volumes of `real_dir`) and MS-SSIM diversity logged as `val_fid`, `val_msssim`."""
     every_n_validations: int = Field(0, ge=0)      # 0: off
-    num_samples: int = Field(2, ge=1, le=16)       # taken with the first validation batch's masks, labels or contexts
+    num_samples: int = Field(2, ge=1, le=64)       # taken with the first validation batch's masks, labels or contexts
     seed: int = 0
+    features: Literal['medicalnet', 'medicalnet50', 'radimagenet', 'prod9'] | None = None   # prod9-evaluate's feature spaces
+    weights: str | None = None           # the feature network's published weights file (resnet_10_23dataset.pth, RadImageNet-ResNet50_notop.pth)
+    real_dir: str | None = None          # a folder of real volumes (NIfTI/NRRD) the samples are compared with
+    real_pattern: str | None = None      # glob of the files in real_dir (default: every volume, masks left out)
+    max_real: int = Field(64, ge=2)      # real volumes read from real_dir
+
+    @model_validator(mode='after')
+    def _fid(self):
+        if self.features and not self.real_dir: raise ValueError("validation_samples.features needs real_dir: a folder of real volumes to compare the samples with")
+        if self.features and self.features != 'prod9' and not self.weights:
+            raise ValueError(f"validation_samples.features {self.features} needs weights: the network's published weights file (see prod9-evaluate fid --help)")
+        if self.features and self.num_samples < 2: raise ValueError("validation_samples.features needs num_samples >= 2 (an FID of one sample is undefined)")
+        return self
 
 class EncodedStageConfig(StageConfig):
     """A stage that trains on an earlier stage's codes or latents (stages 2 and 3 of both pipelines): the window that encodes the data

@@ -15,7 +15,7 @@ import nibabel as nib
 # %% auto #0
 __all__ = ['NIFTI_SUFFIXES', 'NRRD_SUFFIXES', 'VolumeError', 'Volume', 'check_input_file', 'total_memory', 'require_memory',
            'check_array', 'check_voxel_bytes', 'read_nifti', 'atomic_write', 'write_nifti', 'check_nrrd_header',
-           'read_nrrd', 'read_volume', 'montage_center', 'save_montage', 'write_samples']
+           'read_nrrd', 'read_volume', 'montage_center', 'save_montage', 'write_samples', 'scan_folder', 'volume_files']
 
 # %% ../nbs/01_io.ipynb #132ad1d2
 class VolumeError(ValueError):
@@ -317,3 +317,25 @@ def write_samples(vols, out_dir, names:list, affine=None, title:str='samples', s
     files = [write_nifti(_to_numpy(v[0]).astype(np.float32), out_dir / n, affine) for v, n in zip(vols, names)]
     panels = {Path(n).name.replace('.nii.gz', ''): v[0] for v, n in list(zip(vols, names))[:max_panels]}
     return files, save_montage(panels, out_dir / f'{title}.png', seg=seg, title=title)
+
+# %% ../nbs/01_io.ipynb #2b384aa2
+def scan_folder(folder) -> tuple[list[Path], list[str]]:
+    """`(files, problems)`: the NIfTI and NRRD files directly inside `folder`, sorted, and one line for each entry with a volume's name
+    that is not a readable file (a dangling or looping symbolic link, a folder, a device). Hidden names (temporary files) are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir(): raise FileNotFoundError(f"{folder}: not a directory")
+    files, problems = [], []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith('.') or _suffix(p) not in NIFTI_SUFFIXES + NRRD_SUFFIXES: continue
+        if p.is_file(): files.append(p)
+        elif p.is_symlink() and not p.exists(): problems.append(f"{p}: a symbolic link to {os.readlink(p)}, which does not exist or loops")
+        elif p.is_dir(): problems.append(f"{p}: a folder, not a volume file")
+        else: problems.append(f"{p}: not a regular file")
+    return files, problems
+
+def volume_files(folder) -> list[Path]:
+    "NIfTI and NRRD files directly inside `folder`, sorted; an entry with a volume's name that is not a readable file is a `VolumeError`."
+    files, problems = scan_folder(folder)
+    if problems: raise VolumeError(folder, f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} with a volume's name cannot be read "
+                                           f"(first: {problems[0]}); fix or remove them, `prod9-preprocess check` lists them all")
+    return files

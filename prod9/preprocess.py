@@ -11,33 +11,11 @@ from collections import Counter
 from pathlib import Path
 import numpy as np
 import torch
-from .io import read_volume, write_nifti, VolumeError, NIFTI_SUFFIXES, NRRD_SUFFIXES, _suffix, require_memory
+from .io import read_volume, write_nifti, VolumeError, _suffix, require_memory
+from .io import scan_folder, volume_files      # noqa: F401 (listing a folder of volumes lives in prod9.io; kept importable from here)
 
 # %% auto #0
-__all__ = ['scan_folder', 'volume_files', 'check_folder', 'ras_grid', 'transposed_request', 'resample_volume', 'resample_folder',
-           'main']
-
-# %% ../nbs/04_preprocess.ipynb #bbe09c81
-def scan_folder(folder) -> tuple[list[Path], list[str]]:
-    """`(files, problems)`: the NIfTI and NRRD files directly inside `folder`, sorted, and one line for each entry with a volume's name
-    that is not a readable file (a dangling or looping symbolic link, a folder, a device). Hidden names (temporary files) are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir(): raise FileNotFoundError(f"{folder}: not a directory")
-    files, problems = [], []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith('.') or _suffix(p) not in NIFTI_SUFFIXES + NRRD_SUFFIXES: continue
-        if p.is_file(): files.append(p)
-        elif p.is_symlink() and not p.exists(): problems.append(f"{p}: a symbolic link to {os.readlink(p)}, which does not exist or loops")
-        elif p.is_dir(): problems.append(f"{p}: a folder, not a volume file")
-        else: problems.append(f"{p}: not a regular file")
-    return files, problems
-
-def volume_files(folder) -> list[Path]:
-    "NIfTI and NRRD files directly inside `folder`, sorted; an entry with a volume's name that is not a readable file is a `VolumeError`."
-    files, problems = scan_folder(folder)
-    if problems: raise VolumeError(folder, f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} with a volume's name cannot be read "
-                                           f"(first: {problems[0]}); fix or remove them, `prod9-preprocess check` lists them all")
-    return files
+__all__ = ['check_folder', 'ras_grid', 'transposed_request', 'resample_volume', 'resample_folder', 'main']
 
 # %% ../nbs/04_preprocess.ipynb #4b814fda
 def check_folder(folder, out=None, spacing_tol:float=1e-3) -> bool:

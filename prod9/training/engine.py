@@ -184,8 +184,19 @@ class ProgressiveResolution(L.Callback):
 # %% ../../nbs/40_engine.ipynb #6f83b82b
 class ValidationSamples(L.Callback):
     """Every `cfg.every_n_validations` validations (a `ValidationSamplesConfig`), `cfg.num_samples` samples from the module's
-    `validation_samples(n, seed, batch)` written into `output_dir/validation_samples/step{global_step:07d}/` as NIfTI and a PNG montage."""
-    def __init__(self, cfg, output_dir): self.cfg, self.out, self.count, self.batch = cfg, Path(output_dir), 0, None
+    `validation_samples(n, seed, batch)` written into `output_dir/validation_samples/step{global_step:07d}/` as NIfTI and a PNG montage;
+    with `cfg.features`, their FID against the volumes of `cfg.real_dir` and their MS-SSIM diversity logged as `val_fid` and `val_msssim`."""
+    def __init__(self, cfg, output_dir):
+        self.cfg, self.out, self.count, self.batch = cfg, Path(output_dir), 0, None
+        self.extractor, self.real = None, None
+
+    def setup(self, trainer, pl_module, stage:str):
+        "With `cfg.features`: the feature network and the real folder, checked before training starts (a missing file fails here, not hours later)."
+        if not self.cfg.features or self.extractor is not None or stage not in ('fit', 'validate'): return
+        from prod9.evaluation import FeatureExtractor, VolumeSet
+        self.extractor = FeatureExtractor(self.cfg.features, self.cfg.weights)          # on the CPU until the first score
+        self.real = VolumeSet(self.cfg.real_dir, self.cfg.real_pattern, max_n=self.cfg.max_real, what='validation_samples.real_dir')
+        self.real_features = None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if batch_idx == 0 and self.batch is None and isinstance(batch, dict):      # the same conditions at every validation
@@ -208,7 +219,26 @@ class ValidationSamples(L.Callback):
             if len(shown) < 4: shown[f'{i} {first}'] = sample[first][0]
             if seg is None and 'mask' in sample and first != 'mask': seg = sample['mask'][0]
         if shown: save_montage(shown, folder / 'samples.png', seg=seg if len(samples) == 1 else None, title=f'step {trainer.global_step}')
+        if self.extractor is not None: self.score(pl_module, samples)
         return folder
+
+    def score(self, pl_module, samples) -> dict:
+        "FID of the samples' first image against the real volumes (resampled to the samples' shape), and their mean pairwise MS-SSIM; logged."
+        from prod9.evaluation import scale_intensity, set_features, fid
+        from prod9.metrics import mean_pairwise_msssim, MSSSIM_KERNEL, MSSSIM_WEIGHTS
+        name = next((k for k in samples[0] if k != 'mask'), None)
+        if name is None: return {}
+        gen = [scale_intensity(s[name][0].detach().float().cpu())[None] for s in samples]
+        if gen[0].ndim != 4: raise ValueError(f"validation_samples.features scores 3D volumes; this stage's samples are {gen[0].ndim - 1}D: remove validation_samples.features")
+        fx = self.extractor
+        if fx.net is not None and fx.device != pl_module.device: fx.net.to(pl_module.device); fx.device = pl_module.device
+        if self.real_features is None:
+            self.real.size = tuple(gen[0].shape[1:])                       # the real volumes at the samples' shape
+            self.real_features = set_features(self.real, self.extractor)
+        scores = {'val_fid': fid(self.real_features, set_features(gen, self.extractor))['fid']}
+        if min(gen[0].shape[1:]) > (MSSSIM_KERNEL - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1): scores['val_msssim'] = mean_pairwise_msssim(torch.stack(gen))
+        for k, v in scores.items(): pl_module.log(k, float(v), rank_zero_only=True)
+        return scores
 
 # %% ../../nbs/40_engine.ipynb #cd6b8efa
 def make_trainer(cfg:StageConfig, output_dir, monitor:str='val_l1', mode:str='min', callbacks=(), find_unused:bool=False, **overrides) -> L.Trainer:
