@@ -20,7 +20,9 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain
+from common import (default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain,
+                    training_phantoms, phantom_pairs, tstr_row, memorization_row)
+from prod9.evaluation import TensorPairs
 
 from prod9.config import MODALITIES
 from prod9.phantoms import make_phantom
@@ -90,6 +92,8 @@ def main(argv=None):
     p.add_argument('--segmenter-steps', type=int, default=2400, help='steps of the segmenter that judges the ControlNet (batch 4)')
     p.add_argument('--samples', type=int, default=8, help='generated volumes per Dice figure')
     p.add_argument('--quality-samples', type=int, default=32, help='generated volumes per modality for Fréchet distance and diversity')
+    p.add_argument('--tstr-steps', type=int, default=300, help='train-on-synthetic: steps of each segmenter arm (batch 2)')
+    p.add_argument('--tstr-test', type=int, default=8, help='train-on-synthetic: held-out real phantoms scored')
     p.add_argument('--device', default=default_device())
     p.add_argument('--markdown'); p.add_argument('--json')
     a = p.parse_args(argv); dev = a.device
@@ -125,6 +129,9 @@ def main(argv=None):
         with torch.no_grad(): real_rec = vae(real)[0].clamp(0, 1)
         d_cn, d_base, d_real, d_rec = (dice(seg_net, v, tumour) for v in (gen_cn, gen_base, real, real_rec))
         gain, gain_se = paired_gain(d_cn, d_base)
+        tstr_rows = [tstr_row('MAISI ControlNet (FLAIR for a requested mask)', TensorPairs(gen_cn.clamp(0, 1).cpu(), tumour.cpu()),
+                              phantom_pairs(a.size, range(920_000, 920_000 + a.samples)), phantom_pairs(a.size, range(930_000, 930_000 + a.tstr_test)),
+                              a.tstr_steps, dev)]
         # generation quality per modality: Fréchet distance (fixed features) and diversity, as in the MaskGiT stage-2 benchmark
         quality, n = [], a.quality_samples
         ref, ref_b = real_volumes(a.size, range(700_000, 700_000 + n)), real_volumes(a.size, range(800_000, 800_000 + n))
@@ -132,6 +139,7 @@ def main(argv=None):
             gen = base.decode(base.generate_latents(n, [c] * n, seed=c, num_inference_steps=10)).cpu()
             with torch.no_grad(): rec = torch.cat([vae(ref[mo][i:i + 8].to(dev))[0].clamp(0, 1).cpu() for i in range(0, n, 8)])
             quality.append(quality_row(mo, gen, ref[mo], ref_b[mo], rec, 'VAE reconstructions'))
+            if mo == 'FLAIR': mem_rows = [memorization_row('MAISI, label-conditional FLAIR (rectified flow, 10 steps)', gen, training_phantoms(cfg.data, a.size), ref[mo])]
     m = machine_info(dev)
     rows = [
         {'metric': f'VAE held-out PSNR / SSIM after {a.vae_steps} batches of 4 ({vae_wall:.0f} s)', 'value': f"{psnr:.2f} dB / {ssim:.3f}", 'target': '', 'result': ''},
@@ -155,9 +163,13 @@ def main(argv=None):
             f"{a.samples} generated volumes per Dice figure.\n\n" + markdown_table(rows) +
             f"\n\n**Generation quality per modality** ({a.quality_samples} label-conditional samples per modality, rectified flow with 10 "
             f"steps, against {a.quality_samples} real held-out volumes; features and distances as in the MaskGiT stage-2 section, "
-            f"`bench/common.py`; MS-SSIM lower = more diverse):\n\n" + markdown_table(quality))
+            f"`bench/common.py`; MS-SSIM lower = more diverse):\n\n" + markdown_table(quality) +
+            "\n\n**Train on synthetic, test on real** (`prod9-evaluate tstr`'s computation): one small MONAI UNet trained for the same steps on "
+            "the ControlNet's (generated FLAIR, requested mask) pairs, on as many real phantom pairs, and on both; Dice on held-out real FLAIR "
+            "(Med-DDPM's ratio for comparison: 0.62 / 0.65 = 95 %):\n\n" + markdown_table(tstr_rows) +
+            "\n\n**Memorization** (`prod9-evaluate memorization`'s computation), as in the MaskGiT section:\n\n" + markdown_table(mem_rows))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
-    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'rows': rows, 'quality': quality}, indent=1))
+    if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'rows': rows, 'quality': quality, 'tstr': tstr_rows, 'memorization': mem_rows}, indent=1))
 
 if __name__ == '__main__': main()

@@ -12,7 +12,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if (_ROOT / 'prod9' / '__init__.py').exists() and str(_ROOT) not in sys.path: sys.path.insert(1, str(_ROOT))
 
 import torch
-from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores   # paired_gain: re-exported for the benches
+from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, dice_scores, paired_gain   # noqa: F401 (paired_gain: re-exported for the benches)
 
 def rss_bytes() -> int:
     "Resident set size of this process (Linux /proc; falls back to ru_maxrss elsewhere)."
@@ -145,3 +145,38 @@ def flop_counter():
     extra = {getattr(aten, n): f for n, f in (('_scaled_dot_product_flash_attention_for_cpu', fwd),
                                               ('_scaled_dot_product_flash_attention_for_cpu_backward', bwd)) if hasattr(aten, n)}
     return FlopCounterMode(display=False, custom_mapping=extra)
+
+def training_phantoms(data_cfg, size, modality='FLAIR'):
+    "The training split's phantoms of a phantom data config (as `PhantomDataModule` splits it), one modality, (N, 1, size, size, size)."
+    import numpy as np
+    from prod9.data import PhantomDataModule
+    from prod9.phantoms import make_phantom
+    seeds = [c['phantom_seed'] for c in PhantomDataModule(data_cfg).split_cases()['train']]
+    return torch.from_numpy(np.stack([make_phantom((size,) * 3, s)[modality] for s in seeds]))[:, None].float()
+
+def phantom_pairs(size, seeds, modality='FLAIR'):
+    "Real (image, tumour) pairs of phantoms at size³ as `prod9.evaluation.TensorPairs` (tumour = any label > 0)."
+    import numpy as np
+    from prod9.evaluation import TensorPairs
+    from prod9.phantoms import make_phantom
+    phs = [make_phantom((size,) * 3, s) for s in seeds]
+    return TensorPairs(np.stack([p[modality] for p in phs])[:, None], np.stack([p['seg'] for p in phs])[:, None])
+
+def tstr_row(model:str, syn, real, test, steps:int, device) -> dict:
+    """Train-on-synthetic, test-on-real (`prod9.evaluation.train_on_synthetic`): the same segmenter and steps trained on real pairs,
+    on the model's generated pairs and on both; Dice on held-out real volumes. One row of the benchmarks' TSTR table."""
+    from prod9.evaluation import train_on_synthetic
+    r = train_on_synthetic(real, syn, test, steps=steps, device=device)
+    return {'model': model, 'training pairs (generated / real)': f"{len(syn)} / {len(real)}", 'held-out real': len(test), 'steps per arm': steps,
+            'Dice real-only': f"{r['dice_real']:.3f}", 'Dice synthetic-only': f"{r['dice_synthetic']:.3f}",
+            'Dice real + synthetic': f"{r['dice_real+synthetic']:.3f}", 'synthetic / real': f"{r['synthetic_to_real']:.0%}"}
+
+def memorization_row(pipeline:str, gen, train, held) -> dict:
+    """The memorization check (`prod9.evaluation.memorization`) of generated volumes against the training phantoms, with held-out real
+    phantoms as the reference: each sample's highest normalised cross-correlation with any training volume (flips and shifts searched)."""
+    from prod9.evaluation import memorization
+    m = memorization(train.cpu(), gen.cpu(), None if held is None else held.cpu(), max_size=32)
+    return {'pipeline': pipeline, 'generated': m['n_generated'], 'training volumes': m['n_train'],
+            'held-out real → training (max / median)': f"{m['reference_similarity']['max']:.3f} / {m['reference_similarity']['median']:.3f}",
+            'generated → training (max / median)': f"{m['generated_similarity']['max']:.3f} / {m['generated_similarity']['median']:.3f}",
+            'threshold': f"{m['threshold']:.3f}", 'flagged': len(m['flagged'])}
