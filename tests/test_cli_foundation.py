@@ -92,3 +92,5 @@ def test_demo_quick_trains_both_pipelines_and_writes_report(cli, tmp_path):
             f = out / pipe / 'samples' / f'sample_0001_{m}.nii.gz'
             img = nib.load(f); assert img.shape == (24, 24, 24)
         assert all(np.isfinite(v) for v in s[pipe]['metrics'].values() if isinstance(v, float))
+    assert len(re.findall(r"src='([^']+)'", report)) == 1 + 4 + 4                   # the phantom montage, then one per pipeline and modality
+    assert 'autoencoder held-out PSNR (dB)' in s['maskgit']['metrics'] and 'VAE held-out PSNR (dB)' in s['maisi']['metrics']

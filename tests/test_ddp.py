@@ -4,20 +4,24 @@ import torch
 import pytest
 from conftest import ROOT
 
-def run_worker(out, devices, arch='conv'):
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])),
-           'OMP_NUM_THREADS': '1', 'MASTER_PORT': str(29500 + os.getpid() % 1000)}
-    for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'NODE_RANK', 'SLURM_PROCID', 'SLURM_NTASKS'): env.pop(k, None)
-    r = subprocess.run([sys.executable, str(ROOT / 'tests' / 'ddp_worker.py'), str(out), str(devices), arch], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
+def run_workers(*jobs):
+    "Launch `ddp_worker.py` for each (out, devices, arch) at once (each on its own port; every launch imports torch anew), then wait for all."
+    procs = []
+    for k, (out, devices, arch) in enumerate(jobs):
+        env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])),
+               'OMP_NUM_THREADS': '1', 'MASTER_PORT': str(29500 + (os.getpid() + 7 * k) % 1000)}
+        for key in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'NODE_RANK', 'SLURM_PROCID', 'SLURM_NTASKS'): env.pop(key, None)
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / 'tests' / 'ddp_worker.py'), str(out), str(devices), arch], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-4000:]
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-    "One two-process launch that trains the conv and then the patch codec, and the conv codec in one process (each launch imports torch anew)."
+    "One two-process launch that trains the conv and then the patch codec, and, at the same time, the conv codec in one process."
     out = tmp_path_factory.mktemp('ddp')
-    run_worker(out / 'ddp', 2, 'conv,patch')
-    run_worker(out / 'one', 1, 'conv')
+    run_workers((out / 'ddp', 2, 'conv,patch'), (out / 'one', 1, 'conv'))
     return out
 
 def test_two_processes_agree_with_one(runs):

@@ -72,9 +72,12 @@ def test_header_that_lies_about_its_size(cli, trained, tmp_path):
     d = tmp_path / 'scans'; d.mkdir(); _liar(d / 'liar.nii', (1000, 1000, 500))
     code = ("import resource, sys; from prod9.preprocess import main; rc = main(['check', sys.argv[1]]); "
             "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
-    run = lambda folder: subprocess.run([sys.executable, '-c', code, str(folder)], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    start = lambda folder: subprocess.Popen([sys.executable, '-c', code, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                            cwd=Path(__file__).parent.parent)
+    done = lambda p: (lambda out, err: subprocess.CompletedProcess(p.args, p.returncode, out, err))(*p.communicate(timeout=300))
     ok = tmp_path / 'ok'; ph = make_phantom((16, 16, 16), 0); write_nifti(ph['T1'], ok / 'a.nii.gz', ph['affine'])
-    base, r = run(ok), run(d)                         # the same command on a good 16^3 file: the imports' memory
+    base, r = start(ok), start(d)                     # the same command on a good 16^3 file: the imports' memory (both at once)
+    base, r = done(base), done(r)
     assert base.returncode == 0, base.stdout + base.stderr
     assert r.returncode == 1 and 'liar.nii: the file is truncated or corrupt: its header says shape 1000x1000x500' in r.stdout, r.stdout + r.stderr
     rss = lambda p: int(p.stdout.split('maxrss_kb')[1])
