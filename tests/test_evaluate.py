@@ -67,7 +67,7 @@ def test_fid_identical_folders_zero_blur_grows_and_wrong_weights_one_line(cli, t
 
 def test_memorization_flags_planted_copies_among_20_and_none_of_20_independent(cli, tmp_path):
     shape = (24, 24, 24)
-    train_vols = [phantom(s, shape) for s in range(16)]
+    train_vols = [phantom(s, shape) for s in range(10)]
     train = write(tmp_path / 'train', train_vols)
     held = write(tmp_path / 'held', [phantom(s, shape) for s in range(300, 306)])
     indep = [phantom(s, shape) for s in range(1000, 1020)]
