@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['MSSSIM_WEIGHTS', 'MSSSIM_KERNEL', 'histogram_w1', 'volume_features', 'frechet_distance', 'prdc',
+__all__ = ['MSSSIM_WEIGHTS', 'MSSSIM_KERNEL', 'MSSSIM_MIN_SIZE', 'histogram_w1', 'volume_features', 'frechet_distance', 'prdc',
            'mean_pairwise_msssim', 'nearest_training', 'dice_scores', 'paired_gain', 'foreground_mask',
            'masked_psnr_ssim']
 
@@ -74,6 +74,7 @@ def prdc(real, fake, k:int=5) -> dict:
 
 # %% ../nbs/05_metrics.ipynb #b7d42082
 MSSSIM_WEIGHTS, MSSSIM_KERNEL = (0.0448, 0.2856, 0.3001), 7
+MSSSIM_MIN_SIZE = (MSSSIM_KERNEL - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1) + 1      # voxels per axis MONAI's MS-SSIM needs at these scales
 
 def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0, chunk:int=8) -> float:
     """Diversity: mean MS-SSIM over random pairs of distinct volumes of `v`, a tensor (N, 1, *S) or anything indexable whose items are
@@ -81,9 +82,9 @@ def mean_pairwise_msssim(v, max_pairs:int=120, seed:int=0, chunk:int=8) -> float
     from monai.metrics import MultiScaleSSIMMetric
     if len(v) < 2: raise ValueError(f"diversity needs at least 2 volumes, got {len(v)}")
     pairs = list(itertools.combinations(range(len(v)), 2)); random.Random(seed).shuffle(pairs); pairs = pairs[:max_pairs]
-    first = torch.as_tensor(v[0]); need = (MSSSIM_KERNEL - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1) + 1
-    if min(first.shape[1:]) < need:
-        raise ValueError(f"MS-SSIM at {len(MSSSIM_WEIGHTS)} scales needs volumes of at least {need} voxels per axis, got {tuple(first.shape[1:])}")
+    first = torch.as_tensor(v[0])
+    if min(first.shape[1:]) < MSSSIM_MIN_SIZE:
+        raise ValueError(f"MS-SSIM at {len(MSSSIM_WEIGHTS)} scales needs volumes of at least {MSSSIM_MIN_SIZE} voxels per axis, got {tuple(first.shape[1:])}")
     m = MultiScaleSSIMMetric(first.ndim - 1, data_range=1.0, kernel_size=MSSSIM_KERNEL, weights=MSSSIM_WEIGHTS)
     total = 0.0
     for k in range(0, len(pairs), chunk):

@@ -225,7 +225,7 @@ class ValidationSamples(L.Callback):
     def score(self, pl_module, samples) -> dict:
         "FID of the samples' first image against the real volumes (resampled to the samples' shape), and their mean pairwise MS-SSIM; logged."
         from prod9.evaluation import scale_intensity, set_features, fid
-        from prod9.metrics import mean_pairwise_msssim, MSSSIM_KERNEL, MSSSIM_WEIGHTS
+        from prod9.metrics import mean_pairwise_msssim, MSSSIM_MIN_SIZE
         name = next((k for k in samples[0] if k != 'mask'), None)
         if name is None: return {}
         gen = [scale_intensity(s[name][0].detach().float().cpu())[None] for s in samples]
@@ -236,7 +236,7 @@ class ValidationSamples(L.Callback):
             self.real.size = tuple(gen[0].shape[1:])                       # the real volumes at the samples' shape
             self.real_features = set_features(self.real, self.extractor)
         scores = {'val_fid': fid(self.real_features, set_features(gen, self.extractor))['fid']}
-        if min(gen[0].shape[1:]) > (MSSSIM_KERNEL - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1): scores['val_msssim'] = mean_pairwise_msssim(torch.stack(gen))
+        if min(gen[0].shape[1:]) >= MSSSIM_MIN_SIZE: scores['val_msssim'] = mean_pairwise_msssim(torch.stack(gen))
         for k, v in scores.items(): pl_module.log(k, float(v), rank_zero_only=True)
         return scores
 
