@@ -27,6 +27,9 @@ class DiffusionUNetConfig(StrictModel):
     conditional: bool = False             # class (modality) conditioning through the UNet's class embedding
     region_conditioning: bool = False     # maisi3d-ddpm's body region: top and bottom region of each volume, one-hot over 4 regions
     spacing_conditioning: bool = False    # the voxel spacing (mm, 3 values) of each volume
+    condition_scale: float = Field(1.0, gt=0)   # region one-hots and spacing are multiplied by this (MAISI's releases: 100, rounded to float16)
+    num_class_embeds: PositiveInt | None = None  # size of the class embedding (conditional); default: the number of classes (the releases: 128)
+    include_fc: bool = False              # a linear layer after each attention (MAISI's rflow releases: true; it adds `attn.out_proj` weights)
 
     @model_validator(mode='after')
     def _check(self):
@@ -50,11 +53,16 @@ def build_unet(cfg:DiffusionUNetConfig, spatial_dims:int, latent_channels:int, n
     from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
     return DiffusionModelUNetMaisi(spatial_dims, latent_channels + cond_channels, latent_channels, num_res_blocks=cfg.num_res_blocks, num_channels=cfg.num_channels,
                                    attention_levels=cfg.attention_levels, norm_num_groups=cfg.norm_num_groups, num_head_channels=cfg.num_head_channels,
-                                   resblock_updown=cfg.resblock_updown, num_class_embeds=num_classes if cfg.conditional else None,
+                                   resblock_updown=cfg.resblock_updown, include_fc=cfg.include_fc,
+                                   num_class_embeds=(cfg.num_class_embeds or num_classes) if cfg.conditional else None,
                                    include_top_region_index_input=cfg.region_conditioning, include_bottom_region_index_input=cfg.region_conditioning,
                                    include_spacing_input=cfg.spacing_conditioning)
 
 # %% ../../nbs/31_diffusion_model.ipynb #8ac4481c
+def _scaled(cfg:DiffusionUNetConfig, v:torch.Tensor) -> torch.Tensor:
+    "A condition vector as the UNet was trained on it: × `condition_scale`, and, as MAISI's releases feed it, rounded to float16."
+    return v if cfg.condition_scale == 1 else (v * cfg.condition_scale).half().float()
+
 def unet_conditions(cfg:DiffusionUNetConfig, region=None, spacing=None, batch:int|None=None, device=None) -> dict:
     """The UNet's region and spacing inputs for `cfg`: `region` (B, 2) top/bottom indices, or a region name for the whole batch;
     `spacing` (B, 3) mm, or 3 numbers for the whole batch. Returns the keyword arguments of `DiffusionModelUNetMaisi.forward`."""
@@ -62,10 +70,10 @@ def unet_conditions(cfg:DiffusionUNetConfig, region=None, spacing=None, batch:in
     if cfg.region_conditioning:
         if region is None: raise ValueError("this UNet conditions on the body region (model.region_conditioning): give a region, e.g. head_neck")
         idx = torch.tensor([region_indices(region)] * (batch or 1)) if isinstance(region, str) else torch.as_tensor(region).long().reshape(-1, 2)
-        oh = torch.nn.functional.one_hot(idx.to(device), len(BODY_REGIONS)).float()
+        oh = _scaled(cfg, torch.nn.functional.one_hot(idx.to(device), len(BODY_REGIONS)).float())
         out.update(top_region_index_tensor=oh[:, 0], bottom_region_index_tensor=oh[:, 1])
     if cfg.spacing_conditioning:
         if spacing is None: raise ValueError("this UNet conditions on the voxel spacing (model.spacing_conditioning): give 3 spacings in mm")
-        s = torch.as_tensor(spacing, dtype=torch.float32, device=device).reshape(-1, 3)
+        s = _scaled(cfg, torch.as_tensor(spacing, dtype=torch.float32, device=device).reshape(-1, 3))
         out['spacing_tensor'] = s.expand(batch, 3) if batch and s.shape[0] == 1 else s
     return out

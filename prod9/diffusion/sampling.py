@@ -18,17 +18,20 @@ __all__ = ['sample_latents', 'SamplingInferer']
 @torch.no_grad()
 def sample_latents(unet, cfg:NoiseSchedulerConfig, shape:Sequence[int], num_inference_steps:int|None=None, class_labels=None,
                    seed:int=0, device=None, controlnet=None, control=None, conditioning_scale:float=1.0, spatial_dims:int=3,
-                   controlnet_labels=None, unet_kwargs:dict|None=None) -> torch.Tensor:
+                   controlnet_labels=None, unet_kwargs:dict|None=None, noise:torch.Tensor|None=None,
+                   guidance_scale:float=0.0, uncond_label:int=0) -> torch.Tensor:
     """Generate scaled latents `(B, C, *s)` with `unet` (and an optional `controlnet` fed `control`; its class labels are
     `controlnet_labels`, since a ControlNet may be label-conditioned when the UNet is not). `unet_kwargs`: more inputs of the UNet
-    at every step (body region and spacing, `unet_conditions`)."""
+    at every step (body region and spacing, `unet_conditions`). `noise`: the starting noise instead of the seeded one;
+    `guidance_scale` > 0: classifier-free guidance towards `class_labels` against `uncond_label` (`denoising_loop`)."""
     device = device or next(unet.parameters()).device
     n = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
     def residuals(x, tb):          # the ControlNet's residuals into the UNet, at every step
         if controlnet is None: return {}
         down, mid = controlnet(x, tb, control, conditioning_scale=conditioning_scale, class_labels=controlnet_labels)
         return {'down_block_additional_residuals': down, 'mid_block_additional_residual': mid}
-    return denoising_loop(make_noise_scheduler(cfg, spatial_dims), cfg.strategy, unet, shape, n, class_labels, seed, device, residuals, unet_kwargs)
+    return denoising_loop(make_noise_scheduler(cfg, spatial_dims), cfg.strategy, unet, shape, n, class_labels, seed, device,
+                          residuals if controlnet is not None else None, unet_kwargs, noise, guidance_scale, uncond_label)
 
 # %% ../../nbs/32_diffusion_sampling.ipynb #d209f7b1
 class SamplingInferer(Inferer):

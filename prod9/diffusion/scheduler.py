@@ -29,6 +29,8 @@ class NoiseSchedulerConfig(StrictModel):
     use_timestep_transform: bool = True
     base_img_size_numel: int = Field(32 ** 3, ge=1)
     ddpm_schedule: str = 'scaled_linear_beta'
+    beta_start: float = Field(1e-4, gt=0)                 # DDPM's noise schedule (MONAI's defaults; MAISI's DDPM release: 0.0015 to 0.0195)
+    beta_end: float = Field(0.02, gt=0)
     prediction_type: Literal['epsilon', 'v_prediction', 'sample'] = 'epsilon'
 
 # %% ../../nbs/30_diffusion_scheduler.ipynb #a4764e79
@@ -38,7 +40,8 @@ def make_noise_scheduler(cfg:NoiseSchedulerConfig, spatial_dims:int=3):
         return RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=cfg.use_discrete_timesteps,
                               sample_method=cfg.sample_method, loc=cfg.loc, scale=cfg.scale, use_timestep_transform=cfg.use_timestep_transform,
                               base_img_size_numel=cfg.base_img_size_numel, spatial_dim=spatial_dims)
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.ddpm_schedule, prediction_type=cfg.prediction_type, clip_sample=False)
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.ddpm_schedule, beta_start=cfg.beta_start, beta_end=cfg.beta_end,
+                         prediction_type=cfg.prediction_type, clip_sample=False)
 
 def training_target(cfg:NoiseSchedulerConfig, scheduler, x0, noise, t):
     "What the UNet learns to predict: the velocity x₀ − ε (rectified flow), or ε / v / x₀ (DDPM's `prediction_type`)."
@@ -61,16 +64,34 @@ def min_snr_weight(cfg:NoiseSchedulerConfig, scheduler, t:torch.Tensor, gamma:fl
     return clipped
 
 # %% ../../nbs/30_diffusion_scheduler.ipynb #f88285b1
+def _guided(unet, guidance_scale:float, uncond_label:int):
+    """`unet` with classifier-free guidance as MAISI's release runs it: one batch of twice the size, the class labels then `uncond_label`
+    (0, "unknown", in the release's modality mapping) for the second half; output uncond + s·(cond − uncond)."""
+    if guidance_scale <= 0: return unet
+    def guided(x, t, class_labels=None, **kw):
+        if class_labels is None: raise ValueError("guidance_scale > 0 needs class labels (a class-conditional UNet) to guide towards")
+        two = lambda v: torch.cat([v, v]) if torch.is_tensor(v) else v
+        cond, uncond = unet(two(x), two(t), class_labels=torch.cat([class_labels, torch.full_like(class_labels, uncond_label)]),
+                            **{k: two(v) for k, v in kw.items()}).chunk(2)
+        return uncond + guidance_scale * (cond - uncond)
+    return guided
+
 @torch.no_grad()
 def denoising_loop(sch, strategy:str, unet, shape:Sequence[int], n:int, class_labels=None, seed:int=0, device=None,
-                   step_inputs=None, unet_kwargs:dict|None=None) -> torch.Tensor:
+                   step_inputs=None, unet_kwargs:dict|None=None, noise:torch.Tensor|None=None, guidance_scale:float=0.0,
+                   uncond_label:int=0) -> torch.Tensor:
     """Sample `shape` from noise with the built scheduler `sch` of `strategy` (`rflow`: Euler steps between MONAI's timesteps for
     this size; `ddpm`: ancestral steps) in `n` steps. `step_inputs(x, t)` gives more inputs of the UNet at each step (a
-    ControlNet's residuals); `unet_kwargs` the ones that stay (body region, spacing). Seeded: the same `seed` gives the same sample."""
+    ControlNet's residuals); `unet_kwargs` the ones that stay (body region, spacing). Seeded: the same `seed` gives the same sample;
+    `noise` (shaped `shape`) replaces the seeded starting noise. `guidance_scale` > 0: classifier-free guidance (`_guided`)."""
     if n < 1: raise ValueError(f"num_inference_steps must be >= 1, got {n}")
+    if guidance_scale > 0 and step_inputs is not None: raise ValueError("classifier-free guidance with a ControlNet is not supported; set the guidance scale to 0")
     g = torch.Generator(device=device); g.manual_seed(seed)
-    x = torch.randn(tuple(shape), generator=g, device=device)
-    B = x.shape[0]
+    if noise is not None:
+        if tuple(noise.shape) != tuple(shape): raise ValueError(f"noise has shape {tuple(noise.shape)}, the samples {tuple(shape)}")
+        x = noise.to(device=device, dtype=torch.float32).clone()
+    else: x = torch.randn(tuple(shape), generator=g, device=device)
+    B, net = x.shape[0], _guided(unet, guidance_scale, uncond_label)
     if strategy == 'rflow':
         sch.set_timesteps(n, device=device, input_img_size_numel=math.prod(shape[2:]))
         ts = sch.timesteps
@@ -80,7 +101,7 @@ def denoising_loop(sch, strategy:str, unet, shape:Sequence[int], n:int, class_la
     for t, tn in zip(ts, nxt):
         tb = torch.full((B,), float(t) if strategy == 'rflow' else int(t), device=device)
         extra = step_inputs(x, tb) if step_inputs is not None else {}
-        out = unet(x, tb, class_labels=class_labels, **extra, **(unet_kwargs or {}))
+        out = net(x, tb, class_labels=class_labels, **extra, **(unet_kwargs or {}))
         x = sch.step(out, t, x, tn)[0] if strategy == 'rflow' else sch.step(out, int(t), x, generator=g)[0]
     return x
 

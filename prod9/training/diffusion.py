@@ -229,13 +229,22 @@ def sample_conditions(self:MAISIDiffusionLightning, num_samples:int, region=None
 @patch
 @torch.no_grad()
 def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None,
-                     region=None, spacing=None, mask=None, **control) -> torch.Tensor:
+                     region=None, spacing=None, mask=None, latent_shape=None, noise:torch.Tensor|None=None, guidance_scale:float=0.0,
+                     **control) -> torch.Tensor:
     """Scaled latents `(B, C, *latent_shape)`, reproducible from `seed`. `region` (a name such as `chest`) and `spacing` (3 values, mm)
     for a UNet that conditions on them; default: the training data's (`hparams.conditions`). `mask` (B, 1, *image size) tumour labels:
-    what a bravo or dual model generates for."""
+    what a bravo or dual model generates for. `latent_shape`: another grid than the training one (a size the UNet's levels divide);
+    `noise`: the starting noise `(B, C, *grid)` instead of the seeded one; `guidance_scale` > 0: classifier-free guidance towards
+    `class_labels` against label 0 (how MAISI's released UNets were trained)."""
     cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
     control.setdefault('unet_kwargs', self.sample_conditions(num_samples, region, spacing))
-    unet = self.unet
+    unet, grid = self.unet, tuple(int(v) for v in (latent_shape or self.latent_shape))
+    if len(grid) != self.spatial_dims: raise ValueError(f"latent_shape {list(grid)}: a {self.spatial_dims}-D model needs {self.spatial_dims} sizes")
+    div = 2 ** (len(self.cfg.model.num_channels) - 1)
+    if latent_shape is not None and self.cond_channels and grid != tuple(self.latent_shape):
+        raise ValueError(f"a {self.cfg.mode} model generates on its training grid {list(self.latent_shape)}, not {list(grid)}")
+    if latent_shape is not None and any(v % div for v in grid): raise ValueError(f"latent grid {list(grid)}: each size must be a multiple of {div} (the UNet halves it "
+                                                    f"{len(self.cfg.model.num_channels) - 1} times)")
     if self.cond_channels:
         if mask is None: raise ValueError(f"a {self.cfg.mode} model generates for a tumour mask: pass mask= (B, 1, *image size) labels")
         cond = self.mask_input(torch.as_tensor(mask).to(self.device))
@@ -243,8 +252,8 @@ def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels
         unet = lambda x, t, **kw: self.unet(torch.cat([x, cond.to(x)], 1), t, **kw)     # the mask at every step
     from prod9.autoencoder.inference import autocast_for
     with autocast_for(self.cfg.trainer.precision, self.device):        # bf16-mixed: the UNet in bf16, the latents updated in fp32
-        return sample_latents(unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
-                              cl, seed, self.device, spatial_dims=self.spatial_dims, **control).float()
+        return sample_latents(unet, self.cfg.scheduler, (num_samples, self.latent_channels, *grid), num_inference_steps,
+                              cl, seed, self.device, spatial_dims=self.spatial_dims, noise=noise, guidance_scale=guidance_scale, **control).float()
 
 @patch
 @torch.no_grad()
