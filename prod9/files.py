@@ -13,7 +13,7 @@ from safetensors.torch import save_file, load_file, safe_open
 from .io import atomic_write
 
 # %% auto #0
-__all__ = ['save_model_file', 'read_model_file', 'read_lightning_checkpoint']
+__all__ = ['RELEASE_KINDS', 'save_model_file', 'read_model_file', 'read_lightning_checkpoint', 'read_released', 'released_kind']
 
 # %% ../nbs/06_files.ipynb #b8a11c30
 def save_model_file(model:torch.nn.Module, cls_name:str, config_json:str, path, extra:dict|None=None) -> Path:
@@ -47,8 +47,55 @@ def read_lightning_checkpoint(path, required:str|None=None, what:str='Lightning'
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"--checkpoint {path}: no such file")
     try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable Lightning checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable Lightning checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                         "a truncated or interrupted copy? write or fetch it again") from None
     hp = ck.get('hyper_parameters') if isinstance(ck, dict) else None
     if not isinstance(ck, dict) or 'state_dict' not in ck or (required and (not hp or required not in hp)):
         raise ValueError(f"{path}: not a {what} checkpoint" + (f" (no {required!r} hyper-parameter)" if required else " (no state_dict)"))
     return ck
+
+# %% ../nbs/06_files.ipynb #5dac77ec
+def _safe_numpy():
+    "The NumPy types a released training dict may hold (scalars and their dtypes), for `torch.serialization.safe_globals`."
+    import numpy as np
+    out = [np.dtype, np.ndarray, np.float32, np.float64, np.int64, np.int32, np.bool_]
+    try: from numpy._core.multiarray import scalar; out.append(scalar)
+    except ImportError:
+        from numpy.core.multiarray import scalar; out.append(scalar)           # older NumPy
+    return out + [type(np.dtype(t)) for t in ('float32', 'float64', 'int64', 'int32', 'bool')]
+
+def _is_vae(sd) -> bool:
+    return isinstance(sd, dict) and any(str(k).startswith('encoder.') for k in sd) and any(str(k).startswith('quant_conv_mu.') for k in sd)
+
+RELEASE_KINDS = {'autoencoder': 'MAISIReleaseAutoencoder', 'diffusion_unet': 'MAISIReleaseUNet', 'controlnet': 'MAISIReleaseControlNet'}
+
+def _torch_load(path, mmap:bool):
+    with torch.serialization.safe_globals(_safe_numpy()):
+        if mmap:
+            try: return torch.load(path, map_location='cpu', weights_only=True, mmap=True)      # reads the header, not the weights
+            except RuntimeError: pass                                                          # a legacy (non-zip) file: read it whole
+        return torch.load(path, map_location='cpu', weights_only=True)
+
+def read_released(path, mmap:bool=False) -> tuple[str, dict]:
+    """`(kind, contents)` of a released MAISI file, read with `weights_only=True`: `('autoencoder', state_dict)`,
+    `('diffusion_unet', {'unet_state_dict', 'scale_factor', ...})` or `('controlnet', {'controlnet_state_dict', ...})`.
+    `mmap`: map the file instead of reading it (telling the kind of a 700 MB file costs nothing)."""
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
+    try: obj = _torch_load(path, mmap)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                         "a truncated download? fetch it again") from None
+    if _is_vae(obj): return 'autoencoder', obj
+    if isinstance(obj, dict) and _is_vae(obj.get('unet_state_dict')): return 'autoencoder', obj['unet_state_dict']
+    if isinstance(obj, dict) and isinstance(obj.get('unet_state_dict'), dict): return 'diffusion_unet', obj
+    if isinstance(obj, dict) and isinstance(obj.get('controlnet_state_dict'), dict): return 'controlnet', obj
+    what = f"a dict with keys {', '.join(map(str, list(obj)[:5]))}{', ...' if len(obj) > 5 else ''}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+    raise ValueError(f"{path}: {what}; not a released MAISI file (an AutoencoderKlMaisi state dict, or a dict with unet_state_dict "
+                     "or controlnet_state_dict)")
+
+def released_kind(path) -> str|None:
+    "The `prod9.load` kind of a released MAISI file at `path` (`RELEASE_KINDS`), or None when it is not one (or not readable)."
+    try: return RELEASE_KINDS[read_released(path, mmap=True)[0]]
+    except (ValueError, FileNotFoundError): return None

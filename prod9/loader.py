@@ -10,7 +10,7 @@ import importlib
 import torch
 from pathlib import Path
 from safetensors import safe_open
-from .files import read_model_file, read_lightning_checkpoint
+from .files import read_model_file, read_lightning_checkpoint, released_kind
 
 # %% auto #0
 __all__ = ['what_is', 'load']
@@ -43,6 +43,7 @@ def what_is(path) -> str:
             if meta.get('prod9_class') in KINDS: return meta['prod9_class']
             if 'key' in meta and 'labels' in keys: return 'TokenCache'
             return f"a safetensors file without prod9 metadata (prod9_class={meta.get('prod9_class')!r})"
+    if (rk := released_kind(path)) is not None: return rk                  # NVIDIA's MAISI releases: told by their contents
     ck = read_lightning_checkpoint(path)
     return ck.get('prod9_class') if ck.get('prod9_class') in KINDS else _kind_from_hparams(ck.get('hyper_parameters') or {})
 
@@ -82,7 +83,7 @@ def load(path, expect:str|tuple|None=None, map_location='cpu'):
     if kind not in KINDS: raise ValueError(f"{path}: {kind}; prod9 cannot load it")
     k = KINDS[kind]
     builder = getattr(importlib.import_module(k.module), k.attr)
-    if kind == 'TokenCache': return builder(path)
+    if k.from_path: return builder(path)
     if kind in EXPORTS:
         sd, cfg, _ = read_model_file(path, kind, f"run `{k.made_by}` first", map_location)
         build = lambda: builder(cfg) if kind == 'AutoencoderFSQ' else builder(**cfg)

@@ -17,11 +17,13 @@ __all__ = ['KINDS', 'EXPORTS', 'VERBS', 'STAGES', 'FileKind', 'register_kind', '
 # %% ../nbs/07_stages.ipynb #a119f332
 @dataclass(frozen=True)
 class FileKind:
-    "One kind of prod9 file: the class that rebuilds it (`module.attr`), how to name it in messages, and the command that writes it."
+    """One kind of prod9 file: the class that rebuilds it (`module.attr`), how to name it in messages, and the command that writes it;
+    `from_path`: `module.attr(path)` reads the file itself (a token cache, NVIDIA's released MAISI files)."""
     module: str
     attr: str
     description: str
     made_by: str
+    from_path: bool = False
 
 KINDS: dict[str, FileKind] = {}          # kind name (what a file records as prod9_class) -> FileKind
 EXPORTS: list[str] = []                   # the kinds that are `.safetensors` exports (rebuilt from their stored model config)
@@ -113,7 +115,11 @@ def stage_of(x) -> Stage:
     raise KeyError(f"no prod9 stage is {x!r}; declared: {', '.join(STAGES)}")
 
 # %% ../nbs/07_stages.ipynb #af0ca6d6
-register_kind('TokenCache', FileKind('prod9.training.cache', 'load_tokens', 'a prod9 token/latent cache', 'any stage-2 command (pre-encoding)'))
+register_kind('TokenCache', FileKind('prod9.training.cache', 'load_tokens', 'a prod9 token/latent cache', 'any stage-2 command (pre-encoding)', from_path=True))
+for _k, _attr, _what in (('MAISIReleaseAutoencoder', 'released_vae', "NVIDIA's released MAISI autoencoder"),
+                         ('MAISIReleaseUNet', 'released_unet', "NVIDIA's released MAISI diffusion UNet"),
+                         ('MAISIReleaseControlNet', 'released_controlnet', "NVIDIA's released MAISI ControlNet")):
+    register_kind(_k, FileKind('prod9.diffusion.pretrained', _attr, _what, 'prod9-maisi-workflow download', from_path=True))
 _T = 'prod9.training.'
 for _s in (
     Stage('autoencoder', 'maskgit', 'prod9-train-autoencoder', "MaskGiT stage 1: the FSQ autoencoder", _T + 'autoencoder_fsq:AutoencoderStageConfig',

@@ -52,7 +52,9 @@ class Hooks:
     - `resume(args)`: the checkpoint `train` continues; default, `--checkpoint`, refused unless it is this stage's;
     - `prepare(cfg, args) -> cfg`: a change to the config before the data are read;
     - `after_train(data, trainer, module, args)`: default, print the best checkpoint and copy it to `export_path`;
-    - `commands`: verbs the stage runs itself (`generate`, `infer`): `verb -> fn(cfg, args) -> exit status`."""
+    - `commands`: verbs the stage runs itself (`generate`, `infer`): `verb -> fn(cfg, args) -> exit status`;
+    - `without_config(args) -> exit status | None`: runs a command that needs no `--config` (generating from NVIDIA's released UNet),
+      or returns None when this one does; without the hook, every command needs `--config`."""
     arguments: Callable | None = None
     data: Callable | None = None
     new_module: Callable | None = None
@@ -63,6 +65,7 @@ class Hooks:
     commands: dict = field(default_factory=dict)
     checkpoint_help: str = "Lightning .ckpt of this stage (resume, evaluate, generate)"
     description: str | None = None
+    without_config: Callable | None = None
 
 # %% ../../nbs/59_cli_command.ipynb #f19470a2
 def _default_data(cfg, args) -> StageData: return StageData(cfg, datamodule=datamodule_from_config(cfg.data))
@@ -75,6 +78,9 @@ def stage_command(stage:Stage|str, hooks:Hooks|None=None) -> Callable:
         p = stage_parser(stage.script, hooks.description or f"{stage.summary}.", list(stage.verbs), hooks.checkpoint_help)
         if hooks.arguments: hooks.arguments(p)
         args = p.parse_args(argv)
+        if args.config is None:
+            if hooks.without_config and (rc := hooks.without_config(args)) is not None: return rc
+            p.error("the following arguments are required: --config")
         if (cfg := begin(args, stage.config_class())) is None: return 0
         if args.command in hooks.commands: return hooks.commands[args.command](cfg, args)
         if args.command not in ('train', 'lr-find') and not args.checkpoint: raise ValueError(f"{args.command} needs --checkpoint")

@@ -10,6 +10,8 @@ from torch.utils.data import DataLoader
 from pathlib import Path
 import torch
 from ..config import ConfigError
+from ..loader import what_is, describe
+import numpy as np
 from ..data import resolve_classes, read_mask
 from .shared import require_kind, attach_stage1, device_from_config, add_window_flags, use_window_flags, generate_batches, existing_outputs, generation_summary
 from .command import stage_command, Hooks, StageData
@@ -18,7 +20,8 @@ from ..training.maisi_vae import load_vae
 from ..training.diffusion import MAISIDiffusionLightning, LatentDataset, load_diffusion_checkpoint, mask_labels
 
 # %% auto #0
-__all__ = ['main', 'diffusion_flags', 'latent_cache', 'split_loaders', 'conditions_from_flags', 'image_shape', 'generate']
+__all__ = ['main', 'diffusion_flags', 'latent_cache', 'split_loaders', 'conditions_from_flags', 'image_shape', 'generate',
+           'generate_released']
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #4e282734
 def diffusion_flags(p, extra=()):
@@ -97,6 +100,11 @@ def generate(cfg, args) -> list[Path]:
     "`generate` for every mode: image (by class), seg (masks), bravo and dual (images for masks from --mask, --seg-model or held-out cases)."
     ck = args.image_model or args.checkpoint
     if not ck or not args.output: raise ValueError("generate needs --checkpoint (or --image-model) and --output")
+    if what_is(ck) == 'MAISIReleaseUNet': return generate_released(args, device_from_config(cfg))
+    for flag in ('output_size', 'vae', 'mr_scale'):
+        if getattr(args, flag, None) is not None: raise ValueError(f"--{flag.replace('_', '-')} is for NVIDIA's released UNets; {ck} is a prod9 checkpoint")
+    if getattr(args, 'guidance_scale', None): raise ValueError("--guidance-scale needs a UNet trained with an unconditional label (NVIDIA's released "
+                                                               "UNets); a prod9 diffusion checkpoint has none")
     n = args.num_images or args.num_samples
     if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
     m = _load_model(ck, '--checkpoint')
@@ -149,12 +157,56 @@ def generate(cfg, args) -> list[Path]:
                                   seed=seed + 1000 * (c or 0), label=tag[1:], checkpoint=ck, affine=m.affine, montage=f'samples{tag or "_unconditional"}')
     return files
 
+# %% ../../nbs/56_cli_maisi_diffusion.ipynb #4d0158d6
+def generate_released(args, device=None) -> list[Path]:
+    """`generate` with NVIDIA's released UNet at `--checkpoint`, as the release generates: its autoencoder (beside it, or `--vae`), the
+    modality by name (`--modality mri_t1`; the release's `modality_mapping.json`), `--spacing` and `--output-size` (X Y Z) checked
+    against the sizes it was trained for, `--guidance-scale` (default: the release's), 30 rectified-flow steps (DDPM: 1000) unless
+    `--num-inference-steps`, CT written in HU, MR in [0, 1] times `--mr-scale`. Needs no `--config`."""
+    from prod9.diffusion.pretrained import released_diffusion_module, check_release_request, release_intensity, MODALITY_CODES
+    ck = args.image_model or args.checkpoint
+    if not args.output: raise ValueError("generate needs --output")
+    n = args.num_images or args.num_samples
+    if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
+    if args.mask or args.seg_model: raise ValueError("--mask / --seg-model: a released image UNet takes no mask (a released ControlNet does)")
+    m = released_diffusion_module(ck, vae=args.vae, output_size=args.output_size, spacing=args.spacing)
+    rel = m.hparams['release']
+    size, spacing = list(args.output_size or rel['output_size']), list(args.spacing or rel['spacing'])
+    if not args.any_size: check_release_request(rel['limits'], size, spacing)
+    modality = (args.modality or rel['modality']).lower()
+    if modality not in MODALITY_CODES:
+        raise ValueError(f"--modality {args.modality}: not a modality of the release; expected one of {', '.join(MODALITY_CODES)}")
+    cond = m.cfg.model.conditional
+    if args.modality and not cond and MODALITY_CODES[modality] > 7:
+        raise ValueError(f"--modality {args.modality}: {Path(ck).name} takes no modality label (a CT-only DDPM release)")
+    gs = rel['guidance_scale'] if getattr(args, 'guidance_scale', None) is None else float(args.guidance_scale)
+    if gs and not cond: raise ValueError(f"--guidance-scale {gs:g}: {Path(ck).name} takes no modality label to guide towards")
+    region = args.body_region or rel.get('body_region')
+    if args.body_region and not m.cfg.model.region_conditioning: raise ValueError(f"--body-region: {Path(ck).name} takes no body region")
+    m = use_window_flags(m, args).to(device or torch.device('cpu'))
+    label = [MODALITY_CODES[modality]] if cond else None
+    steps = args.num_inference_steps
+    def make(start, count, s):
+        z = m.generate_latents(count, None if label is None else label * count, seed=s, num_inference_steps=steps, spacing=spacing,
+                               region=region if m.cfg.model.region_conditioning else None, guidance_scale=gs)
+        return [release_intensity(m.decode(z).cpu(), modality, 1.0 if args.mr_scale is None else args.mr_scale)]
+    print(f"{Path(ck).name}: {'x'.join(map(str, size))} at {' x '.join(f'{v:g}' for v in spacing)} mm, {modality} (label "
+          f"{MODALITY_CODES[modality]}), guidance {gs:g}, {steps or m.cfg.scheduler.num_inference_steps} steps, decoded with {rel['vae']}")
+    return generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}_{modality}.nii.gz'], make, seed=args.seed or 0,
+                            label=modality, checkpoint=ck, affine=np.diag(spacing + [1.0]), montage=f'samples_{modality}')
+
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #d1da0993
 _FLAGS = [
         ('--mask', dict(help="generate (bravo, dual): a NIfTI/NRRD label map to generate for (brought to the model's grid as training read masks); default: held-out masks")),
         ('--seg-model', dict(help="generate (bravo, dual): a seg model's checkpoint that makes the masks (MedGen's seg → image chain)")),
         ('--image-model', dict(help="generate: the image model's checkpoint (the same as --checkpoint)")),
-        ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)"))]
+        ('--num-images', dict(type=int, help="generate: the same as --num-samples (MedGen's name)")),
+        ('--output-size', dict(type=int, nargs=3, metavar=('X', 'Y', 'Z'), help="generate, NVIDIA's released UNets: the volume size (default: the release's)")),
+        ('--guidance-scale', dict(type=float, help="generate, NVIDIA's released UNets: classifier-free guidance towards --modality (default: the release's; 0: none)")),
+        ('--vae', dict(help="generate, NVIDIA's released UNets: the autoencoder (default: the release's file beside the UNet)")),
+        ('--any-size', dict(action='store_true', help="generate, NVIDIA's released UNets: skip the check of --output-size and --spacing against "
+                                                      "what the release was trained for (a small test volume, say)")),
+        ('--mr-scale', dict(type=float, help="generate, NVIDIA's released MR UNets: multiply the [0, 1] output by this (the release writes x1000)"))]
 
 def _generate_command(cfg, args) -> int:
     before = existing_outputs(args.output)
@@ -169,7 +221,20 @@ def _latent_data(cfg, args) -> StageData:
     return StageData(cfg, loaders=lambda module: split_loaders({s: LatentDataset(paths[s], module.scale_factor) for s in paths}, cfg, args.command),
                      extra={'info': info})
 
-main = stage_command('maisi-diffusion', Hooks(arguments=lambda p: diffusion_flags(p, _FLAGS), data=_latent_data,
+def _without_config(args):
+    "Generating from NVIDIA's released UNet needs no config; everything else does."
+    ck = getattr(args, 'image_model', None) or args.checkpoint
+    if args.command != 'generate' or not ck or not Path(ck).is_file(): return None
+    kind = what_is(ck)
+    if kind in ('MAISIReleaseAutoencoder', 'MAISIReleaseControlNet'):
+        raise ValueError(f"{ck}: {describe(kind)}; generate takes a released diffusion UNet (diff_unet_3d_*.pt) as --checkpoint")
+    if kind != 'MAISIReleaseUNet': return None
+    if args.print_config: raise ValueError("--print-config: generating from a released UNet reads no config")
+    before = existing_outputs(args.output)
+    files = generate_released(args, torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu'))
+    print(generation_summary(files, before, args.output)); return 0
+
+main = stage_command('maisi-diffusion', Hooks(without_config=_without_config, arguments=lambda p: diffusion_flags(p, _FLAGS), data=_latent_data,
                                               new_module=lambda data, args: MAISIDiffusionLightning.from_cache(data.cfg, data.extra['info']),
                                               load=lambda cfg, args: load_diffusion_checkpoint(args.checkpoint),
                                               commands={'generate': _generate_command}))

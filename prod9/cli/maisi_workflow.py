@@ -96,21 +96,25 @@ def workflow_configs(wd:WorkDir, info:dict, version:str, region:str|None, epochs
     return vae, diff
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #49297c3e
-def released_autoencoder_file(weights_dir) -> Path:
-    "The released MAISI autoencoder in `weights_dir` (the bundle's `autoencoder_epoch273.pt`, or `autoencoder_v1.pt` / `v2`); one line says what to fetch where."
+def released_autoencoder_file(weights_dir, prefer:str|None=None) -> Path:
+    """The released MAISI autoencoder in `weights_dir`: `prefer` (a file name) when it is there, else the bundle's `autoencoder_epoch273.pt`,
+    `autoencoder_v1.pt` or `v2`; one line says what to fetch where."""
     from prod9.diffusion.pretrained import RELEASED_FILES
     d = Path(weights_dir)
     if not d.is_dir(): raise FileNotFoundError(f"--weights-dir {d}: not a folder")
     names = [n for n, f in RELEASED_FILES.items() if f.kind == 'autoencoder']
+    if prefer: names = [prefer] + [n for n in names if n != prefer]
     for n in names:
         if (d / n).is_file(): return d / n
     where = '; '.join(f"{n} from {f.repo and 'Hugging Face ' + f.repo + ' (models/' + n + ')' or f.url}" for n, f in RELEASED_FILES.items() if n in names)
     raise FileNotFoundError(f"--weights-dir {d}: none of {', '.join(names)} is there; put one of them there ({where})")
 
 def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None, epochs:int=50, num_gpus:int=1, amp:bool=True,
-          num_splits:int=2, vae_path:str|None=None, log=print, weights_dir=None) -> WorkDir:
+          num_splits:int=2, vae_path:str|None=None, log=print, weights_dir=None, download:str|None=None) -> WorkDir:
     """Step 1: check that the volumes in `data_path` agree in shape and spacing, link them into `work_dir/dataroot`, and write the data
-    list, the configs the later steps use and `workflow.json`. `maisi3d-ddpm` needs the body `region`."""
+    list, the configs the later steps use and `workflow.json`. `maisi3d-ddpm` needs the body `region`. `download` (`ct`, `mr`, `mr-brain`,
+    ...: `prod9.diffusion.pretrained.RELEASE_SETS`) first fetches NVIDIA's released models into `work_dir/models` and uses their
+    autoencoder, as MAISI's own step 1 does; `weights_dir` uses files already on disk."""
     if version not in MAISI_VERSIONS: raise ValueError(f"--maisi-version {version!r}: expected one of {', '.join(MAISI_VERSIONS)}")
     if MAISI_VERSIONS[version]['region']:
         if not region: raise ValueError(f"{version} conditions on the body region: give --body-region ({', '.join(REGION_SPANS)})")
@@ -118,8 +122,16 @@ def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None
     if region: region_indices(region)
     if vae_path is not None and not Path(vae_path).is_file(): raise FileNotFoundError(f"--vae {vae_path}: no such file (a prod9 MAISI VAE export)")
     if vae_path is not None and weights_dir is not None: raise ValueError("give --vae (a prod9 export) or --weights-dir (NVIDIA's released files), not both")
-    released = released_autoencoder_file(weights_dir) if weights_dir is not None else None
-    info = consistent_volumes(data_path)
+    if download is not None and (vae_path is not None or weights_dir is not None): raise ValueError("give one of --download, --weights-dir and --vae")
+    info = consistent_volumes(data_path)                        # the data are checked before anything is fetched
+    prefer = None
+    if download is not None:
+        from prod9.diffusion.pretrained import fetch_release, RELEASE_SETS, RELEASED_FILES
+        if download not in RELEASE_SETS: raise ValueError(f"--download {download!r}: expected one of {', '.join(RELEASE_SETS)}")
+        weights_dir = WorkDir(work_dir).models
+        fetch_release(download, weights_dir, log=log)
+        prefer = next(n for n in RELEASE_SETS[download] if RELEASED_FILES[n].kind == 'autoencoder')
+    released = released_autoencoder_file(weights_dir, prefer) if weights_dir is not None else None
     wd = WorkDir(work_dir)
     for d in (wd.dataroot, wd.embedding, wd.models, wd.output): d.mkdir(parents=True, exist_ok=True)
     for f in info['files']:                                 # link, not copy: the volumes can be large (a copy where links are refused)
@@ -237,7 +249,13 @@ def _parser():
     s.add_argument('--vae', help="a prod9 MAISI VAE export to use (default: train one with `train-vae`)")
     s.add_argument('--weights-dir', '--weights_dir', help="a folder with NVIDIA's released MAISI autoencoder (autoencoder_epoch273.pt, "
                    "autoencoder_v1.pt or autoencoder_v2.pt): used as the VAE, as MAISI's own step 1 does")
+    s.add_argument('--download', help="fetch NVIDIA's released models into WORK_DIR/models and use their autoencoder: ct, ct-ddpm, mr, "
+                   "mr-brain or bundle (weights under NVIDIA's licence, LICENSE.weights of each repository)")
     s.add_argument('--create-json-only', '--create_json_only', action='store_true', help="only (re)write the JSON beside each embedding")
+    d = sub.add_parser('download', help="fetch NVIDIA's released MAISI files (sets or file names) into a folder")
+    d.add_argument('names', nargs='+', help="ct, ct-ddpm, mr, mr-brain, bundle, or file names such as autoencoder_v1.pt")
+    d.add_argument('--dir', default='./models', help="the folder to put them in (default ./models)")
+    d.add_argument('--revision', help="a Hugging Face revision (default: main)")
     for name, help_ in (('train-vae', "train the VAE on the work folder's volumes (when setup had no --vae)"),
                         ('embed', "encode every volume: embedding/{name}.nii.gz and its .json"),
                         ('train', "train the diffusion model on the embeddings"),
@@ -266,8 +284,11 @@ def _main(argv) -> int:
         if args.create_json_only: create_json_only(args.work_dir); return 0
         if not args.data_path: raise ValueError("setup needs --data-path (the folder of preprocessed volumes)")
         setup(args.data_path, args.work_dir, args.maisi_version, args.body_region, args.epochs, args.num_gpus, not args.no_amp, args.num_splits, args.vae,
-              weights_dir=args.weights_dir)
+              weights_dir=args.weights_dir, download=args.download)
         return 0
+    if args.command == 'download':
+        from prod9.diffusion.pretrained import fetch_release
+        fetch_release(args.names, args.dir, args.revision); return 0
     wd = WorkDir(args.work_dir); state = wd.read()
     if args.command == 'train-vae':
         if not state['train_vae']: raise ValueError(f"setup was given a VAE ({state['vae_path']}); there is none to train")

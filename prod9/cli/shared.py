@@ -31,7 +31,7 @@ def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Light
     "The arguments every prod9 command takes; a command adds its own."
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument('command', choices=list(commands))
-    p.add_argument('--config', required=True, help="YAML path, or the name of a packaged config (see prod9/configs)")
+    p.add_argument('--config', help="YAML path, or the name of a packaged config (see prod9/configs); required")
     p.add_argument('--output-dir', help="overrides output_dir from the config")
     p.add_argument('--checkpoint', help=checkpoint_help)
     p.add_argument('--seed', type=int, help="overrides the config's seed; generate: the first sampling seed (default 0)")

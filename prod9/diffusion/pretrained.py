@@ -6,14 +6,19 @@ Docs: https://prod9.github.io/prod9/pretrained.html.md"""
 
 # %% ../../nbs/34_pretrained.ipynb #c67788c7
 from __future__ import annotations
+import hashlib, os, shutil
 from dataclasses import dataclass
 from pathlib import Path
+import numpy as np
 import torch
 from ..autoencoder.autoencoder_maisi import MAISIVAE, MAISIVAEModelConfig
+from ..files import read_released, released_kind, RELEASE_KINDS  # noqa: F401 (re-exported: the reader of released files lives below the loader)
 
 # %% auto #0
-__all__ = ['RELEASE_NETWORKS', 'RELEASED_FILES', 'ReleasedFile', 'read_released', 'released_vae', 'released_vae_config',
-           'import_released_vae']
+__all__ = ['RELEASE_NETWORKS', 'MODALITY_CODES', 'RELEASED_FILES', 'RELEASE_SETS', 'RELEASE_DEFAULTS', 'ReleasedFile',
+           'load_strict', 'release_network', 'released_unet', 'released_controlnet', 'released_vae',
+           'released_vae_config', 'import_released_vae', 'find_release_vae', 'released_diffusion_module',
+           'release_defaults', 'release_intensity', 'check_release_request', 'fetch_release']
 
 # %% ../../nbs/34_pretrained.ipynb #1b7347d8
 RELEASE_NETWORKS = {
@@ -34,50 +39,144 @@ class ReleasedFile:
     repo: str|None = None       # Hugging Face repository (hf_hub_download(repo, f'models/{name}'))
     url: str|None = None        # the model zoo bundle's file (large_files.yml gives its address and md5)
     network: str|None = None    # a key of RELEASE_NETWORKS, where prod9 has it
+    md5: str|None = None        # the bundle's checksum (large_files.yml); Hugging Face checks its own files
+    size_mb: int = 0            # about: the network's float32 parameters (what a download costs)
+    autoencoder: str|None = None   # a UNet's or ControlNet's autoencoder: the release's file it decodes with
     licence: str = "NVIDIA's weights licence (LICENSE.weights in the repository); the code is Apache-2.0"
 
+
+# %% ../../nbs/34_pretrained.ipynb #36c050fc
+_SRC = 'NVIDIA-Medtech/NV-Generate-CTMR configs/config_network_{}.json ({}), read at da438fe'
+_UNET = {'spatial_dims': 3, 'in_channels': 4, 'out_channels': 4, 'num_channels': [64, 128, 256, 512], 'attention_levels': [False, False, True, True],
+         'num_head_channels': [0, 0, 32, 32], 'num_res_blocks': 2, 'norm_num_groups': 32, 'norm_eps': 1e-6, 'include_spacing_input': True}
+_CN = {k: v for k, v in _UNET.items() if k not in ('out_channels', 'include_spacing_input')} | \
+      {'conditioning_embedding_in_channels': 8, 'conditioning_embedding_num_channels': [8, 32, 64]}
+RELEASE_NETWORKS.update({
+    'rflow-unet': {'source': _SRC.format('rflow', 'diffusion_unet_def'),
+                   'model': _UNET | {'num_class_embeds': 128, 'resblock_updown': True, 'include_fc': True},
+                   'scheduler': {'strategy': 'rflow', 'num_train_timesteps': 1000, 'use_discrete_timesteps': False, 'use_timestep_transform': True,
+                                 'sample_method': 'uniform', 'num_inference_steps': 30}},
+    'ddpm-unet': {'source': _SRC.format('ddpm', 'diffusion_unet_def'),
+                  'model': _UNET | {'include_top_region_index_input': True, 'include_bottom_region_index_input': True, 'include_fc': False,
+                                    'resblock_updown': False},
+                  'scheduler': {'strategy': 'ddpm', 'num_train_timesteps': 1000, 'ddpm_schedule': 'scaled_linear_beta', 'beta_start': 0.0015,
+                                'beta_end': 0.0195, 'prediction_type': 'epsilon', 'num_inference_steps': 1000}},
+    'rflow-controlnet': {'source': _SRC.format('rflow', 'controlnet_def'), 'model': _CN | {'num_class_embeds': 128, 'resblock_updown': True, 'include_fc': True}},
+    'ddpm-controlnet': {'source': _SRC.format('ddpm', 'controlnet_def'), 'model': _CN | {'include_fc': False, 'resblock_updown': False}},
+})
+
+MODALITY_CODES = {'unknown': 0, 'ct': 1, 'ct_wo_contrast': 2, 'ct_contrast': 3, 'mri': 8, 'mri_t1': 9, 'mri_t2': 10, 'mri_flair': 11, 'mri_pd': 12,
+                  'mri_dwi': 13, 'mri_adc': 14, 'mri_ssfp': 15, 'mri_mra': 16, 'mri_t1c': 17, 'mri_swi': 20, 'mri_t1_skull_stripped': 29,
+                  'mri_t2_skull_stripped': 30, 'mri_flair_skull_stripped': 31, 'mri_swi_skull_stripped': 32, 'mri_mra_skull_stripped': 33}
+"The release's `configs/modality_mapping.json`: the class label each UNet takes for a modality (0, unknown: the unconditional label)."
+
+# %% ../../nbs/34_pretrained.ipynb #878f73c0
+_BUNDLE = 'https://developer.download.nvidia.com/assets/Clara/monai/tutorials/model_zoo/'
 RELEASED_FILES = {f.name: f for f in [
-    ReleasedFile('autoencoder_epoch273.pt', 'autoencoder', url='MONAI model zoo bundle maisi_ct_generative (v0.4.x), models/autoencoder_epoch273.pt', network='maisi-vae'),
-    ReleasedFile('autoencoder_v1.pt', 'autoencoder', repo='nvidia/NV-Generate-CT', network='maisi-vae'),
-    ReleasedFile('autoencoder_v2.pt', 'autoencoder', repo='nvidia/NV-Generate-MR', network='maisi-vae'),
-    ReleasedFile('diff_unet_3d_rflow-ct.pt', 'diffusion_unet', repo='nvidia/NV-Generate-CT'),
-    ReleasedFile('diff_unet_3d_ddpm-ct.pt', 'diffusion_unet', repo='nvidia/NV-Generate-CT'),
-    ReleasedFile('controlnet_3d_rflow-ct.pt', 'controlnet', repo='nvidia/NV-Generate-CT'),
-    ReleasedFile('controlnet_3d_ddpm-ct.pt', 'controlnet', repo='nvidia/NV-Generate-CT'),
-    ReleasedFile('diff_unet_3d_rflow-mr.pt', 'diffusion_unet', repo='nvidia/NV-Generate-MR'),
-    ReleasedFile('diff_unet_3d_rflow-mr-brain_v1.pt', 'diffusion_unet', repo='nvidia/NV-Generate-MR-Brain'),
+    ReleasedFile('autoencoder_epoch273.pt', 'autoencoder', url=_BUNDLE + 'model_maisi_autoencoder_epoch273_alternative.pt',
+                 md5='917cfb1e49631c8a713e3bb7c758fbca', network='maisi-vae', size_mb=84),
+    ReleasedFile('input_unet3d_data-all_steps1000size512ddpm_random_current_inputx_v1.pt', 'diffusion_unet', network='ddpm-unet', size_mb=678,
+                 url=_BUNDLE + 'model_maisi_input_unet3d_data-all_steps1000size512ddpm_random_current_inputx_v1_alternative.pt',
+                 md5='623bd02ff223b70d280cc994fcb70a69', autoencoder='autoencoder_epoch273.pt'),
+    ReleasedFile('controlnet-20datasets-e20wl100fold0bc_noi_dia_fsize_current.pt', 'controlnet', network='ddpm-controlnet', size_mb=275,
+                 url=_BUNDLE + 'model_maisi_controlnet-20datasets-e20wl100fold0bc_noi_dia_fsize_current_alternative.pt',
+                 md5='6c36572335372f405a0e85c760fa6dee', autoencoder='autoencoder_epoch273.pt'),
+    ReleasedFile('autoencoder_v1.pt', 'autoencoder', repo='nvidia/NV-Generate-CT', network='maisi-vae', size_mb=84),
+    ReleasedFile('autoencoder_v2.pt', 'autoencoder', repo='nvidia/NV-Generate-MR', network='maisi-vae', size_mb=84),
+    ReleasedFile('diff_unet_3d_rflow-ct.pt', 'diffusion_unet', repo='nvidia/NV-Generate-CT', network='rflow-unet', size_mb=722, autoencoder='autoencoder_v1.pt'),
+    ReleasedFile('diff_unet_3d_ddpm-ct.pt', 'diffusion_unet', repo='nvidia/NV-Generate-CT', network='ddpm-unet', size_mb=678, autoencoder='autoencoder_v1.pt'),
+    ReleasedFile('controlnet_3d_rflow-ct.pt', 'controlnet', repo='nvidia/NV-Generate-CT', network='rflow-controlnet', size_mb=288, autoencoder='autoencoder_v1.pt'),
+    ReleasedFile('controlnet_3d_ddpm-ct.pt', 'controlnet', repo='nvidia/NV-Generate-CT', network='ddpm-controlnet', size_mb=275, autoencoder='autoencoder_v1.pt'),
+    ReleasedFile('diff_unet_3d_rflow-mr.pt', 'diffusion_unet', repo='nvidia/NV-Generate-MR', network='rflow-unet', size_mb=722, autoencoder='autoencoder_v2.pt'),
+    ReleasedFile('diff_unet_3d_rflow-mr-brain_v1.pt', 'diffusion_unet', repo='nvidia/NV-Generate-MR-Brain', network='rflow-unet', size_mb=722,
+                 autoencoder='autoencoder_v1.pt'),
 ]}
 
-# %% ../../nbs/34_pretrained.ipynb #71a1eaf3
-def _safe_numpy():
-    "The NumPy types a released training dict may hold (scalars and their dtypes), for `torch.serialization.safe_globals`."
-    import numpy as np
-    out = [np.dtype, np.ndarray, np.float32, np.float64, np.int64, np.int32, np.bool_]
-    try: from numpy._core.multiarray import scalar; out.append(scalar)
-    except ImportError:
-        from numpy.core.multiarray import scalar; out.append(scalar)           # older NumPy
-    return out + [type(np.dtype(t)) for t in ('float32', 'float64', 'int64', 'int32', 'bool')]
+RELEASE_SETS = {'ct': ['autoencoder_v1.pt', 'diff_unet_3d_rflow-ct.pt', 'controlnet_3d_rflow-ct.pt'],
+                'ct-ddpm': ['autoencoder_v1.pt', 'diff_unet_3d_ddpm-ct.pt', 'controlnet_3d_ddpm-ct.pt'],
+                'mr': ['autoencoder_v2.pt', 'diff_unet_3d_rflow-mr.pt'],
+                'mr-brain': ['autoencoder_v1.pt', 'diff_unet_3d_rflow-mr-brain_v1.pt'],
+                'bundle': ['autoencoder_epoch273.pt', 'input_unet3d_data-all_steps1000size512ddpm_random_current_inputx_v1.pt',
+                           'controlnet-20datasets-e20wl100fold0bc_noi_dia_fsize_current.pt']}
+"What `prod9-maisi-workflow download` fetches for each name (the release's own `download_model_data.py` sets, models only)."
 
-def _is_vae(sd) -> bool:
-    return isinstance(sd, dict) and any(str(k).startswith('encoder.') for k in sd) and any(str(k).startswith('quant_conv_mu.') for k in sd)
+RELEASE_DEFAULTS = {   # each UNet's inference settings, from its configs/config_maisi_diff_model_*.json (read at da438fe)
+    'diff_unet_3d_rflow-mr-brain_v1.pt': {'output_size': [256, 256, 128], 'spacing': [0.94, 0.94, 1.36], 'modality': 'mri_t1', 'guidance_scale': 2.0, 'limits': 'mr'},
+    'diff_unet_3d_rflow-mr.pt': {'output_size': [128, 256, 256], 'spacing': [1.25, 1.0, 1.0], 'modality': 'mri_t1', 'guidance_scale': 15.0, 'limits': 'mr'},
+    'diff_unet_3d_rflow-ct.pt': {'output_size': [256, 256, 128], 'spacing': [1.7, 1.7, 2.0], 'modality': 'ct', 'guidance_scale': 0.0, 'limits': 'ct'},
+    'diff_unet_3d_ddpm-ct.pt': {'output_size': [256, 256, 128], 'spacing': [1.0, 1.0, 0.75], 'modality': 'ct', 'guidance_scale': 0.0, 'limits': 'ct',
+                                'body_region': 'chest_abdomen'},
+    'input_unet3d_data-all_steps1000size512ddpm_random_current_inputx_v1.pt': {'output_size': [256, 256, 128], 'spacing': [1.0, 1.0, 0.75],
+                                'modality': 'ct', 'guidance_scale': 0.0, 'limits': 'ct', 'body_region': 'chest_abdomen'},
+}
+_BY_NETWORK = {'rflow-unet': 'diff_unet_3d_rflow-mr-brain_v1.pt', 'ddpm-unet': 'diff_unet_3d_ddpm-ct.pt'}   # a renamed file: its network's defaults
 
-def read_released(path) -> tuple[str, dict]:
-    """`(kind, contents)` of a released MAISI file, read with `weights_only=True`: `('autoencoder', state_dict)`,
-    `('diffusion_unet', {'unet_state_dict', 'scale_factor', ...})` or `('controlnet', {'controlnet_state_dict', ...})`."""
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with torch.serialization.safe_globals(_safe_numpy()): obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
-                         "a truncated download? fetch it again") from None
-    if _is_vae(obj): return 'autoencoder', obj
-    if isinstance(obj, dict) and _is_vae(obj.get('unet_state_dict')): return 'autoencoder', obj['unet_state_dict']
-    if isinstance(obj, dict) and isinstance(obj.get('unet_state_dict'), dict): return 'diffusion_unet', obj
-    if isinstance(obj, dict) and isinstance(obj.get('controlnet_state_dict'), dict): return 'controlnet', obj
-    what = f"a dict with keys {', '.join(map(str, list(obj)[:5]))}{', ...' if len(obj) > 5 else ''}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
-    raise ValueError(f"{path}: {what}; not a released MAISI file (an AutoencoderKlMaisi state dict, or a dict with unet_state_dict "
-                     "or controlnet_state_dict)")
+# %% ../../nbs/34_pretrained.ipynb #9ed477dd
+def _likely_cause(missing:list, extra:list) -> str:
+    "Why a released file's keys differ from the network built for it, as far as the keys tell."
+    both = missing + extra
+    for part, why in (('out_proj', "the attention's output layer: a file saved with include_fc={} (the rflow releases use true, the DDPM ones false)"),
+                      ('class_embedding', "the modality embedding: num_class_embeds (the rflow releases have 128)"),
+                      ('region_index_layer', "the body-region inputs (the DDPM releases have them, the rflow ones do not)"),
+                      ('spacing_layer', "the spacing input (every release has it)")):
+        if any(part in k for k in both):
+            return f"; likely cause: {why.format('true' if any(part in k for k in extra) else 'false')}"
+    return " (another release's layout, or a file edited after release?)"
+
+def load_strict(net:torch.nn.Module, sd:dict, path, what:str):
+    "Load `sd` into `net` strictly; a difference is one error naming the first missing and unexpected key, the likely cause, or a shape."
+    want = net.state_dict()
+    missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
+    if missing or extra:
+        raise ValueError(f"{path}: does not fit {what}: " + '; '.join(p for p in (
+            f"{len(missing)} key(s) missing, first {missing[0]!r}" if missing else '',
+            f"{len(extra)} unexpected, first {extra[0]!r}" if extra else '') if p) + _likely_cause(missing, extra))
+    if bad := [k for k, v in want.items() if tuple(sd[k].shape) != tuple(v.shape)]:
+        raise ValueError(f"{path}: {bad[0]} has shape {tuple(sd[bad[0]].shape)}, {what} has {tuple(want[bad[0]].shape)}")
+    net.load_state_dict(sd, strict=True)
+    return net
+
+def _file_widths(sd:dict) -> list[int]:
+    "The channel widths of a released UNet or ControlNet, read from its weights (a fine-tuned or test file may be narrower than the release)."
+    levels = sorted({int(k.split('.')[1]) for k in sd if k.startswith('down_blocks.')})
+    if not levels: raise ValueError("no down_blocks.* weights: not a MAISI UNet or ControlNet")
+    return [int(sd[f'down_blocks.{i}.resnets.0.conv1.conv.weight'].shape[0]) for i in levels]
+
+def release_network(path, kind:str, sd:dict) -> tuple[str, dict]:
+    """`(network name, hyper-parameters)` a released UNet (`kind` 'diffusion_unet') or ControlNet state dict `sd` is built with: the
+    network `RELEASED_FILES` names for the file name, else the one its keys say (a modality embedding: rflow; none: DDPM); the widths
+    and the size of the modality embedding are read from the weights."""
+    f = RELEASED_FILES.get(Path(path).name)
+    suffix = 'unet' if kind == 'diffusion_unet' else 'controlnet'
+    name = f.network if f and f.network and f.network.endswith(suffix) else ('rflow-' if 'class_embedding.weight' in sd else 'ddpm-') + suffix
+    model = dict(RELEASE_NETWORKS[name]['model'])
+    model['num_channels'] = _file_widths(sd)
+    if 'class_embedding.weight' in sd: model['num_class_embeds'] = int(sd['class_embedding.weight'].shape[0])
+    return name, model
+
+def released_unet(path) -> torch.nn.Module:
+    """MONAI's `DiffusionModelUNetMaisi` with a released UNet's weights (strict), built with its release's hyper-parameters
+    (`release_network`); the file's `scale_factor` is kept on it as `.scale_factor`, the network name as `.release`."""
+    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
+    kind, obj = read_released(path)
+    if kind != 'diffusion_unet': raise ValueError(f"{path}: a released {kind.replace('_', ' ')} file, not a diffusion UNet")
+    sd = obj['unet_state_dict']
+    name, model = release_network(path, kind, sd)
+    if 'scale_factor' not in obj: raise ValueError(f"{path}: no scale_factor beside unet_state_dict (every released UNet file has one)")
+    unet = load_strict(DiffusionModelUNetMaisi(**model), sd, path, f"the {name} of {RELEASE_NETWORKS[name]['source']}")
+    unet.scale_factor, unet.release = float(torch.as_tensor(obj['scale_factor']).float()), name
+    return unet.eval()
+
+def released_controlnet(path) -> torch.nn.Module:
+    "MONAI's `ControlNetMaisi` with a released ControlNet's weights (strict), built with its release's hyper-parameters (`release_network`)."
+    from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
+    kind, obj = read_released(path)
+    if kind != 'controlnet': raise ValueError(f"{path}: a released {kind.replace('_', ' ')} file, not a ControlNet")
+    sd = obj['controlnet_state_dict']
+    name, model = release_network(path, kind, sd)
+    net = load_strict(ControlNetMaisi(**model), sd, path, f"the {name} of {RELEASE_NETWORKS[name]['source']}")
+    net.release = name
+    return net.eval()
 
 # %% ../../nbs/34_pretrained.ipynb #9a69ec89
 def released_vae(path, num_splits:int=1) -> MAISIVAE:
@@ -85,16 +184,7 @@ def released_vae(path, num_splits:int=1) -> MAISIVAE:
     kind, sd = read_released(path)
     if kind != 'autoencoder': raise ValueError(f"{path}: a released {kind.replace('_', ' ')} file, not an autoencoder")
     vae = MAISIVAE(**released_vae_config(num_splits).model_dump())
-    want = set(vae.net.state_dict())
-    missing, extra = sorted(want - set(sd)), sorted(set(sd) - want)
-    if missing or extra:
-        raise ValueError(f"{path}: does not fit the MAISI autoencoder of {RELEASE_NETWORKS['maisi-vae']['source']}: "
-                         + '; '.join(p for p in (f"{len(missing)} key(s) missing, first {missing[0]!r}" if missing else '',
-                                                 f"{len(extra)} unexpected, first {extra[0]!r}" if extra else '') if p)
-                         + " (another release's layout, or a file edited after release?)")
-    bad = [k for k, v in vae.net.state_dict().items() if tuple(sd[k].shape) != tuple(v.shape)]
-    if bad: raise ValueError(f"{path}: {bad[0]} has shape {tuple(sd[bad[0]].shape)}, the release's network has {tuple(vae.net.state_dict()[bad[0]].shape)}")
-    vae.net.load_state_dict(sd, strict=True)
+    load_strict(vae.net, sd, path, f"the MAISI autoencoder of {RELEASE_NETWORKS['maisi-vae']['source']}")
     return vae.eval()
 
 def released_vae_config(num_splits:int=1) -> MAISIVAEModelConfig:
@@ -106,3 +196,164 @@ def import_released_vae(src, dst) -> Path:
     from prod9.training.maisi_vae import export_vae
     if not str(dst).endswith('.safetensors'): raise ValueError(f"{dst}: a prod9 VAE export is a .safetensors file")
     return export_vae(released_vae(src), released_vae_config(), dst)
+
+# %% ../../nbs/34_pretrained.ipynb #8a7982ed
+def _class_names(n:int) -> list[str]:
+    "Class names for a UNet with `n` class embeddings: the release's modality names at their labels, `label_{i}` elsewhere."
+    names = [f'label_{i}' for i in range(n)]
+    for k, v in MODALITY_CODES.items():
+        if v < n: names[v] = k
+    return names
+
+def find_release_vae(unet_path, vae=None) -> Path:
+    "The autoencoder a released UNet decodes with: `vae` if given, else the release's own file (`RELEASED_FILES`) beside the UNet file."
+    if vae is not None:
+        if not Path(vae).is_file(): raise FileNotFoundError(f"--vae {vae}: no such file")
+        return Path(vae)
+    f = RELEASED_FILES.get(Path(unet_path).name)
+    want = f.autoencoder if f and f.autoencoder else 'autoencoder_v1.pt'
+    cand = Path(unet_path).with_name(want)
+    if not cand.is_file():
+        raise FileNotFoundError(f"{unet_path}: its autoencoder {want} is not beside it; fetch it with `prod9-maisi-workflow download {want} "
+                                f"--dir {Path(unet_path).parent}`, or name one with --vae")
+    return cand
+
+def released_diffusion_module(unet_path, vae=None, output_size=None, spacing=None):
+    """A released UNet as prod9's `MAISIDiffusionLightning`, with the release's autoencoder attached, so prod9's sampling and decoding
+    run it: the class labels are the release's modality codes (`MODALITY_CODES`), the region and spacing inputs ×100 in float16,
+    the scheduler the release's, the latent grid `output_size` / 4 (default: the release's inference size, `RELEASE_DEFAULTS`)."""
+    from prod9.training.diffusion import MAISIDiffusionLightning
+    unet = released_unet(unet_path)
+    vae_file = find_release_vae(unet_path, vae)
+    ae = released_vae(vae_file) if released_kind(vae_file) == 'MAISIReleaseAutoencoder' else _prod9_vae(vae_file)
+    net = RELEASE_NETWORKS[unet.release]['model']
+    d = release_defaults(unet_path, unet.release)
+    size = [int(v) for v in (output_size or d['output_size'])]
+    f = int(ae.downsample_factor)
+    if any(s % (f * 8) for s in size): raise ValueError(f"--output-size {size}: each size must be a multiple of {f * 8} (the VAE's factor {f} "
+                                                         "times the UNet's 8)")
+    n_cls = getattr(unet, 'num_class_embeds', None)
+    model = {'num_channels': [int(c) for c in _file_widths(unet.state_dict())], 'num_res_blocks': net['num_res_blocks'],
+             'attention_levels': net['attention_levels'], 'num_head_channels': net['num_head_channels'], 'norm_num_groups': net['norm_num_groups'],
+             'resblock_updown': net['resblock_updown'], 'include_fc': net['include_fc'], 'conditional': n_cls is not None,
+             'num_class_embeds': n_cls, 'region_conditioning': net.get('include_top_region_index_input', False),
+             'spacing_conditioning': net['include_spacing_input'], 'condition_scale': 100.0}
+    config = {'output_dir': str(Path(unet_path).parent), 'vae_path': str(vae_file), 'model': model,
+              'scheduler': RELEASE_NETWORKS[unet.release]['scheduler'], 'sliding_window': {'roi_size': [320] * 3, 'overlap': 0.4}}
+    sp = [float(v) for v in (spacing or d['spacing'])]
+    region = d.get('body_region')
+    from prod9.data import region_indices
+    m = MAISIDiffusionLightning(config, [s // f for s in size], 4, _class_names(n_cls or 1), unet.scale_factor, affine=np.diag(sp + [1.0]).tolist(),
+                                conditions={'spacing': sp, 'region': list(region_indices(region)) if region else None},
+                                release={'file': Path(unet_path).name, 'network': unet.release, 'vae': vae_file.name, **d})
+    m.unet.load_state_dict(unet.state_dict(), strict=True)
+    return m.attach_vae(ae).eval()
+
+def release_defaults(unet_path, network:str) -> dict:
+    "A released UNet's inference settings (`RELEASE_DEFAULTS`; a renamed file gets its network's)."
+    return dict(RELEASE_DEFAULTS.get(Path(unet_path).name) or RELEASE_DEFAULTS[_BY_NETWORK[network]])
+
+def _prod9_vae(path):
+    from prod9.training.maisi_vae import load_vae
+    return load_vae(path)
+
+def release_intensity(images:torch.Tensor, modality:str, mr_scale:float=1.0) -> torch.Tensor:
+    """Decoded volumes in [0, 1] → the release's output intensities: CT clipped to [0, 1] and mapped to [-1000, 1000] HU; MR kept in [0, 1]
+    times `mr_scale` (the release itself writes MR × 1000 as int16)."""
+    code = MODALITY_CODES.get(modality, 0)
+    if 1 <= code <= 7: return images.clamp(0, 1) * 2000 - 1000
+    return images.clamp_min(0) * mr_scale
+
+# %% ../../nbs/34_pretrained.ipynb #0610e467
+def check_release_request(limits:str, output_size, spacing) -> None:
+    """The output sizes and spacings a release was trained for (its `check_input_ct` / `check_input_mr`), as errors that name the limit.
+    `limits`: 'ct' or 'mr'. Sizes and spacings are X Y Z, as prod9 writes them."""
+    sz, sp = [int(v) for v in output_size], [float(v) for v in spacing]
+    if len(sz) != 3 or len(sp) != 3: raise ValueError(f"--output-size and --spacing take 3 values (X Y Z), got {sz} and {sp}")
+    if limits == 'ct':
+        if sz[0] != sz[1]: raise ValueError(f"--output-size {sz}: the CT release needs X = Y")
+        if sz[0] not in (256, 384, 512) or sz[2] not in (128, 256, 384, 512, 640, 768):
+            raise ValueError(f"--output-size {sz}: the CT release generates X = Y in 256, 384, 512 and Z in 128, 256, ..., 768")
+        if sp[0] != sp[1]: raise ValueError(f"--spacing {sp}: the CT release needs the same X and Y spacing")
+        if not (0.5 <= sp[0] <= 3.0 and 0.5 <= sp[2] <= 5.0):
+            raise ValueError(f"--spacing {sp}: the CT release takes X, Y spacing 0.5-3.0 mm and Z 0.5-5.0 mm")
+        if sz[0] * sp[0] < 256: raise ValueError(f"--output-size {sz} at --spacing {sp} gives a {sz[0] * sp[0]:g} mm field of view in X and Y; "
+                                                 "the CT release needs at least 256 mm (head), 384 mm elsewhere")
+    elif limits == 'mr':
+        ok = (sz[2] == 128 and sz[0] == sz[1] and sz[0] in (128, 256, 384, 512)) or (sz[2] == 256 and sz[:2] in ([128, 256], [256, 128], [256, 256]))
+        if not ok: raise ValueError(f"--output-size {sz}: the MR releases generate X = Y in 128, 256, 384, 512 with Z = 128, or "
+                                    "128x256x256, 256x128x256, 256x256x256")
+        if min(sp) < 0.4 or max(sp) > 5.0: raise ValueError(f"--spacing {sp}: the MR releases take 0.4-5.0 mm on every axis")
+    else: raise ValueError(f"limits {limits!r}: expected 'ct' or 'mr'")
+
+# %% ../../nbs/34_pretrained.ipynb #d10043f7
+def _missing_line(f:ReleasedFile, dest:Path, why:str) -> str:
+    where = f"huggingface.co/{f.repo} (models/{f.name})" if f.repo else f.url
+    return (f"{f.name} (about {f.size_mb} MB) could not be fetched from {where}: {why}; download it by hand into {dest}, "
+            f"or give a folder that has it with --weights-dir")
+
+def _why(e:Exception) -> str:
+    "A fetch failure in a few words (huggingface_hub's own messages run to several sentences)."
+    name = type(e).__name__
+    if name in ('LocalEntryNotFoundError', 'OfflineModeIsEnabled'):
+        return "the Hub is not reachable (no network, or HF_HUB_OFFLINE=1) and the file is not in the Hugging Face cache"
+    text = ' '.join(str(e).split())
+    return f"{name}: {text[:160]}" if name.endswith(('NotFoundError', 'GatedRepoError')) else (text[:200] or name)
+
+def _md5(path:Path) -> str:
+    h = hashlib.md5()
+    with open(path, 'rb') as fh:
+        for block in iter(lambda: fh.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def _fetch_url(f:ReleasedFile, dst:Path) -> Path:
+    "The bundle's file from its URL into `dst`: resumed from `dst.part` (HTTP range), checked against its md5, then renamed into place."
+    import urllib.request
+    part = dst.with_name(dst.name + '.part')
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(f.url, headers={'Range': f'bytes={have}-'} if have and f.url.startswith('http') else {})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        resumed = getattr(r, 'status', 200) == 206
+        with open(part, 'ab' if resumed else 'wb') as out: shutil.copyfileobj(r, out, 1 << 20)
+    if f.md5 and (got := _md5(part)) != f.md5:
+        part.unlink()
+        raise ValueError(f"md5 {got}, the bundle's large_files.yml says {f.md5} (a corrupt or changed download; removed, run again)")
+    os.replace(part, dst)
+    return dst
+
+def _fetch_hf(f:ReleasedFile, dst:Path, revision:str|None) -> Path:
+    "A Hugging Face file through `huggingface_hub` (its cache: resumable, checked), then linked (or copied) into `dst`."
+    from huggingface_hub import hf_hub_download
+    cached = Path(hf_hub_download(f.repo, f'models/{f.name}', revision=revision))
+    tmp = dst.with_name(dst.name + '.part')
+    tmp.unlink(missing_ok=True)
+    try: os.link(cached.resolve(), tmp)
+    except OSError: shutil.copy2(cached, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+def fetch_release(names, dest, revision:str|None=None, log=print) -> list[Path]:
+    """NVIDIA's released MAISI files into the folder `dest`: `names` are file names of `RELEASED_FILES` or sets of `RELEASE_SETS`
+    (`ct`, `ct-ddpm`, `mr`, `mr-brain`, `bundle`). Files already in `dest` that read as what they should be are kept. Hugging Face files
+    come through `huggingface_hub` (cached and resumable; offline, its cache), the bundle's from their URLs (resumed, md5-checked).
+    A file that cannot be fetched is one line naming it, its size, where it comes from and where to put it; the licence is named."""
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    want = []
+    for n in ([names] if isinstance(names, str) else names):
+        if n in RELEASE_SETS: want += RELEASE_SETS[n]
+        elif n in RELEASED_FILES: want.append(n)
+        else: raise ValueError(f"{n!r}: not a released MAISI file or set; sets: {', '.join(RELEASE_SETS)}; files: {', '.join(RELEASED_FILES)}")
+    out, failed = [], []
+    for name in dict.fromkeys(want):
+        f, dst = RELEASED_FILES[name], dest / name
+        if dst.is_file() and released_kind(dst) == RELEASE_KINDS[f.kind]:
+            log(f"{dst}: already there"); out.append(dst); continue
+        try: _fetch_url(f, dst) if f.url else _fetch_hf(f, dst, revision)
+        except Exception as e:
+            failed.append(_missing_line(f, dest, _why(e))); continue
+        if released_kind(dst) != RELEASE_KINDS[f.kind]:
+            dst.unlink(); failed.append(_missing_line(f, dest, f"what arrived is not a released {f.kind.replace('_', ' ')}")); continue
+        log(f"{dst}: fetched ({dst.stat().st_size / 1e6:.0f} MB); licence: {f.licence}")
+        out.append(dst)
+    if failed: raise FileNotFoundError(failed[0] if len(failed) == 1 else f"{len(failed)} files could not be fetched: " + ' | '.join(failed))
+    return out

@@ -83,7 +83,7 @@ def denoising_loop(sch, strategy:str, unet, shape:Sequence[int], n:int, class_la
     """Sample `shape` from noise with the built scheduler `sch` of `strategy` (`rflow`: Euler steps between MONAI's timesteps for
     this size; `ddpm`: ancestral steps) in `n` steps. `step_inputs(x, t)` gives more inputs of the UNet at each step (a
     ControlNet's residuals); `unet_kwargs` the ones that stay (body region, spacing). Seeded: the same `seed` gives the same sample;
-    `noise` (shaped `shape`) replaces the seeded starting noise. `guidance_scale` > 0: classifier-free guidance (`_guided`)."""
+    `noise` (shaped `shape`) replaces the seeded starting noise. `guidance_scale` > 0: classifier-free guidance, label `uncond_label` as the unconditional half (the cell above)."""
     if n < 1: raise ValueError(f"num_inference_steps must be >= 1, got {n}")
     if guidance_scale > 0 and step_inputs is not None: raise ValueError("classifier-free guidance with a ControlNet is not supported; set the guidance scale to 0")
     g = torch.Generator(device=device); g.manual_seed(seed)

@@ -1,0 +1,145 @@
+"""NVIDIA's released MAISI files, end to end through the commands: files in the releases' exact formats (the autoencoder at the
+release's full width, the UNet in the rflow release's key layout at a width CI can afford), served from a Hugging Face cache in
+its real layout with the Hub offline, downloaded → loaded → generated → written as NIfTI; the sampling loop checked against a plain
+re-implementation of the release's own loop (`scripts/diff_model_infer.py` of NVIDIA-Medtech/NV-Generate-CTMR)."""
+import shutil
+from pathlib import Path
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from prod9.diffusion.pretrained import RELEASE_NETWORKS, MODALITY_CODES, released_diffusion_module
+from prod9.files import read_released
+
+SMALL = {'num_channels': [32, 32, 64, 64]}            # the rflow release's layout, narrower than its 64-128-256-512
+
+
+def _vae_file(path: Path) -> Path:
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
+    torch.manual_seed(0)
+    m = RELEASE_NETWORKS['maisi-vae']['model']
+    torch.save(AutoencoderKlMaisi(**m, norm_eps=1e-6, num_splits=1).state_dict(), path)   # a raw state dict, as released
+    return path
+
+
+def _unet(seed=1, **over):
+    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
+    torch.manual_seed(seed)
+    u = DiffusionModelUNetMaisi(**(RELEASE_NETWORKS['rflow-unet']['model'] | SMALL | over))
+    with torch.no_grad():                 # MONAI zero-initialises the output layers; a trained file has weights there
+        for w in u.parameters():
+            if w.dim() > 1 and not w.any(): w.normal_(std=0.02)
+    return u.eval()
+
+
+def _unet_file(path: Path, unet) -> Path:
+    torch.save({'unet_state_dict': unet.state_dict(), 'scale_factor': torch.tensor(1.31), 'epoch': 7, 'loss': np.float64(0.05),
+                'num_train_timesteps': 1000}, path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def vae(tmp_path_factory):
+    "The released autoencoder's exact format, made once (the full-width network takes seconds to build)."
+    return _vae_file(tmp_path_factory.mktemp('vae') / 'autoencoder_v1.pt')
+
+
+@pytest.fixture
+def hub(vae, tmp_path, monkeypatch):
+    """A Hugging Face cache (models--{org}--{name}/snapshots/{rev}/models/{file}, refs/main) holding the mr-brain set, and the Hub
+    offline (what HF_HUB_OFFLINE=1 and HF_HUB_CACHE set): `hf_hub_download` serves the cache and fails for anything else."""
+    from huggingface_hub import constants
+    root = tmp_path / 'hub'
+    for repo, name, make in (('NV-Generate-CT', 'autoencoder_v1.pt', lambda p: shutil.copy(vae, p)),
+                             ('NV-Generate-MR-Brain', 'diff_unet_3d_rflow-mr-brain_v1.pt', lambda p: _unet_file(p, _unet()))):
+        rev = ('c0ffee' * 7)[:40]
+        snap = root / f'models--nvidia--{repo}' / 'snapshots' / rev / 'models'
+        snap.mkdir(parents=True)
+        make(snap / name)
+        (root / f'models--nvidia--{repo}' / 'refs').mkdir(exist_ok=True)
+        (root / f'models--nvidia--{repo}' / 'refs' / 'main').write_text(rev)
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(root))
+    return root
+
+
+def test_download_load_generate(hub, tmp_path, capsys):
+    from prod9.cli.maisi_workflow import main as workflow
+    models = tmp_path / 'models'
+    assert workflow(['download', 'mr-brain', '--dir', str(models)]) == 0
+    assert "NVIDIA's weights licence" in capsys.readouterr().out and (models / 'autoencoder_v1.pt').is_file()
+    assert workflow(['download', 'mr-brain', '--dir', str(models)]) == 0                       # a second time: kept, not fetched again
+    assert capsys.readouterr().out.count('already there') == 2
+
+    from prod9.cli.maisi_diffusion import main as diffusion
+    unet, out = models / 'diff_unet_3d_rflow-mr-brain_v1.pt', tmp_path / 'out'
+    gen = ['generate', '--checkpoint', str(unet), '--output', str(out), '--modality', 'mri_t1', '--num-samples', '1']
+    assert diffusion(gen + ['--spacing', '0.94', '0.94', '1.36', '--output-size', '32', '32', '32']) == 1   # no --config: the release is the config
+    assert 'the MR releases generate X = Y in 128, 256, 384, 512 with Z = 128' in capsys.readouterr().err
+    assert diffusion(gen + ['--spacing', '0.94', '0.94', '1.36', '--output-size', '32', '32', '32', '--any-size', '--num-inference-steps', '3']) == 0
+    assert 'mri_t1 (label 9), guidance 2, 3 steps, decoded with autoencoder_v1.pt' in capsys.readouterr().out
+    img = nib.load(out / 'sample_0001_mri_t1.nii.gz')
+    assert img.shape == (32, 32, 32) and np.allclose(np.diag(img.affine)[:3], [0.94, 0.94, 1.36])
+    a = img.get_fdata()
+    assert a.min() >= 0 and np.isfinite(a).all() and a.std() > 0
+    assert (out / 'samples_mri_t1.png').is_file()
+
+    _, sd = read_released(unet)                                                              # one key renamed: refused, the key named
+    k = 'spacing_layer.0.weight'; sd['unet_state_dict']['spacing_layer.0.renamed'] = sd['unet_state_dict'].pop(k)
+    torch.save(sd, models / 'edited.pt')
+    assert diffusion(['generate', '--checkpoint', str(models / 'edited.pt'), '--output', str(tmp_path / 'o2'), '--any-size']) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"1 key(s) missing, first '{k}'" in err and len(err.splitlines()) == 1, err
+    (models / 'cut.pt').write_bytes(unet.read_bytes()[:100_000])                             # a truncated download: not a release, not prod9's
+    assert diffusion(['generate', '--checkpoint', str(models / 'cut.pt'), '--output', str(tmp_path / 'o3')]) == 1
+    err = capsys.readouterr().err.strip()
+    assert 'cut.pt: not a readable' in err and 'truncated' in err and len(err.splitlines()) == 1, err
+    torch.save({'controlnet_state_dict': {}}, models / 'cn.pt')                                # a wrong kind: one line
+    assert diffusion(['generate', '--checkpoint', str(models / 'cn.pt'), '--output', str(tmp_path / 'o4')]) == 1
+    assert "NVIDIA's released MAISI ControlNet; generate takes a released diffusion UNet" in capsys.readouterr().err
+
+
+def test_offline_without_the_file_names_it(hub, tmp_path, capsys):
+    from prod9.cli.maisi_workflow import main as workflow
+    assert workflow(['download', 'diff_unet_3d_rflow-mr.pt', '--dir', str(tmp_path / 'm')]) == 1
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and 'diff_unet_3d_rflow-mr.pt (about 722 MB)' in line and 'huggingface.co/nvidia/NV-Generate-MR' in line
+    assert f"download it by hand into {tmp_path / 'm'}" in line and 'not in the Hugging Face cache' in line
+
+
+def _release_loop(unet, noise, spacing, modality, steps, guidance):
+    "The release's sampling loop (diff_model_infer.run_inference), written out plainly: RFlow timesteps sized by the latent, CFG with label 0."
+    from monai.networks.schedulers import RFlowScheduler
+    sch = RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=False, use_timestep_transform=True, sample_method='uniform', scale=1.4)
+    sch.set_timesteps(num_inference_steps=steps, input_img_size_numel=torch.prod(torch.tensor(noise.shape[2:])))
+    # the release feeds spacing x 1e2 as float16 under CUDA autocast; on a CPU the same float16-rounded values go in as float32
+    spacing_tensor = torch.from_numpy(np.array(spacing).astype(float)[np.newaxis, :] * 1e2).half().float()
+    modality_tensor = modality * torch.ones((len(spacing_tensor)), dtype=torch.long)
+    image = noise.clone()
+    all_t = sch.timesteps
+    all_next = torch.cat((all_t[1:], torch.tensor([0], dtype=all_t.dtype)))
+    for t, next_t in zip(all_t, all_next):
+        inputs = {'x': image, 'timesteps': torch.Tensor((t,)), 'spacing_tensor': spacing_tensor, 'class_labels': modality_tensor}
+        if guidance > 0:
+            for k in inputs:
+                inputs[k] = torch.cat([inputs[k]] * 2) if k != 'class_labels' else torch.cat([inputs[k], torch.zeros_like(modality_tensor)])
+            model_t, model_uncond = unet(**inputs).chunk(2)
+            out = model_uncond + guidance * (model_t - model_uncond)
+        else: out = unet(**inputs)
+        image, _ = sch.step(out, t, image, next_t)
+    return image
+
+
+@pytest.mark.parametrize('guidance', [0.0, 2.0])
+def test_parity_with_the_release_loop(vae, tmp_path, guidance):
+    u = _unet(seed=3)
+    unet_file = _unet_file(tmp_path / 'diff_unet_3d_rflow-mr-brain_v1.pt', u)
+    shutil.copy(vae, tmp_path / 'autoencoder_v1.pt')
+    m = released_diffusion_module(unet_file, output_size=[32, 32, 32])
+    noise = torch.randn(1, 4, 8, 8, 8, generator=torch.Generator().manual_seed(5))
+    spacing = [0.94, 0.94, 1.36]
+    ours = m.generate_latents(1, [MODALITY_CODES['mri_t1']], num_inference_steps=4, spacing=spacing, noise=noise, guidance_scale=guidance)
+    with torch.no_grad(): theirs = _release_loop(u, noise, spacing, MODALITY_CODES['mri_t1'], 4, guidance)
+    assert (ours - theirs).abs().max() < 1e-5
+    assert (ours - noise).abs().max() > 1e-2                     # the loop did move the latents
