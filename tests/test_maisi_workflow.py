@@ -65,7 +65,7 @@ def test_setup_with_nvidias_released_autoencoder(cli, tmp_path):
     assert r.returncode == 1 and 'autoencoder_epoch273.pt' in r.stderr and 'nvidia/NV-Generate-CT' in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = wf('setup', '--data_path', prep, '--work_dir', work, '--weights_dir', weights, '--num_splits', 1, '--no_amp')
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "LICENSE.weights" in r.stdout and 'train-vae' not in r.stdout          # the licence named; no VAE to train
+    assert "NCLS v1 licence" in r.stdout and 'train-vae' not in r.stdout          # the licence named; no VAE to train
     assert (work / 'models' / 'autoencoder_epoch273.safetensors').is_file()
     r = wf('embed', '--work-dir', work); assert r.returncode == 0, r.stderr[-3000:]
     load = volume_transforms(None, False)

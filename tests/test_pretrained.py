@@ -68,7 +68,7 @@ def test_download_load_generate(hub, tmp_path, capsys):
     from prod9.cli.maisi_workflow import main as workflow
     models = tmp_path / 'models'
     assert workflow(['download', 'mr-brain', '--dir', str(models)]) == 0
-    assert "NVIDIA's weights licence" in capsys.readouterr().out and (models / 'autoencoder_v1.pt').is_file()
+    assert "NVIDIA Open Model License" in capsys.readouterr().out and (models / 'autoencoder_v1.pt').is_file()
     assert workflow(['download', 'mr-brain', '--dir', str(models)]) == 0                       # a second time: kept, not fetched again
     assert capsys.readouterr().out.count('already there') == 2
 
@@ -143,3 +143,46 @@ def test_parity_with_the_release_loop(vae, tmp_path, guidance):
     with torch.no_grad(): theirs = _release_loop(u, noise, spacing, MODALITY_CODES['mri_t1'], 4, guidance)
     assert (ours - theirs).abs().max() < 1e-5
     assert (ours - noise).abs().max() > 1e-2                     # the loop did move the latents
+
+
+def test_finetune_a_released_unet_on_the_workflows_embeddings(vae, tmp_path, capsys):
+    """`init_from:` a released UNet on the embeddings the released autoencoder made (`setup --weights-dir`, `embed`): the release's
+    network, weights and scale factor, the data's class trained as the release's modality code, then generate from the fine-tuned run."""
+    import prod9
+    from prod9.io import write_nifti
+    from prod9.phantoms import make_phantom
+    from prod9.cli.maisi_workflow import main as workflow
+    from prod9.cli.maisi_diffusion import main as diffusion
+    prep, weights, work = tmp_path / 'prep', tmp_path / 'weights', tmp_path / 'work'
+    for i in range(3): write_nifti(make_phantom((32, 32, 32), i)['FLAIR'].astype(np.float32), prep / f'case{i}.nii.gz', np.diag([1.5, 1.5, 1.5, 1]))
+    weights.mkdir(); shutil.copy(vae, weights / 'autoencoder_v1.pt')
+    released = _unet(seed=4)
+    unet = _unet_file(weights / 'diff_unet_3d_rflow-mr-brain_v1.pt', released)
+    assert workflow(['setup', '--data_path', str(prep), '--work_dir', str(work), '--weights_dir', str(weights), '--num_splits', '1', '--no_amp']) == 0
+    assert workflow(['embed', '--work-dir', str(work)]) == 0
+    cfg = str(work / 'config_maisi_diff_model.yaml')
+    quick = ['--set', 'trainer.max_epochs=1', '--set', 'trainer.enable_progress_bar=false', '--set', 'data.batch_size=2']
+    capsys.readouterr()
+    assert diffusion(['train', '--config', cfg, '--set', f'init_from={unet}', '--set', 'release_modalities={image: mri_flair}'] + quick) == 0
+    out = capsys.readouterr().out
+    assert 'fine-tuning diff_unet_3d_rflow-mr-brain_v1.pt (rflow-unet, scale_factor 1.310): image as mri_flair (11)' in out, out[-2000:]
+    m = prod9.load(work / 'models' / 'diffusion' / 'last.ckpt')
+    assert m.hparams.label_codes == [11] and abs(m.scale_factor - 1.31) < 1e-6 and m.cfg.model.num_class_embeds == 128
+    assert m.class_labels({'label': torch.tensor([0, 0])}).tolist() == [11, 11]
+    sd, rel = m.unet.state_dict(), released.state_dict()
+    assert sd.keys() == rel.keys() and any(not torch.equal(sd[k], rel[k]) for k in rel)          # the release's layout, trained on
+
+    gen = ['generate', '--config', cfg, '--checkpoint', str(work / 'models' / 'diffusion' / 'last.ckpt'), '--output', str(tmp_path / 'gen'),
+           '--modality', 'image', '--num-samples', '1', '--num-inference-steps', '2']
+    assert diffusion(gen + ['--guidance-scale', '2']) == 0                                     # label 0 is still the unconditional label
+    assert nib.load(tmp_path / 'gen' / 'sample_0001_image.nii.gz').shape == (32, 32, 32)
+
+    torch.save({'controlnet_state_dict': {}}, weights / 'cn.pt')
+    other = ['--output-dir', str(tmp_path / 'o')] + quick
+    assert diffusion(['train', '--config', cfg, '--set', f'init_from={weights / "cn.pt"}'] + other) == 1
+    err = capsys.readouterr().err.strip()
+    assert "init_from: " in err and "NVIDIA's released MAISI ControlNet, not NVIDIA's released diffusion UNet" in err and len(err.splitlines()) == 1, err
+    assert diffusion(['train', '--config', cfg, '--set', f'init_from={unet}', '--set', 'release_modalities={T1: mri_t1}'] + other) == 1
+    assert "release_modalities: ['T1'] are not classes of the data (its classes: ['image'])" in capsys.readouterr().err
+    assert diffusion(['train', '--config', cfg, '--set', f'init_from={unet}', '--set', 'release_modalities={image: mri_x}'] + other) == 1
+    assert "image: 'mri_x' is no modality of the release" in capsys.readouterr().err

@@ -54,7 +54,7 @@ class Hooks:
     - `after_train(data, trainer, module, args)`: default, print the best checkpoint and copy it to `export_path`;
     - `commands`: verbs the stage runs itself (`generate`, `infer`): `verb -> fn(cfg, args) -> exit status`;
     - `without_config(args) -> exit status | None`: runs a command that needs no `--config` (generating from NVIDIA's released UNet),
-      or returns None when this one does; without the hook, every command needs `--config`."""
+      or returns None when this one does (`config_needed` says which in `--help`); without the hook, every command needs `--config`."""
     arguments: Callable | None = None
     data: Callable | None = None
     new_module: Callable | None = None
@@ -66,6 +66,7 @@ class Hooks:
     checkpoint_help: str = "Lightning .ckpt of this stage (resume, evaluate, generate)"
     description: str | None = None
     without_config: Callable | None = None
+    config_needed: str = "required"
 
 # %% ../../nbs/59_cli_command.ipynb #f19470a2
 def _default_data(cfg, args) -> StageData: return StageData(cfg, datamodule=datamodule_from_config(cfg.data))
@@ -75,7 +76,8 @@ def stage_command(stage:Stage|str, hooks:Hooks|None=None) -> Callable:
     from the declaration, what it does its own way from `hooks`; any failure is one line on stderr and exit 1 (`run_cli`)."""
     stage, hooks = (stage_of(stage) if isinstance(stage, str) else stage), hooks or Hooks()
     def _main(argv) -> int:
-        p = stage_parser(stage.script, hooks.description or f"{stage.summary}.", list(stage.verbs), hooks.checkpoint_help)
+        p = stage_parser(stage.script, hooks.description or f"{stage.summary}.", list(stage.verbs), hooks.checkpoint_help,
+                         hooks.config_needed if hooks.without_config else "required")
         if hooks.arguments: hooks.arguments(p)
         args = p.parse_args(argv)
         if args.config is None:

@@ -103,15 +103,17 @@ def generate(cfg, args) -> list[Path]:
     if what_is(ck) == 'MAISIReleaseUNet': return generate_released(args, device_from_config(cfg))
     for flag in ('output_size', 'vae', 'mr_scale'):
         if getattr(args, flag, None) is not None: raise ValueError(f"--{flag.replace('_', '-')} is for NVIDIA's released UNets; {ck} is a prod9 checkpoint")
-    if getattr(args, 'guidance_scale', None): raise ValueError("--guidance-scale needs a UNet trained with an unconditional label (NVIDIA's released "
-                                                               "UNets); a prod9 diffusion checkpoint has none")
     n = args.num_images or args.num_samples
     if n < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
     m = _load_model(ck, '--checkpoint')
+    gs = float(getattr(args, 'guidance_scale', None) or 0.0)
+    if gs and not m.hparams.get('label_codes'):
+        raise ValueError("--guidance-scale needs a UNet trained with an unconditional label (NVIDIA's released UNets, or one fine-tuned from them "
+                         f"with init_from); {ck} has none")
     m = use_window_flags(m, args, cfg).to(device_from_config(cfg))
     cond, seed, names, mode = conditions_from_flags(m.cfg.model, args), args.seed or 0, m.class_names, m.cfg.mode
     gen = lambda count, s, labels=None, mask=None: m.decode(m.generate_latents(count, labels, seed=s, num_inference_steps=args.num_inference_steps,
-                                                                                mask=mask, **cond)).cpu()
+                                                                                mask=mask, guidance_scale=gs, **cond)).cpu()
     if (args.mask or args.seg_model) and mode not in ('bravo', 'dual'):
         raise ValueError(f"--mask / --seg-model: a {mode} model takes no mask; they are for bravo and dual models")
     if mode == 'seg':
@@ -221,6 +223,17 @@ def _latent_data(cfg, args) -> StageData:
     return StageData(cfg, loaders=lambda module: split_loaders({s: LatentDataset(paths[s], module.scale_factor) for s in paths}, cfg, args.command),
                      extra={'info': info})
 
+def _new_module(data, args):
+    "A new UNet, or with `init_from` NVIDIA's released one to fine-tune (`prod9.diffusion.pretrained.finetune_module`)."
+    if data.cfg.init_from:
+        from prod9.diffusion.pretrained import finetune_module
+        f, src = Path(data.cfg.init_from), data.cfg._source
+        if not f.is_file(): raise ConfigError(f"{f}: no such file (NVIDIA's released diffusion UNet to fine-tune; prod9-maisi-workflow download "
+                                              "fetches it)", src, 'init_from')
+        if (kind := what_is(f)) != 'MAISIReleaseUNet': raise ConfigError(f"{f} is {describe(kind)}, not NVIDIA's released diffusion UNet", src, 'init_from')
+        return finetune_module(data.cfg, data.extra['info'])
+    return MAISIDiffusionLightning.from_cache(data.cfg, data.extra['info'])
+
 def _without_config(args):
     "Generating from NVIDIA's released UNet needs no config; everything else does."
     ck = getattr(args, 'image_model', None) or args.checkpoint
@@ -234,7 +247,8 @@ def _without_config(args):
     files = generate_released(args, torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu'))
     print(generation_summary(files, before, args.output)); return 0
 
-main = stage_command('maisi-diffusion', Hooks(without_config=_without_config, arguments=lambda p: diffusion_flags(p, _FLAGS), data=_latent_data,
-                                              new_module=lambda data, args: MAISIDiffusionLightning.from_cache(data.cfg, data.extra['info']),
+main = stage_command('maisi-diffusion', Hooks(without_config=_without_config, config_needed="required, except to generate from NVIDIA's released UNet (--checkpoint)",
+                                                 arguments=lambda p: diffusion_flags(p, _FLAGS), data=_latent_data,
+                                              new_module=_new_module,
                                               load=lambda cfg, args: load_diffusion_checkpoint(args.checkpoint),
                                               commands={'generate': _generate_command}))

@@ -27,11 +27,12 @@ __all__ = ['MAX_SAMPLES', 'RUN_FILES', 'stage_parser', 'parse_overrides', 'env_o
            'window_from_flags', 'use_window_flags', 'infer', 'run_lr_find']
 
 # %% ../../nbs/51_cli_shared.ipynb #085c6225
-def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)") -> argparse.ArgumentParser:
-    "The arguments every prod9 command takes; a command adds its own."
+def stage_parser(prog:str, description:str, commands, checkpoint_help:str="Lightning .ckpt of this stage (resume, evaluate, generate)",
+                 config_needed:str="required") -> argparse.ArgumentParser:
+    "The arguments every prod9 command takes; a command adds its own. `config_needed`: when `--config` is needed, as its help says it."
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument('command', choices=list(commands))
-    p.add_argument('--config', help="YAML path, or the name of a packaged config (see prod9/configs); required")
+    p.add_argument('--config', help="YAML path, or the name of a packaged config (see prod9/configs); " + config_needed)
     p.add_argument('--output-dir', help="overrides output_dir from the config")
     p.add_argument('--checkpoint', help=checkpoint_help)
     p.add_argument('--seed', type=int, help="overrides the config's seed; generate: the first sampling seed (default 0)")

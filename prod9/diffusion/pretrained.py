@@ -15,10 +15,11 @@ from ..autoencoder.autoencoder_maisi import MAISIVAE, MAISIVAEModelConfig
 from ..files import read_released, released_kind, RELEASE_KINDS  # noqa: F401 (re-exported: the reader of released files lives below the loader)
 
 # %% auto #0
-__all__ = ['RELEASE_NETWORKS', 'MODALITY_CODES', 'RELEASED_FILES', 'RELEASE_SETS', 'RELEASE_DEFAULTS', 'ReleasedFile',
-           'load_strict', 'release_network', 'released_unet', 'released_controlnet', 'released_vae',
-           'released_vae_config', 'import_released_vae', 'find_release_vae', 'released_diffusion_module',
-           'release_defaults', 'release_intensity', 'check_release_request', 'fetch_release']
+__all__ = ['RELEASE_NETWORKS', 'RELEASE_LICENCES', 'MODALITY_CODES', 'RELEASED_FILES', 'RELEASE_SETS', 'RELEASE_DEFAULTS',
+           'ReleasedFile', 'load_strict', 'release_network', 'released_unet', 'released_controlnet', 'released_vae',
+           'released_vae_config', 'import_released_vae', 'release_model_config', 'find_release_vae',
+           'released_diffusion_module', 'release_defaults', 'release_intensity', 'check_release_request',
+           'release_label_codes', 'finetune_module', 'fetch_release']
 
 # %% ../../nbs/34_pretrained.ipynb #1b7347d8
 RELEASE_NETWORKS = {
@@ -42,7 +43,18 @@ class ReleasedFile:
     md5: str|None = None        # the bundle's checksum (large_files.yml); Hugging Face checks its own files
     size_mb: int = 0            # about: the network's float32 parameters (what a download costs)
     autoencoder: str|None = None   # a UNet's or ControlNet's autoencoder: the release's file it decodes with
-    licence: str = "NVIDIA's weights licence (LICENSE.weights in the repository); the code is Apache-2.0"
+
+    @property
+    def licence(self) -> str:
+        "The weights' licence, by where the file is published (`RELEASE_LICENCES`)."
+        return RELEASE_LICENCES[self.repo or 'bundle']
+
+RELEASE_LICENCES = {   # NV-Generate-CTMR README section 5 (read at 02df849) and the maisi_ct_generative bundle's README
+    'nvidia/NV-Generate-CT': "NVIDIA Open Model License (LICENSE.weights of nvidia/NV-Generate-CT; the code is Apache-2.0)",
+    'nvidia/NV-Generate-MR': "NVIDIA OneWay Non-Commercial License: research use only (LICENSE.weights of nvidia/NV-Generate-MR)",
+    'nvidia/NV-Generate-MR-Brain': "NVIDIA Open Model License (LICENSE.weights of nvidia/NV-Generate-MR-Brain)",
+    'bundle': "the NCLS v1 licence (the LICENSE of the MONAI model zoo bundle maisi_ct_generative)",
+}
 
 
 # %% ../../nbs/34_pretrained.ipynb #36c050fc
@@ -198,6 +210,15 @@ def import_released_vae(src, dst) -> Path:
     return export_vae(released_vae(src), released_vae_config(), dst)
 
 # %% ../../nbs/34_pretrained.ipynb #8a7982ed
+def release_model_config(unet) -> dict:
+    "prod9's `model:` section (`DiffusionUNetConfig`) for a released UNet (`released_unet`): its release's network, widths read from its weights."
+    net, n_cls = RELEASE_NETWORKS[unet.release]['model'], getattr(unet, 'num_class_embeds', None)
+    return {'num_channels': [int(c) for c in _file_widths(unet.state_dict())], 'num_res_blocks': net['num_res_blocks'],
+            'attention_levels': net['attention_levels'], 'num_head_channels': net['num_head_channels'], 'norm_num_groups': net['norm_num_groups'],
+            'resblock_updown': net['resblock_updown'], 'include_fc': net['include_fc'], 'conditional': n_cls is not None,
+            'num_class_embeds': n_cls, 'region_conditioning': net.get('include_top_region_index_input', False),
+            'spacing_conditioning': net['include_spacing_input'], 'condition_scale': 100.0}
+
 def _class_names(n:int) -> list[str]:
     "Class names for a UNet with `n` class embeddings: the release's modality names at their labels, `label_{i}` elsewhere."
     names = [f'label_{i}' for i in range(n)]
@@ -226,18 +247,12 @@ def released_diffusion_module(unet_path, vae=None, output_size=None, spacing=Non
     unet = released_unet(unet_path)
     vae_file = find_release_vae(unet_path, vae)
     ae = released_vae(vae_file) if released_kind(vae_file) == 'MAISIReleaseAutoencoder' else _prod9_vae(vae_file)
-    net = RELEASE_NETWORKS[unet.release]['model']
     d = release_defaults(unet_path, unet.release)
     size = [int(v) for v in (output_size or d['output_size'])]
     f = int(ae.downsample_factor)
     if any(s % (f * 8) for s in size): raise ValueError(f"--output-size {size}: each size must be a multiple of {f * 8} (the VAE's factor {f} "
                                                          "times the UNet's 8)")
-    n_cls = getattr(unet, 'num_class_embeds', None)
-    model = {'num_channels': [int(c) for c in _file_widths(unet.state_dict())], 'num_res_blocks': net['num_res_blocks'],
-             'attention_levels': net['attention_levels'], 'num_head_channels': net['num_head_channels'], 'norm_num_groups': net['norm_num_groups'],
-             'resblock_updown': net['resblock_updown'], 'include_fc': net['include_fc'], 'conditional': n_cls is not None,
-             'num_class_embeds': n_cls, 'region_conditioning': net.get('include_top_region_index_input', False),
-             'spacing_conditioning': net['include_spacing_input'], 'condition_scale': 100.0}
+    n_cls, model = getattr(unet, 'num_class_embeds', None), release_model_config(unet)
     config = {'output_dir': str(Path(unet_path).parent), 'vae_path': str(vae_file), 'model': model,
               'scheduler': RELEASE_NETWORKS[unet.release]['scheduler'], 'sliding_window': {'roi_size': [320] * 3, 'overlap': 0.4}}
     sp = [float(v) for v in (spacing or d['spacing'])]
@@ -285,6 +300,61 @@ def check_release_request(limits:str, output_size, spacing) -> None:
                                     "128x256x256, 256x128x256, 256x256x256")
         if min(sp) < 0.4 or max(sp) > 5.0: raise ValueError(f"--spacing {sp}: the MR releases take 0.4-5.0 mm on every axis")
     else: raise ValueError(f"limits {limits!r}: expected 'ct' or 'mr'")
+
+# %% ../../nbs/34_pretrained.ipynb #19348f4a
+_BY_NAME = {'t1': 'mri_t1', 't1w': 'mri_t1', 't1ce': 'mri_t1c', 't1c': 'mri_t1c', 't1gd': 'mri_t1c', 't2': 'mri_t2', 't2w': 'mri_t2',
+            'flair': 'mri_flair', 'swi': 'mri_swi', 'pd': 'mri_pd', 'ct': 'ct'}
+
+def release_label_codes(class_names, mapping:dict|None=None) -> list[int]:
+    """The release's modality code (`MODALITY_CODES`) of each class: `mapping` (class name → modality name) first, else by name (T1 →
+    mri_t1, T1ce → mri_t1c, T2 → mri_t2, FLAIR → mri_flair; a modality name as itself). A class it cannot place is an error naming it."""
+    mapping, known = dict(mapping or {}), ', '.join(MODALITY_CODES)
+    if extra := [k for k in mapping if k not in class_names]:
+        raise ValueError(f"release_modalities: {extra} are not classes of the data (its classes: {list(class_names)})")
+    codes = []
+    for c in class_names:
+        m = mapping.get(c) or _BY_NAME.get(str(c).lower()) or (str(c).lower() if str(c).lower() in MODALITY_CODES else None)
+        if m is None: raise ValueError(f"release_modalities: the data's class {c!r} is no modality of the release; add release_modalities: "
+                                       f"{{{c}: mri_t1}} (or another of {known})")
+        if m not in MODALITY_CODES: raise ValueError(f"release_modalities: {c}: {m!r} is no modality of the release; expected one of {known}")
+        if MODALITY_CODES[m] == 0: raise ValueError(f"release_modalities: {c}: 'unknown' (0) is the release's unconditional label; name the modality")
+        codes.append(MODALITY_CODES[m])
+    return codes
+
+def finetune_module(cfg, info:dict, log=print):
+    """prod9's `MAISIDiffusionLightning` for stage config `cfg` (a `DiffusionStageConfig` with `init_from`) and latent cache `info`,
+    starting from the released UNet at `cfg.init_from`: the release's network and scheduler, its weights (strict), its `scale_factor`,
+    the data's classes as the release's modality codes (`hparams.label_codes`), the spacing of each volume as the release conditions on it."""
+    from prod9.training.diffusion import MAISIDiffusionLightning, latent_scale_factor, data_conditions
+    from prod9.training.cache import stage1_record
+    unet = released_unet(cfg.init_from)
+    net = RELEASE_NETWORKS[unet.release]
+    if cfg.space != 'latent' or cfg.mode != 'image':
+        raise ValueError(f"init_from: a released UNet generates images in its autoencoder's latent space (space: latent, mode: image), not space: {cfg.space}, mode: {cfg.mode}")
+    c_in = int(unet.conv_in.conv.weight.shape[1])
+    if int(info['latent_channels']) != c_in or len(info['grid']) != 3:
+        raise ValueError(f"init_from {cfg.init_from}: the release takes 3-D latents of {c_in} channels; the cache holds {len(info['grid'])}-D latents of "
+                         f"{info['latent_channels']} (encode with the release's autoencoder: prod9-maisi-workflow setup --weights-dir)")
+    model = release_model_config(unet)
+    cond = data_conditions(info)
+    if model['spacing_conditioning'] and cond.get('spacing') is None:
+        raise ValueError(f"init_from {cfg.init_from}: the release conditions on voxel spacing, and the latent cache has none (NIfTI data or the "
+                         "workflow's embeddings carry it)")
+    if model['region_conditioning'] and cond.get('region') is None:
+        raise ValueError(f"init_from {cfg.init_from}: the DDPM release conditions on the body region; set data.body_region or give it per volume")
+    codes = release_label_codes(info['class_names'], cfg.release_modalities) if model['conditional'] else None
+    ratio = latent_scale_factor(info) / unet.scale_factor
+    if not 0.5 <= ratio <= 2.0:
+        log(f"warning: init_from {Path(cfg.init_from).name}: the latents' spread is {ratio:.2f}x what the release was trained on (its scale_factor "
+            f"{unet.scale_factor:.3f}); were they made by the release's autoencoder? vae_path is {cfg.vae_path}")
+    tuned = cfg.model_copy(update={'model': type(cfg.model)(**model), 'scheduler': type(cfg.scheduler)(**net['scheduler'])})
+    m = MAISIDiffusionLightning(tuned, info['grid'], info['latent_channels'], info['class_names'], unet.scale_factor, info['affine'],
+                                conditions=cond, stage1=stage1_record(info), label_codes=codes,
+                                release={'file': Path(cfg.init_from).name, 'network': unet.release})
+    m.unet.load_state_dict(unet.state_dict(), strict=True)
+    names = ', '.join(f"{c} as {k} ({v})" for c, v in zip(info['class_names'], codes or []) for k in MODALITY_CODES if MODALITY_CODES[k] == v)
+    log(f"fine-tuning {Path(cfg.init_from).name} ({unet.release}, scale_factor {unet.scale_factor:.3f}){': ' + names if names else ''}")
+    return m
 
 # %% ../../nbs/34_pretrained.ipynb #d10043f7
 def _missing_line(f:ReleasedFile, dest:Path, why:str) -> str:

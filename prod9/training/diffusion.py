@@ -44,6 +44,8 @@ class DiffusionStageConfig(EncodedStageConfig):
     latent_cache_dir: str | None = None      # default: {output_dir}/latents
     embeddings_dir: str | None = None        # MAISI workflow: train on per-volume embedding files + JSON (prod9-maisi-workflow embed) instead of encoding data
     encode_batch_size: int = Field(2, ge=1)
+    init_from: str | None = None             # NVIDIA's released diffusion UNet to fine-tune: its network, scale factor and conditioning replace model:/scheduler:
+    release_modalities: dict[str, str] = Field(default_factory=dict)   # with init_from: class name -> the release's modality (FLAIR: mri_flair); default by name
     model: DiffusionUNetConfig = Field(default_factory=DiffusionUNetConfig)
     scheduler: NoiseSchedulerConfig = Field(default_factory=NoiseSchedulerConfig)
     training: DiffusionOptimConfig = Field(default_factory=DiffusionOptimConfig)
@@ -149,7 +151,13 @@ def configure_optimizers(self:MAISIDiffusionLightning):
 
 # %% ../../nbs/48_train_diffusion.ipynb #b021d2e0
 @patch
-def class_labels(self:MAISIDiffusionLightning, batch): return batch['label'].long() if self.cfg.model.conditional else None
+def label_codes(self:MAISIDiffusionLightning, labels:torch.Tensor) -> torch.Tensor:
+    "Class indices → the UNet's class labels: the same, or, for a fine-tuned released UNet, the release's modality codes (`hparams.label_codes`)."
+    codes = self.hparams.get('label_codes')
+    return labels if not codes else torch.as_tensor(codes, device=labels.device)[labels]
+
+@patch
+def class_labels(self:MAISIDiffusionLightning, batch): return self.label_codes(batch['label'].long()) if self.cfg.model.conditional else None
 
 @patch
 def mask_input(self:MAISIDiffusionLightning, seg) -> torch.Tensor|None:
@@ -236,7 +244,7 @@ def generate_latents(self:MAISIDiffusionLightning, num_samples:int, class_labels
     what a bravo or dual model generates for. `latent_shape`: another grid than the training one (a size the UNet's levels divide);
     `noise`: the starting noise `(B, C, *grid)` instead of the seeded one; `guidance_scale` > 0: classifier-free guidance towards
     `class_labels` against label 0 (how MAISI's released UNets were trained)."""
-    cl = None if class_labels is None or not self.cfg.model.conditional else torch.as_tensor(class_labels, device=self.device).long()
+    cl = None if class_labels is None or not self.cfg.model.conditional else self.label_codes(torch.as_tensor(class_labels, device=self.device).long())
     control.setdefault('unet_kwargs', self.sample_conditions(num_samples, region, spacing))
     unet, grid = self.unet, tuple(int(v) for v in (latent_shape or self.latent_shape))
     if len(grid) != self.spatial_dims: raise ValueError(f"latent_shape {list(grid)}: a {self.spatial_dims}-D model needs {self.spatial_dims} sizes")
