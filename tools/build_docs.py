@@ -159,12 +159,14 @@ def _nav(page: str, titles: dict, sections) -> str:
             for nb in items) + '</ul>')
     return '<nav>' + ''.join(out) + '</nav>'
 
-def build_html(out: Path, proc_dir: Path | None = None) -> list[str]:
-    "Process the notebooks with nbdev (show_doc cells executed) and write one HTML page per notebook into `out`."
+def build_html(out: Path, proc_dir: Path | None = None, workers: int = 0) -> list[str]:
+    """Process the notebooks with nbdev (show_doc cells executed) and write one HTML page per notebook into `out`. `workers` 0
+    processes them in this process: each of nbdev's spawned workers would import torch, MONAI and Lightning again (about 10 s
+    each), which costs more than the processing itself (about 16 s for every page on 2 cores)."""
     from pygments.formatters import HtmlFormatter
     if proc_dir is None:
         from nbdev.quarto import proc_nbs
-        proc_dir = Path(proc_nbs())
+        proc_dir = Path(proc_nbs(n_workers=workers))
     sections = sidebar()
     nbs = [nb for _, items in sections for nb in items]
     pages = {page_name(nb) for nb in nbs}
@@ -286,6 +288,7 @@ def main(argv):
     ap.add_argument('notebooks', nargs='*')
     ap.add_argument('--out', default=str(ROOT / '_offline_docs'))
     ap.add_argument('--chromium')
+    ap.add_argument('--workers', type=int, default=0, help='html: processes for nbdev\'s notebook processing (0: this one, the fastest here)')
     a = ap.parse_args(argv[1:])
     if a.cmd == 'readme': (ROOT / 'README.md').write_text(readme_text()); print('wrote README.md'); return 0
     if a.cmd == 'check':
@@ -297,7 +300,10 @@ def main(argv):
             kept, total = save_outputs(Path(nb).resolve()); print(f"{nb}: kept {kept} of {total} outputs")
         return 0
     if a.cmd == 'html':
-        pages = build_html(Path(a.out)); print(f"wrote {len(pages)} pages to {a.out}"); return 0
+        pages = build_html(Path(a.out), workers=a.workers); print(f"wrote {len(pages)} pages to {a.out}", flush=True)
+        # Every page was written. Processing left one IPython shell per notebook, and at exit each one resets itself (a garbage
+        # collection of the whole heap, about half a second each, ~30 s for all): end the process without those resets.
+        sys.stderr.flush(); os._exit(0)
     probs = check_html(Path(a.out), a.chromium)
     for pr in probs: print(pr)
     n = len(list(Path(a.out).rglob('*.html')))
