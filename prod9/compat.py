@@ -1,4 +1,4 @@
-"""The original guides' spellings prod9 reads, in one place: config keys, packaged config names and folders, and the `loss_type` switch.
+"""The original guides' spellings prod9 reads, in one place: config keys, packaged config names and folders, the `loss_type` switch, and the Python API's keywords.
 
 Docs: https://prod9.github.io/prod9/compat.html.md"""
 
@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 # %% auto #0
-__all__ = ['KEY_ALIASES', 'NOT_YET', 'CONFIG_ALIASES', 'CONFIG_PREFIXES', 'LOSS_TYPES', 'API_ALIASES', 'KeyAlias']
+__all__ = ['KEY_ALIASES', 'NOT_YET', 'CONFIG_ALIASES', 'CONFIG_PREFIXES', 'LOSS_TYPES', 'API_ALIASES', 'ARG_ALIASES', 'KeyAlias',
+           'guide_args']
 
 # %% ../nbs/08_compat.ipynb #64864e99
 @dataclass(frozen=True)
 class KeyAlias:
-    "A config key as the original guides (the seed documents) write it (`guide`), read as prod9's key `prod9`; `convert` maps the guides' value where its meaning differs."
+    "A config key as the original guides write it (`guide`), read as prod9's key `prod9`; `convert` maps the guides' value where its meaning differs."
     guide: str
     prod9: str
     note: str = ''
@@ -42,7 +43,7 @@ KEY_ALIASES = [
     KeyAlias('training.use_min_snr', 'training.min_snr_gamma', "MedGen's Min-SNR switch: true is gamma 5, false none", _min_snr),
     KeyAlias('condition', 'controlnet.control_type', "the MAISI ControlNet's condition; `both` is mask and label", _control_type),
     KeyAlias('controlnet.control_type', 'controlnet.control_type', '`both` is `mask+label`', _control_type),
-    KeyAlias('model.control_type', 'controlnet.control_type', "seed 001's MaskGiT ControlNet: what the control branch reads (mask, label or both)", _control_type),
+    KeyAlias('model.control_type', 'controlnet.control_type', "the training guide's MaskGiT ControlNet: what the control branch reads (mask, label or both)", _control_type),
     KeyAlias('modality_processor.patch_size', 'model.patch_size', 'tokens per sequence element along each axis (token patching)'),
     KeyAlias('modality_processor.max_context_length', 'model.max_context_length', 'context volumes an in-context sequence holds'),
     KeyAlias('modality_processor.hidden_dim', 'model.hidden_dim', "the transformer's width (one width in prod9)"),
@@ -70,3 +71,21 @@ API_ALIASES = {         # the guides' Python names -> prod9's (both work)
     'MaskGiTSampler.sample(condition=)': 'MaskGiTSampler.sample(labels=)', 'AutoencoderKlMaisi': 'MAISIVAE',
     'RectifiedFlowSchedulerRF.denoise(model)': 'prod9.diffusion.sampling.sample_latents',
 }
+
+# %% ../nbs/08_compat.ipynb #ef24e82f
+ARG_ALIASES = {         # callable -> {the guides' keyword: prod9's keyword}
+    'AutoencoderFSQ': {'fsq_levels': 'levels', 'fmaps': 'channels', 'fmaps_depth': 'channels'},
+    'MaskGiTSampler': {'scheduler_type': 'schedule'},
+    'MaskGiTSampler.sample': {'condition': 'labels'},
+}
+
+def guide_args(where:str, prod9:dict, **guide) -> dict:
+    """`prod9` (the values of `where`'s own keywords) with the original guides' keywords `guide` read in, those not None.
+    `fmaps_depth` (AutoencoderFSQ) keeps the first N entries of the widths, `fmaps` or prod9's `channels`."""
+    names = ARG_ALIASES[where]
+    if unknown := set(guide) - set(names): raise TypeError(f"{where}: no guide keyword {', '.join(sorted(unknown))}; known: {', '.join(names)}")
+    out = dict(prod9)
+    for k, v in guide.items():
+        if v is not None and k != 'fmaps_depth': out[names[k]] = v
+    if guide.get('fmaps_depth') is not None: out['channels'] = list(out['channels'])[:guide['fmaps_depth']]
+    return out

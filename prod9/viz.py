@@ -16,7 +16,7 @@ from .io import read_volume
 
 # %% auto #0
 __all__ = ['AXES', 'take_slice', 'window_level', 'SliceViewer', 'figure_png', 'show', 'TokenViewer', 'NiftiGallery',
-           'display_widget']
+           'display_widget', 'read_metrics', 'training_curves']
 
 # %% ../nbs/60_viz.ipynb #f1deb6ad
 AXES = {'sagittal': 0, 'coronal': 1, 'axial': 2}
@@ -225,3 +225,47 @@ class NiftiGallery:
 
 def display_widget(w):
     from IPython.display import display; display(w)
+
+# %% ../nbs/60_viz.ipynb #ae4d1364
+def read_metrics(run_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    "`{metric: (steps, values)}` from the newest `logs/version_*/metrics.csv` under `run_dir` (or that file itself): the CSV every stage writes."
+    import csv
+    p = Path(run_dir)
+    if not p.exists(): raise FileNotFoundError(f"{p}: no such folder or file; give a stage's output_dir (its logs are in logs/version_*/metrics.csv)")
+    if p.is_dir():
+        logs = sorted(p.glob('logs/version_*/metrics.csv'), key=lambda f: int(f.parent.name.split('_')[-1]))
+        if not logs: raise FileNotFoundError(f"{p}: no logs/version_*/metrics.csv; is it a stage's output_dir with trainer.loggers: [csv]?")
+        p = logs[-1]
+    with open(p, newline='') as f: rows = list(csv.DictReader(f))
+    out = {}
+    for k in (rows[0].keys() if rows else ()):
+        if k in ('step', 'epoch'): continue
+        pts = [(float(r['step']), float(r[k])) for r in rows if r.get(k) not in (None, '') and r.get('step') not in (None, '')]
+        if pts: out[k] = (np.array([s for s, _ in pts]), np.array([v for _, v in pts]))
+    return out
+
+def training_curves(run_dir, keys=None, train=('train/loss',), max_val:int=3, size:float=3.0):
+    """Figure of a run's logged metrics against the step: the `train` series together (on a log scale when they span a decade; `train/loss` is the total the
+    optimiser sees, `train/<term>` its parts), then one panel per validation metric (`keys`; default the first `max_val` logged,
+    `val_loss`, `val_l1`, `val_ce`, `val_psnr` first)."""
+    m = read_metrics(run_dir)
+    train = [k for k in ([train] if isinstance(train, str) else list(train or ())) if k in m]
+    first = ('val_loss', 'val_l1', 'val_ce', 'val_psnr')
+    order = lambda k: (first.index(k) if k in first else len(first), k)
+    vals = list(keys) if keys is not None else sorted((k for k in m if k.startswith('val_')), key=order)[:max_val]
+    if missing := [k for k in vals if k not in m]: raise KeyError(f"{missing} not logged; logged: {', '.join(sorted(m))}")
+    n = int(bool(train)) + len(vals)
+    if not n: raise ValueError(f"nothing to draw: the log has {', '.join(sorted(m)) or 'no metrics'}")
+    fig, axs = plt.subplots(1, n, figsize=(size * 1.3 * n, size), squeeze=False)
+    axs = list(axs[0])
+    if train:
+        a = axs.pop(0)
+        for k in train: a.plot(*m[k], lw=1, label=k)
+        v = np.concatenate([m[k][1] for k in train])
+        if v.min() > 0 and v.max() > 10 * v.min(): a.set_yscale('log')     # a loss falling over decades
+        a.set_title('training', fontsize=10); a.set_xlabel('step'); a.legend(fontsize=7)
+    for a, k in zip(axs, vals):
+        a.plot(*m[k], 'o-', ms=3); a.set_title(k, fontsize=10); a.set_xlabel('step')
+    for a in fig.axes: a.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig

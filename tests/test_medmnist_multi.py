@@ -1,6 +1,7 @@
 """MedMNIST 3D with several data sets (seed 003's `dataset_name: all`, or a list) in the conditional stages (issue 21): one label space
 over the data sets (`data.class_labels`), a label-conditional transformer and a conditional diffusion model trained and sampled per class."""
-import numpy as np, nibabel as nib, torch
+from pathlib import Path
+import numpy as np, nibabel as nib, torch, yaml
 import pytest
 from prod9.data import medmnist_file, medmnist_classes
 
@@ -60,22 +61,24 @@ validation: {{num_samples: 0}}
             '--modality', 'liver')
     assert r.returncode == 1 and "unknown class 'liver'" in r.stderr and 'adrenalmnist3d/normal' in r.stderr
     # a label ControlNet on it (MedMNIST has no tumour masks), on the same token cache
-    s3 = tmp_path / 's3.yaml'
-    s3.write_text(COMMON.format(root=mm, flags=FLAGS, mode='dataset_class') + f"""
-output_dir: {tmp_path}/s3
-autoencoder_path: {mm}/ae.safetensors
-transformer_path: {tmp_path}/s2/last.ckpt
-token_cache_dir: {tmp_path}/s2/tokens
-controlnet: {{control_type: label, num_layers: 1}}
-sampler: {{steps: 2}}
-validation: {{num_samples: 0}}
-""")
-    r = cli('prod9-train-maskgit-controlnet', 'train', '--config', s3); assert r.returncode == 0, r.stderr[-3000:]
-    assert 'is up to date' in r.stdout                                                       # no second encoding
-    r = cli('prod9-train-maskgit-controlnet', 'generate', '--config', s3, '--checkpoint', tmp_path / 's3' / 'last.ckpt', '--output', tmp_path / 'cn',
-            '--num-samples', 1, '--modality', 'adrenalmnist3d/hyperplasia')
+    s3 = write_config(tmp_path / 's3.yaml', mm, 'dataset_class', output_dir=tmp_path / 's3', autoencoder_path=mm / 'ae.safetensors',
+                      transformer_path=tmp_path / 's2' / 'last.ckpt', token_cache_dir=tmp_path / 's2' / 'tokens',
+                      controlnet={'control_type': 'label', 'num_layers': 1}, sampler={'steps': 2}, validation={'num_samples': 0})
+    assert label_controlnet(cli, 'prod9-train-maskgit-controlnet', s3, tmp_path / 's3', tmp_path / 'cn', '--modality', 'adrenalmnist3d/hyperplasia') \
+        == ['sample_0001_adrenalmnist3d_hyperplasia.nii.gz']
+
+def write_config(path, mm, mode, **keys):
+    "A config at `path`: the shared MedMNIST data block with the class `mode`, then `keys` (paths as strings)."
+    keys = {k: str(v) if isinstance(v, Path) else v for k, v in keys.items()}
+    path.write_text(COMMON.format(root=mm, flags=FLAGS, mode=mode) + '\n' + yaml.safe_dump(keys, sort_keys=False)); return path
+
+def label_controlnet(cli, script, cfg, run, out, *flags) -> list:
+    "Train the label ControlNet of `cfg` on its base stage's cache (no second encoding), then generate one sample: the files written."
+    r = cli(script, 'train', '--config', cfg); assert r.returncode == 0, r.stderr[-3000:]
+    assert 'is up to date' in r.stdout
+    r = cli(script, 'generate', '--config', cfg, '--checkpoint', run / 'last.ckpt', '--output', out, '--num-samples', 1, *flags)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert [p.name for p in (tmp_path / 'cn').glob('*.nii.gz')] == ['sample_0001_adrenalmnist3d_hyperplasia.nii.gz']
+    return sorted(p.name for p in out.glob('*.nii.gz'))
 
 def test_conditional_diffusion_one_class_per_data_set(cli, mm, tmp_path):
     cfg = tmp_path / 'd.yaml'
@@ -92,20 +95,10 @@ scheduler: {{num_inference_steps: 2}}
     assert sorted(p.name for p in (tmp_path / 'gen').glob('*.nii.gz')) == [f'sample_0001_{f}.nii.gz' for f in FLAGS]
     assert nib.load(tmp_path / 'gen' / 'sample_0001_adrenalmnist3d.nii.gz').shape == (28, 28, 28)
     # a label ControlNet on it, reading the same latent cache
-    cn = tmp_path / 'cn.yaml'
-    cn.write_text(COMMON.format(root=mm, flags=FLAGS, mode='dataset') + f"""
-output_dir: {tmp_path}/cn
-vae_path: {mm}/vae.safetensors
-diffusion_path: {tmp_path}/d/last.ckpt
-latent_cache_dir: {tmp_path}/d/latents
-controlnet: {{control_type: label}}
-""")
-    r = cli('prod9-train-maisi-controlnet', 'train', '--config', cn); assert r.returncode == 0, r.stderr[-3000:]
-    assert 'is up to date' in r.stdout
-    r = cli('prod9-train-maisi-controlnet', 'generate', '--config', cn, '--checkpoint', tmp_path / 'cn' / 'last.ckpt', '--output', tmp_path / 'cg',
-            '--num-samples', 1, '--modality', 'fracturemnist3d', '--num-inference-steps', 2)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert [p.name for p in (tmp_path / 'cg').glob('*.nii.gz')] == ['sample_0001_fracturemnist3d.nii.gz']
+    cn = write_config(tmp_path / 'cn.yaml', mm, 'dataset', output_dir=tmp_path / 'cn', vae_path=mm / 'vae.safetensors',
+                      diffusion_path=tmp_path / 'd' / 'last.ckpt', latent_cache_dir=tmp_path / 'd' / 'latents', controlnet={'control_type': 'label'})
+    assert label_controlnet(cli, 'prod9-train-maisi-controlnet', cn, tmp_path / 'cn', tmp_path / 'cg', '--modality', 'fracturemnist3d',
+                            '--num-inference-steps', 2) == ['sample_0001_fracturemnist3d.nii.gz']
 
 def test_packaged_2d_configs(cli, mm, tmp_path):
     "The packaged MedMNIST 2-D configs (axial slices at 28 x 28): stage 1 → stage 2 and VAE → diffusion, then generation; sizes shrunk."

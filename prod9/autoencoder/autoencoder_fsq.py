@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from ..config import StrictModel, PositiveInt, Widths
 from .fsq import FiniteScalarQuantizer
+from ..compat import guide_args
 
 # %% auto #0
 __all__ = ['AutoencoderFSQ', 'FSQModelConfig', 'build_autoencoder']
@@ -36,9 +37,8 @@ class AutoencoderFSQ(nn.Module):
                  patch_size:int=4,                       # 'patch': voxels per token along each axis
                  fsq_levels:Sequence[int]|None=None, fmaps:Sequence[int]|None=None, fmaps_depth:int|None=None):  # the original guides' names
         super().__init__()
-        if fsq_levels is not None: levels = fsq_levels
-        if fmaps is not None: channels = list(fmaps)[:fmaps_depth] if fmaps_depth else fmaps
-        elif fmaps_depth is not None: channels = list(channels)[:fmaps_depth]
+        g = guide_args('AutoencoderFSQ', {'levels': levels, 'channels': channels}, fsq_levels=fsq_levels, fmaps=fmaps, fmaps_depth=fmaps_depth)
+        levels, channels = g['levels'], g['channels']
         if spatial_dims not in (2, 3): raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         channels = tuple(int(c) for c in channels)
         if architecture not in ('conv', 'patch'): raise ValueError(f"architecture must be 'conv' or 'patch', got {architecture!r}")

@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 import torch.nn.functional as F
+from ..compat import guide_args
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'Schedule', 'LOGIT_CHUNK', 'gamma', 'chunked_cross_entropy', 'MaskGiTScheduler', 'MaskGiTSampler']
@@ -113,7 +114,7 @@ class MaskGiTSampler:
                  guidance_scale:float=0.0, top_k:int|None=None,
                  scheduler_type:Schedule|None=None,   # the original guides' name for `schedule`
                  mask_value:int|None=None):           # value marking unknown positions in `tokens=` (default: the model's mask token)
-        if scheduler_type is not None: schedule = scheduler_type
+        schedule = guide_args('MaskGiTSampler', {'schedule': schedule}, scheduler_type=scheduler_type)['schedule']
         self.mask_value = mask_value
         if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
         if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -170,7 +171,7 @@ class MaskGiTSampler:
         `grid_shape` or `model.latent_shape`. `tokens` may hold known tokens (others = mask id) to in-paint.
         `seed` (or `generator`) makes the result reproducible; `context` is passed to the model (in-context translation)."""
         dev = next(model.parameters()).device
-        if labels is None and condition is not None: labels = torch.as_tensor(condition)
+        if labels is None and condition is not None: labels = torch.as_tensor(guide_args('MaskGiTSampler.sample', {'labels': labels}, condition=condition)['labels'])
         if labels is None:
             if num_samples is None: raise ValueError("give labels (B,) or num_samples")
             labels = torch.full((num_samples,), model.null_label, dtype=torch.long, device=dev)
