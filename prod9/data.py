@@ -473,17 +473,19 @@ def mask_condition(seg:torch.Tensor, classes:Sequence[int]) -> torch.Tensor:
     return torch.cat([(seg == c).float() for c in classes], dim=1)
 
 # %% ../nbs/03_data.ipynb #0fec8fff
-def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3), spacing:Sequence[float]|None=None,
-              log=None) -> tuple[np.ndarray, np.ndarray]:
+def read_mask(path, shape:Sequence[int]|None, mask_classes:Sequence[int]=(1, 2, 3), spacing:Sequence[float]|None=None,
+              log=None, any_labels:bool=False) -> tuple[np.ndarray, np.ndarray]:
     """`(labels, affine)` of the label map at `path` on the grid the model conditions, as training read its masks: reoriented to RAS,
     resampled (nearest neighbour) to `spacing` mm where given and centre padded or cropped to `shape`; integers, BraTS 2020/2021's 4
-    read as 3, known labels only. A crop that would cut labelled voxels away is refused; `log` (default stderr) hears what was changed."""
+    read as 3, known labels only. A crop that would cut labelled voxels away is refused; `log` (default stderr) hears what was changed.
+    `shape` None keeps the map's own grid (3-D, in RAS); `any_labels` takes every non-negative integer as it is (a whole label map, as
+    a `label_map` ControlNet reads it), not only tumour labels."""
     from monai.transforms import Orientation, Spacing, ResizeWithPadOrCrop
-    v = read_volume(path, ndim=len(shape))                  # a 2-D model's mask is a 2-D file
+    v = read_volume(path, ndim=3 if shape is None else len(shape))     # a 2-D model's mask is a 2-D file
     if v.data.dtype.kind == 'f' and not np.array_equal(v.data, np.rint(v.data)):
         raise VolumeError(path, "holds non-integer values: expected a label map (0 = background, 1-3 = tumour labels), not an image or probabilities")
     x, did = MetaTensor(torch.from_numpy(np.rint(v.data).astype(np.float32))[None], affine=torch.as_tensor(v.affine, dtype=torch.float64)), []
-    if len(shape) == 3:                                     # to RAS, as training read its masks (Orientationd): an LPS file is not mirrored
+    if shape is None or len(shape) == 3:                    # to RAS, as training read its masks (Orientationd): an LPS file is not mirrored
         codes = ''.join(nib.aff2axcodes(v.affine))
         x = Orientation(axcodes='RAS', labels=(('L', 'R'), ('P', 'A'), ('I', 'S')))(x)
         if codes != 'RAS': did.append(f"reoriented {codes} -> RAS")
@@ -492,7 +494,7 @@ def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3), s
             require_memory(int(np.prod(new, dtype=object)) * 4 * 2, f"{path}: resampling the mask to {' x '.join(f'{s:g}' for s in spacing)} mm")
             x = Spacing(pixdim=tuple(spacing), mode='nearest')(x)
             did.append(f"resampled {' x '.join(f'{s:.3g}' for s in v.spacing)} -> {' x '.join(f'{s:g}' for s in spacing)} mm")
-    if list(x.shape[1:]) != list(shape):
+    if shape is not None and list(x.shape[1:]) != list(shape):
         before, was = int((x > 0).sum()), tuple(x.shape[1:])
         x = ResizeWithPadOrCrop(tuple(shape))(x)
         if (lost := before - int((x > 0).sum())) > 0:
@@ -505,6 +507,9 @@ def read_mask(path, shape:Sequence[int], mask_classes:Sequence[int]=(1, 2, 3), s
     if v.data.dtype.kind == 'f' and not np.array_equal(v.data, np.rint(v.data)):
         raise VolumeError(path, "holds non-integer values: expected a label map (0 = background, 1-3 = tumour labels), not an image or probabilities")
     seg = np.rint(v.data).astype(np.int64)
+    if any_labels:
+        if seg.size and seg.min() < 0: raise VolumeError(path, f"has negative label {int(seg.min())}: a label map holds 0 (background) and positive labels")
+        return seg, v.affine
     found = set(np.unique(seg).tolist())
     if 4 in found:
         if 3 in found: raise VolumeError(path, "has both label 3 (BraTS 2023 enhancing tumour) and 4 (BraTS 2020/2021's): use one convention")

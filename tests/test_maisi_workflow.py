@@ -47,10 +47,11 @@ def test_maisi_workflow_ddpm_with_body_region(cli, tmp_path):
 
 def test_setup_with_nvidias_released_autoencoder(cli, tmp_path):
     """Issue 33: `setup --weights-dir` with the bundle's `autoencoder_epoch273.pt` (a raw AutoencoderKlMaisi state dict at the release's
-    full width, random weights here), then `embed`: each embedding is that network's latent mean for its volume."""
+    full width, random weights here), then `embed`: each embedding is that network's latent mean for its volume, normalised as the release
+    normalises MR (percentiles 0 to 99.5, `release_intensity_transform('mri')`: these volumes are not CT in Hounsfield units)."""
     import torch
     from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
-    from prod9.diffusion.pretrained import RELEASE_NETWORKS
+    from prod9.diffusion.pretrained import RELEASE_NETWORKS, release_intensity_transform
     from prod9.data import volume_transforms
     prep, weights, work = tmp_path / 'prep', tmp_path / 'weights', tmp_path / 'work'
     for i in range(2): write_nifti((make_phantom((32, 32, 32), i)['T1'] * 800).astype(np.int16), prep / f'image{i:03d}.nii.gz', np.diag([2., 2, 2, 1]))
@@ -68,9 +69,10 @@ def test_setup_with_nvidias_released_autoencoder(cli, tmp_path):
     assert "NCLS v1 licence" in r.stdout and 'train-vae' not in r.stdout          # the licence named; no VAE to train
     assert (work / 'models' / 'autoencoder_epoch273.safetensors').is_file()
     r = wf('embed', '--work-dir', work); assert r.returncode == 0, r.stderr[-3000:]
-    load = volume_transforms(None, False)
+    assert 'intensity: mri' in r.stdout
+    load = volume_transforms(None, False, scale=False)
     for i in range(2):
-        x = torch.as_tensor(load({'image': str(work / 'dataroot' / f'image{i:03d}.nii.gz')})['image'])[None].float()
+        x = torch.as_tensor(release_intensity_transform('mri')(load({'image': str(work / 'dataroot' / f'image{i:03d}.nii.gz')}))['image'])[None].float()
         with torch.no_grad(): mu = release.encode(x)[0][0]
         emb = np.moveaxis(nib.load(work / 'embedding' / f'image{i:03d}.nii.gz').get_fdata(dtype=np.float32), -1, 0)
         np.testing.assert_allclose(emb, mu.numpy(), atol=1e-5)

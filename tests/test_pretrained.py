@@ -186,3 +186,159 @@ def test_finetune_a_released_unet_on_the_workflows_embeddings(vae, tmp_path, cap
     assert "release_modalities: ['T1'] are not classes of the data (its classes: ['image'])" in capsys.readouterr().err
     assert diffusion(['train', '--config', cfg, '--set', f'init_from={unet}', '--set', 'release_modalities={image: mri_x}'] + other) == 1
     assert "image: 'mri_x' is no modality of the release" in capsys.readouterr().err
+
+
+def _controlnet(seed=2, **over):
+    "A ControlNet in the rflow CT release's layout (8 label bits, 8-32-64 condition widths), its zero-initialised outputs given weights."
+    from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
+    torch.manual_seed(seed)
+    cn = ControlNetMaisi(**(RELEASE_NETWORKS['rflow-controlnet']['model'] | SMALL | over))
+    with torch.no_grad():
+        for w in cn.parameters():
+            if not w.any(): w.normal_(std=0.3)
+    return cn.eval()
+
+
+def _release_controlnet_loop(unet, cn, noise, spacing, modality, cond, steps):
+    "The release's ControlNet loop (utils_infer.run_controlnet_conditioned_image_dm, no guidance), written out plainly."
+    from monai.networks.schedulers import RFlowScheduler
+    sch = RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=False, use_timestep_transform=True, sample_method='uniform', scale=1.4)
+    sch.set_timesteps(num_inference_steps=steps, input_img_size_numel=torch.prod(torch.tensor(noise.shape[2:])))
+    spacing_tensor = torch.from_numpy(np.array(spacing).astype(float)[np.newaxis, :] * 1e2).half().float()
+    modality_tensor = modality * torch.ones((1,), dtype=torch.long)
+    latents, all_t = noise.clone(), sch.timesteps
+    for t, next_t in zip(all_t, torch.cat((all_t[1:], torch.tensor([0], dtype=all_t.dtype)))):
+        down, mid = cn(x=latents, timesteps=torch.Tensor((t,)), controlnet_cond=cond, class_labels=modality_tensor)
+        out = unet(x=latents, timesteps=torch.Tensor((t,)), spacing_tensor=spacing_tensor, down_block_additional_residuals=down,
+                   mid_block_additional_residual=mid, class_labels=modality_tensor)
+        latents, _ = sch.step(out, t, latents, next_t)
+    return latents
+
+
+def _label_map(path: Path, affine=None) -> np.ndarray:
+    "A 32³ label map of the release's dictionary: the body (200), a liver (1), a kidney (5)."
+    from prod9.io import write_nifti
+    lab = np.zeros((32, 32, 32), np.int16)
+    lab[4:28, 4:28, 4:28] = 200; lab[8:18, 8:20, 10:20] = 1; lab[20:26, 10:16, 12:18] = 5
+    write_nifti(lab, path, np.diag([1.5, 1.5, 2.0, 1]) if affine is None else affine)
+    return lab
+
+
+def test_released_controlnet_generates_from_a_label_map(vae, tmp_path, capsys):
+    """`generate --checkpoint controlnet_3d_rflow-ct.pt --unet diff_unet_3d_rflow-ct.pt --mask labels.nii.gz`, no config: the label map's
+    grid is the output's, CT in HU with the background at -1000; the latents equal the release's own ControlNet loop's for the same
+    noise; unknown labels are named, impossible ones and missing pieces refused in one line each."""
+    from prod9.cli.maisi_controlnet import main as controlnet
+    from prod9.diffusion.pretrained import released_controlnet_module
+    from prod9.controlnet.controlnet_model import binarize_labels
+    u, cn = _unet(seed=5), _controlnet()
+    unet_file = _unet_file(tmp_path / 'diff_unet_3d_rflow-ct.pt', u)
+    torch.save({'controlnet_state_dict': cn.state_dict()}, tmp_path / 'controlnet_3d_rflow-ct.pt')
+    shutil.copy(vae, tmp_path / 'autoencoder_v1.pt')
+    lab = _label_map(tmp_path / 'labels.nii.gz')
+
+    m = released_controlnet_module(tmp_path / 'controlnet_3d_rflow-ct.pt', unet_file, output_size=[32, 32, 32], spacing=[1.5, 1.5, 2.0])
+    cond = binarize_labels(torch.from_numpy(lab.astype(np.int64))[None, None])
+    noise = torch.randn(1, 4, 8, 8, 8, generator=torch.Generator().manual_seed(5))
+    ours = m.generate_latents(1, [MODALITY_CODES['ct']], num_inference_steps=3, control=cond, spacing=[1.5, 1.5, 2.0], noise=noise)
+    with torch.no_grad(): theirs = _release_controlnet_loop(u, cn, noise, [1.5, 1.5, 2.0], MODALITY_CODES['ct'], cond, 3)
+    assert (ours - theirs).abs().max() < 1e-5 and (ours - noise).abs().max() > 1e-2
+
+    base = ['generate', '--checkpoint', str(tmp_path / 'controlnet_3d_rflow-ct.pt'), '--output', str(tmp_path / 'gen'), '--num-samples', '1',
+            '--num-inference-steps', '2']
+    assert controlnet(base + ['--unet', str(unet_file), '--mask', str(tmp_path / 'labels.nii.gz')]) == 1      # 32³ is below the CT release's sizes
+    assert 'the CT release generates X = Y in 256, 384, 512' in capsys.readouterr().err
+    assert controlnet(base + ['--unet', str(unet_file), '--mask', str(tmp_path / 'labels.nii.gz'), '--any-size']) == 0
+    out = capsys.readouterr().out
+    assert 'controlnet_3d_rflow-ct.pt on diff_unet_3d_rflow-ct.pt: 32x32x32 at 1.5 x 1.5 x 2 mm from labels.nii.gz (3 labels), ct' in out, out
+    img = nib.load(tmp_path / 'gen' / 'sample_0001_ct.nii.gz')
+    assert img.shape == (32, 32, 32) and np.allclose(np.linalg.norm(img.affine[:3, :3], axis=0), [1.5, 1.5, 2.0])
+    x = img.get_fdata()
+    assert (x[lab == 0] == -1000).all() and -1000 <= x.min() and x.max() <= 1000 and x[lab > 0].std() > 0
+    assert (nib.load(tmp_path / 'gen' / 'sample_0001_mask.nii.gz').get_fdata() == lab).all()
+
+    lab2 = lab.copy(); lab2[0, 0, 0] = 150
+    from prod9.io import write_nifti
+    write_nifti(lab2, tmp_path / 'odd.nii.gz', np.diag([1.5, 1.5, 2.0, 1]))
+    assert controlnet(base + ['--unet', str(unet_file), '--mask', str(tmp_path / 'odd.nii.gz'), '--any-size', '--output', str(tmp_path / 'g2')]) == 0
+    assert 'label value(s) [150] are not in the release' in capsys.readouterr().err
+    lab2[0, 0, 0] = 401; write_nifti(lab2, tmp_path / 'big.nii.gz', np.diag([1.5, 1.5, 2.0, 1]))
+    for extra, msg in ((['--unet', str(unet_file), '--mask', str(tmp_path / 'big.nii.gz'), '--any-size'], 'outside 0-255'),
+                       (['--mask', str(tmp_path / 'labels.nii.gz')], 'name the released UNet it steers with --unet'),
+                       (['--unet', str(unet_file)], 'needs --mask: a label map'),
+                       (['--unet', str(unet_file), '--mask', str(tmp_path / 'labels.nii.gz'), '--guidance-scale', '2'], 'runs without guidance'),
+                       (['--unet', str(tmp_path / 'autoencoder_v1.pt'), '--mask', str(tmp_path / 'labels.nii.gz')], 'not a diffusion UNet')):
+        assert controlnet(base + extra + ['--output', str(tmp_path / 'bad')]) == 1
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / 'bad').exists()
+
+
+def test_controlnet_from_a_released_unet(vae, tmp_path, capsys):
+    """`init_from:` a released UNet in a ControlNet config: the released UNet frozen as the base (its modality codes, scale factor and
+    spacing input), a `label_map` ControlNet copied from it and trained on the phantoms' label maps, then generation for a label map."""
+    import prod9, yaml
+    from prod9.cli.maisi_controlnet import main as controlnet
+    from prod9.diffusion.pretrained import import_released_vae
+    released = _unet(seed=6)
+    unet = _unet_file(tmp_path / 'diff_unet_3d_rflow-mr-brain_v1.pt', released)
+    vae_export = import_released_vae(vae, tmp_path / 'vae.safetensors')
+    cfg = tmp_path / 'cn.yaml'
+    cfg.write_text(yaml.safe_dump({
+        'output_dir': str(tmp_path / 'run'), 'vae_path': str(vae_export), 'init_from': str(unet),
+        'data': {'source': 'phantoms', 'num_cases': 4, 'shape': [32, 32, 32], 'roi_size': [32, 32, 32], 'modalities': ['FLAIR'],
+                 'batch_size': 2, 'val_fraction': 0.25},
+        'sliding_window': {'roi_size': [32, 32, 32]}, 'encode_batch_size': 1,
+        'controlnet': {'control_type': 'label_map', 'conditioning_embedding_num_channels': [8, 8, 8]},
+        'trainer': {'max_epochs': 1, 'enable_progress_bar': False}}))
+    assert controlnet(['train', '--config', str(cfg)]) == 0, capsys.readouterr().err[-3000:]
+    out = capsys.readouterr().out
+    assert 'fine-tuning diff_unet_3d_rflow-mr-brain_v1.pt (rflow-unet, scale_factor' in out and 'FLAIR as mri_flair (11)' in out, out[-2000:]
+    m = prod9.load(tmp_path / 'run' / 'last.ckpt')
+    assert type(m).__name__ == 'ControlNetLightning' and m.hparams.label_codes == [9, 17, 10, 11] and m.hparams.release['network'] == 'rflow-unet'
+    assert m.controlnet.class_embedding.num_embeddings == 128 and m.cfg.controlnet.label_bits == 8
+    rel = released.state_dict()
+    assert all(torch.equal(v, rel[k]) for k, v in m.unet.state_dict().items())              # the released UNet stays frozen
+    assert m.control_labels(torch.tensor([3])).tolist() == [11]                               # FLAIR: the ControlNet reads the release's code too
+    from prod9.io import write_nifti
+    from prod9.phantoms import make_phantom
+    write_nifti(make_phantom((32, 32, 32), 9)['seg'].astype(np.int16), tmp_path / 'seg.nii.gz', np.eye(4))
+    r = controlnet(['generate', '--config', str(cfg), '--checkpoint', str(tmp_path / 'run' / 'last.ckpt'), '--output', str(tmp_path / 'gen'),
+                    '--mask', str(tmp_path / 'seg.nii.gz'), '--modality', 'FLAIR', '--num-samples', '1', '--num-inference-steps', '2'])
+    assert r == 0, capsys.readouterr().err[-2000:]
+    assert sorted(p.name for p in (tmp_path / 'gen').glob('*.nii.gz')) == ['sample_0001_FLAIR.nii.gz', 'sample_0001_mask.nii.gz']
+    both = tmp_path / 'both.yaml'
+    both.write_text(cfg.read_text() + f"diffusion_path: {tmp_path / 'run' / 'last.ckpt'}\n")
+    assert controlnet(['train', '--config', str(both)]) == 1
+    assert 'diffusion_path (a prod9-train-maisi-diffusion checkpoint) or init_from' in capsys.readouterr().err
+
+
+def test_released_autoencoder_sees_volumes_as_the_release_normalised_them(vae, tmp_path, capsys):
+    """With a released autoencoder, setup and embed normalise as the release does and say what is far from it: CT in Hounsfield units
+    is windowed -1000..1000 → 0..1 (so an embedding is the VAE's μ of exactly that), a spacing outside 0.5-5 mm and CT that is not in
+    HU are named in a warning."""
+    from prod9.io import write_nifti
+    from prod9.phantoms import make_phantom
+    from prod9.cli.maisi_workflow import main as workflow
+    from prod9.diffusion.pretrained import released_vae
+    prep, weights, work = tmp_path / 'prep', tmp_path / 'weights', tmp_path / 'work'
+    hu = [make_phantom((32, 32, 32), i)['T1'].astype(np.float32) * 2000 - 1000 for i in range(2)]      # "CT": air at -1000 HU
+    for i, v in enumerate(hu): write_nifti(v, prep / f'ct{i}.nii.gz', np.diag([0.3, 0.3, 0.3, 1]))
+    weights.mkdir(); shutil.copy(vae, weights / 'autoencoder_v1.pt')
+    assert workflow(['setup', '--data-path', str(prep), '--work-dir', str(work), '--weights-dir', str(weights), '--num-splits', '1', '--no-amp']) == 0
+    out = capsys.readouterr().out
+    assert 'warning: 2 volume(s): spacing 0.3 x 0.3 x 0.3 mm; the release was trained on 0.5-5 mm' in out, out
+    assert workflow(['embed', '--work-dir', str(work)]) == 0
+    out = capsys.readouterr().out
+    assert 'intensity: ct (the first volume' in out and 'do not look like CT' not in out, out
+    z = nib.load(work / 'embedding' / 'ct0.nii.gz').get_fdata()
+    with torch.no_grad(): mu = released_vae(vae).encode(torch.from_numpy((hu[0] + 1000) / 2000).clamp(0, 1)[None, None].float())[0]
+    assert np.abs(np.moveaxis(z, -1, 0) - mu[0].numpy()).max() < 1e-4                   # the release's window, then its VAE
+    for i in range(2): write_nifti(make_phantom((32, 32, 32), i)['T1'], prep / f'ct{i}.nii.gz', np.diag([1.0, 1.0, 1.0, 1]))    # [0, 1], not HU
+    assert workflow(['setup', '--data-path', str(prep), '--work-dir', str(tmp_path / 'w2'), '--weights-dir', str(weights), '--num-splits', '1',
+                     '--no-amp', '--intensity', 'ct']) == 0
+    assert 'spacing' not in capsys.readouterr().out
+    assert workflow(['embed', '--work-dir', str(tmp_path / 'w2')]) == 0
+    assert 'do not look like CT in Hounsfield units' in capsys.readouterr().out
+    assert workflow(['setup', '--data-path', str(prep), '--work-dir', str(tmp_path / 'w3'), '--intensity', 'mri']) == 1
+    assert "--intensity is the released autoencoder's normalisation" in capsys.readouterr().err

@@ -6,24 +6,45 @@ Docs: https://prod9.github.io/prod9/cli_maisi_controlnet.html.md"""
 
 # %% ../../nbs/57_cli_maisi_controlnet.ipynb #791582fa
 from __future__ import annotations
+import sys
+from pathlib import Path
+import numpy as np
 import torch
+from ..config import ConfigError
+from ..loader import what_is, describe
 from ..data import resolve_classes, mask_condition, read_mask
 from .shared import require_kind, attach_stage1, device_from_config, use_window_flags, generate_batches, existing_outputs, generation_summary
 from .command import stage_command, Hooks, StageData
-from .maisi_diffusion import diffusion_flags, latent_cache, split_loaders, conditions_from_flags
+from .maisi_diffusion import diffusion_flags, latent_cache, split_loaders, conditions_from_flags, released_generate_hook
+from ..controlnet.controlnet_model import binarize_labels
 from ..training.cache import load_tokens, check_same_stage1
-from ..training.diffusion import load_diffusion_checkpoint
+from ..training.diffusion import DiffusionStageConfig, load_diffusion_checkpoint
 from ..training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['main', 'generate_released']
 
 # %% ../../nbs/57_cli_maisi_controlnet.ipynb #1eb37226
-def _controlnet_config(cfg:ControlNetStageConfig):
-    "The ControlNet config with `model`/`scheduler` replaced by the diffusion checkpoint's, plus that checkpoint's module."
-    base = load_diffusion_checkpoint(require_kind(cfg, 'diffusion_path'))
+def _controlnet_config(cfg:ControlNetStageConfig, base):
+    "The ControlNet config with `model`/`scheduler` replaced by the base diffusion module's (so the frozen UNet is rebuilt exactly)."
     merged = cfg.model_copy(update={'model': base.cfg.model, 'scheduler': base.cfg.scheduler})
-    return ControlNetStageConfig.model_validate(merged.model_dump()), base
+    return ControlNetStageConfig.model_validate(merged.model_dump())
+
+def _released_base(cfg, info):
+    "`init_from`: NVIDIA's released diffusion UNet as the frozen base, fine-tuning conventions and all (`finetune_module`)."
+    from prod9.diffusion.pretrained import finetune_module
+    f, src = Path(cfg.init_from), cfg._source
+    if not f.is_file(): raise ConfigError(f"{f}: no such file (NVIDIA's released diffusion UNet the ControlNet starts from; prod9-maisi-workflow "
+                                          "download fetches it)", src, 'init_from')
+    if (kind := what_is(f)) != 'MAISIReleaseUNet': raise ConfigError(f"{f} is {describe(kind)}, not NVIDIA's released diffusion UNet", src, 'init_from')
+    own = {k: v for k, v in cfg.model_dump().items() if k not in ControlNetStageConfig.model_fields or k in DiffusionStageConfig.model_fields}
+    return finetune_module(DiffusionStageConfig.model_validate(own), info)       # the diffusion stage's part of the config
+
+def _label_map_control(path, shape, bits:int, spacing=None):
+    "A whole label map (any labels) on the model's grid, as `(labels (1, 1, *S), control (1, bits, *S))`."
+    labels, _ = read_mask(path, shape, spacing=spacing, any_labels=True)
+    seg = torch.from_numpy(labels)[None, None]
+    return seg, binarize_labels(seg, bits)
 
 def _generate_command(cfg, args) -> int:
     if not args.checkpoint or not args.output: raise ValueError("generate needs --checkpoint and --output")
@@ -32,23 +53,28 @@ def _generate_command(cfg, args) -> int:
     names, n, cn = m.class_names, args.num_samples, m.cfg.controlnet
     image_shape = [s * m.hparams.downsample_factor for s in m.latent_shape]
     label = resolve_classes([args.modality], names, '--modality')[0] if args.modality else None
-    if label is None and ('label' in cn.control_type or m.cfg.model.conditional): raise ValueError("this ControlNet needs --modality")
+    if label is None and (cn.reads_label or m.cfg.model.conditional): raise ValueError("this ControlNet needs --modality")
     seg = None
     if args.mask:
-        if 'mask' not in cn.control_type: raise ValueError(f"--mask needs a mask ControlNet (control_type {cn.control_type!r})")
-        labels, _ = read_mask(args.mask, image_shape, cn.mask_classes, getattr(m.cfg.data, 'spacing', None))      # BraTS 2020's 4 read as 3, unknown labels refused
-        seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
-        control = mask_condition(seg, cn.mask_classes)
+        if not cn.needs_seg: raise ValueError(f"--mask needs a mask or label-map ControlNet (control_type {cn.control_type!r})")
+        spacing = getattr(m.cfg.data, 'spacing', None)
+        if cn.control_type == 'label_map':
+            seg, control = _label_map_control(args.mask, image_shape, cn.label_bits, spacing)
+            seg, control = seg.expand(n, 1, *image_shape), control.expand(n, -1, *image_shape)
+        else:
+            labels, _ = read_mask(args.mask, image_shape, cn.mask_classes, spacing)      # BraTS 2020's 4 read as 3, unknown labels refused
+            seg = torch.from_numpy(labels)[None, None].expand(n, 1, *image_shape)
+            control = mask_condition(seg, cn.mask_classes)
     elif cn.control_type == 'label':
         control = None
     else:
-        paths, _ = latent_cache(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
+        paths, _ = latent_cache(cfg, store_images=cn.control_type == 'image', store_masks=cn.needs_seg)
         split = 'test' if len(load_tokens(paths['test'], lazy=True)['labels']) else 'val'
         ds = ControlDataset(paths[split], m.scale_factor, cn, names)
         if len(ds) == 0: raise ValueError(f"no held-out ({split}) samples to take conditions from")
         items = [ds[i % len(ds)] for i in range(n)]
         control = torch.stack([it['control'] for it in items])
-        seg = torch.stack([it['seg'] for it in items]) if 'mask' in cn.control_type else None
+        seg = torch.stack([it['seg'] for it in items]) if cn.needs_seg else None
     tag = '' if label is None else f'_{names[label]}'
     beside = 'mask' if seg is not None else 'source' if cn.control_type == 'image' else None      # written with each sample
     def make(start, count, s):
@@ -65,20 +91,83 @@ def _generate_command(cfg, args) -> int:
     print(generation_summary(files, before, args.output)); return 0
 
 def _control_data(cfg, args) -> StageData:
-    """The latent cache (with the masks or images the ControlNet reads) as loaders, the config completed from the diffusion
-    checkpoint, after checking that the cache was encoded by the VAE the diffusion model was trained on."""
+    """The latent cache (with the masks or images the ControlNet reads) as loaders, and the config completed from the base UNet: the
+    diffusion checkpoint (after checking that the cache was encoded by the VAE it was trained on), or the released UNet of `init_from`."""
     cn = cfg.controlnet
-    cfg, base = _controlnet_config(cfg)
-    paths, _ = latent_cache(cfg, store_images=cn.control_type == 'image', store_masks='mask' in cn.control_type)
-    info = load_tokens(paths['train'], lazy=True)
-    check_same_stage1(base.hparams.get('stage1'), info, f"the diffusion model {cfg.diffusion_path}")
+    cache = lambda c: latent_cache(c, store_images=cn.control_type == 'image', store_masks=cn.needs_seg)[0]
+    if cfg.init_from:
+        paths = cache(cfg); info = load_tokens(paths['train'], lazy=True)
+        base = _released_base(cfg, info)
+    else:
+        base = load_diffusion_checkpoint(require_kind(cfg, 'diffusion_path'))
+        paths = cache(_controlnet_config(cfg, base)); info = load_tokens(paths['train'], lazy=True)
+        check_same_stage1(base.hparams.get('stage1'), info, f"the diffusion model {cfg.diffusion_path}")
+    cfg = _controlnet_config(cfg, base)
     loaders = lambda module: split_loaders({s: ControlDataset(paths[s], module.scale_factor, cfg.controlnet, module.class_names) for s in paths}, cfg, args.command)
     return StageData(cfg, loaders=loaders, extra={'base': base, 'info': info})
 
-_FLAGS = [('--mask', {'help': "generate: a NIfTI/NRRD label map to condition on (reoriented to RAS, resampled to the training spacing and centre padded to the model's image size, as training read masks)"}),
-          ('--conditioning-scale', {'type': float, 'help': "generate: scale of the ControlNet residuals"})]
+# %% ../../nbs/57_cli_maisi_controlnet.ipynb #f61571a8
+def generate_released(args, device=None) -> list[Path]:
+    """`generate` with NVIDIA's released ControlNet at `--checkpoint` on its released UNet (`--unet`), as the release's
+    `infer_image_from_mask` does: the label map `--mask` (values of the release's dictionary, `MAISI_LABELS`) read in RAS on its own grid,
+    which is the output's (size and spacing checked against the release's, unless `--any-size`), its values as 8 bit planes, the
+    modality by name (default the release's), no guidance, CT written in HU and MR in [0, 1] (times `--mr-scale`), voxels labelled 0
+    set to the background. Needs no `--config`."""
+    from prod9.diffusion.pretrained import released_controlnet_module, check_release_request, release_intensity, check_label_map, MODALITY_CODES
+    ck = args.checkpoint
+    if not args.output: raise ValueError("generate needs --output")
+    if not args.unet: raise ValueError(f"--checkpoint {ck} is NVIDIA's released ControlNet: name the released UNet it steers with --unet "
+                                       "(diff_unet_3d_rflow-ct.pt for controlnet_3d_rflow-ct.pt)")
+    if not args.mask: raise ValueError("generate with a released ControlNet needs --mask: a label map (NIfTI/NRRD) of the release's label "
+                                       "dictionary's values (prod9.diffusion.pretrained.MAISI_LABELS)")
+    if (n := args.num_samples) < 1: raise ValueError(f"--num-samples must be >= 1, got {n}")
+    if args.guidance_scale: raise ValueError("--guidance-scale: the release's ControlNet inference runs without guidance (cfg_guidance_scale 0); leave it out")
+    if args.output_size or args.spacing:
+        raise ValueError("--output-size / --spacing: a released ControlNet generates on its label map's own grid; resample the map first "
+                         "(prod9-preprocess resample --target-spacing X Y Z)")
+    labels, affine = read_mask(args.mask, None, any_labels=True)
+    check_label_map(labels, args.mask, log=lambda s: print(s, file=sys.stderr))
+    size, spacing = list(labels.shape), [float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)]
+    m = released_controlnet_module(ck, args.unet, vae=args.vae, output_size=size, spacing=spacing)
+    rel = m.hparams['release']
+    if not args.any_size: check_release_request(rel['limits'], size, spacing)
+    modality = (args.modality or rel['modality']).lower()
+    if modality not in MODALITY_CODES: raise ValueError(f"--modality {args.modality}: not a modality of the release; expected one of {', '.join(MODALITY_CODES)}")
+    cond, ct = m.cfg.model.conditional, 1 <= MODALITY_CODES[modality] <= 7
+    region = args.body_region or rel.get('body_region')
+    m = use_window_flags(m, args).to(device or torch.device('cpu'))
+    seg = torch.from_numpy(labels)[None, None]
+    control, body = binarize_labels(seg, m.cfg.controlnet.label_bits), seg > 0
+    def make(start, count, s):
+        z = m.generate_latents(count, [MODALITY_CODES[modality]] * count if cond else None, seed=s, num_inference_steps=args.num_inference_steps,
+                               control=control.expand(count, -1, *size), conditioning_scale=args.conditioning_scale, spacing=spacing,
+                               region=region if m.cfg.model.region_conditioning else None)
+        img = release_intensity(m.decode(z).cpu(), modality, 1.0 if args.mr_scale is None else args.mr_scale)
+        return [torch.where(body, img, torch.tensor(-1000.0 if ct else 0.0)), seg.expand(count, 1, *size).to(torch.int16)]
+    print(f"{Path(ck).name} on {Path(args.unet).name}: {'x'.join(map(str, size))} at {' x '.join(f'{v:g}' for v in spacing)} mm from "
+          f"{Path(args.mask).name} ({len(np.unique(labels)) - 1} labels), {modality}, {args.num_inference_steps or m.cfg.scheduler.num_inference_steps} "
+          f"steps, decoded with {rel['vae']}")
+    files = generate_batches(args.output, n, args.batch_size, lambda i: [f'sample_{i + 1:04d}_{modality}.nii.gz', f'sample_{i + 1:04d}_mask.nii.gz'],
+                             make, seed=args.seed or 0, label=modality, checkpoint=ck, affine=affine, montage=f'controlled_{modality}',
+                             montage_seg=seg[0, 0])
+    return [f for f in files if not f.name.endswith('_mask.nii.gz')]
+
+_FLAGS = [('--mask', {'help': "generate: a NIfTI/NRRD label map to condition on (reoriented to RAS, resampled to the training spacing and centre "
+                              "padded to the model's image size, as training read masks; a released ControlNet: its own grid is the output's)"}),
+          ('--conditioning-scale', {'type': float, 'help': "generate: scale of the ControlNet residuals"}),
+          ('--unet', {'help': "generate, NVIDIA's released ControlNet (--checkpoint): the released diffusion UNet it steers"}),
+          ('--vae', {'help': "generate, NVIDIA's released ControlNet: the autoencoder (default: the release's file beside the UNet)"}),
+          ('--any-size', {'action': 'store_true', 'help': "generate, NVIDIA's released ControlNet: skip the check of the label map's size and "
+                                                          "spacing against what the release was trained for"}),
+          ('--mr-scale', {'type': float, 'help': "generate, NVIDIA's released ControlNet on an MR UNet: multiply the [0, 1] output by this"}),
+          ('--guidance-scale', {'type': float, 'help': "not for ControlNets: the release's ControlNet inference runs without guidance"}),
+          ('--output-size', {'type': int, 'nargs': 3, 'metavar': ('X', 'Y', 'Z'), 'help': "not for ControlNets: the output is the label map's grid"})]
+
+def _new_module(data, args):
+    "The ControlNet on the base UNet (frozen), its matching layers copied from that UNet."
+    return ControlNetLightning.from_base(data.cfg, data.extra['base'], data.extra['info']['downsample_factor'])
 
 main = stage_command('maisi-controlnet', Hooks(
-    arguments=lambda p: diffusion_flags(p, _FLAGS), data=_control_data,
-    new_module=lambda data, args: ControlNetLightning.from_base(data.cfg, data.extra['base'], data.extra['info']['downsample_factor']),
+    without_config=released_generate_hook('MAISIReleaseControlNet', generate_released, 'a released ControlNet (controlnet_3d_*.pt) as --checkpoint and its UNet as --unet'), config_needed="required, except to generate from NVIDIA's released ControlNet (--checkpoint, --unet)",
+    arguments=lambda p: diffusion_flags(p, _FLAGS), data=_control_data, new_module=_new_module,
     load=lambda cfg, args: load_diffusion_checkpoint(args.checkpoint, ControlNetLightning), commands={'generate': _generate_command}))

@@ -21,7 +21,7 @@ from ..training.diffusion import MAISIDiffusionLightning, LatentDataset, load_di
 
 # %% auto #0
 __all__ = ['main', 'diffusion_flags', 'latent_cache', 'split_loaders', 'conditions_from_flags', 'image_shape', 'generate',
-           'generate_released']
+           'generate_released', 'released_generate_hook']
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #4e282734
 def diffusion_flags(p, extra=()):
@@ -234,20 +234,22 @@ def _new_module(data, args):
         return finetune_module(data.cfg, data.extra['info'])
     return MAISIDiffusionLightning.from_cache(data.cfg, data.extra['info'])
 
-def _without_config(args):
-    "Generating from NVIDIA's released UNet needs no config; everything else does."
-    ck = getattr(args, 'image_model', None) or args.checkpoint
-    if args.command != 'generate' or not ck or not Path(ck).is_file(): return None
-    kind = what_is(ck)
-    if kind in ('MAISIReleaseAutoencoder', 'MAISIReleaseControlNet'):
-        raise ValueError(f"{ck}: {describe(kind)}; generate takes a released diffusion UNet (diff_unet_3d_*.pt) as --checkpoint")
-    if kind != 'MAISIReleaseUNet': return None
-    if args.print_config: raise ValueError("--print-config: generating from a released UNet reads no config")
-    before = existing_outputs(args.output)
-    files = generate_released(args, torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu'))
-    print(generation_summary(files, before, args.output)); return 0
+def released_generate_hook(kind:str, generate_fn, takes:str):
+    """A `Hooks.without_config` hook: `generate` with NVIDIA's released file of `kind` at `--checkpoint` runs `generate_fn(args, device)`
+    with no config and prints what it wrote; another released file is one line saying what `generate` `takes`; anything else needs a config."""
+    def hook(args):
+        ck = getattr(args, 'image_model', None) or args.checkpoint
+        if args.command != 'generate' or not ck or not Path(ck).is_file(): return None
+        got = what_is(ck)
+        if got != kind and got.startswith('MAISIRelease'): raise ValueError(f"{ck}: {describe(got)}; generate takes {takes}")
+        if got != kind: return None
+        if args.print_config: raise ValueError(f"--print-config: generating from {describe(kind)} reads no config")
+        before = existing_outputs(args.output)
+        files = generate_fn(args, torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu'))
+        print(generation_summary(files, before, args.output)); return 0
+    return hook
 
-main = stage_command('maisi-diffusion', Hooks(without_config=_without_config, config_needed="required, except to generate from NVIDIA's released UNet (--checkpoint)",
+main = stage_command('maisi-diffusion', Hooks(without_config=released_generate_hook('MAISIReleaseUNet', generate_released, 'a released diffusion UNet (diff_unet_3d_*.pt) as --checkpoint'), config_needed="required, except to generate from NVIDIA's released UNet (--checkpoint)",
                                                  arguments=lambda p: diffusion_flags(p, _FLAGS), data=_latent_data,
                                               new_module=_new_module,
                                               load=lambda cfg, args: load_diffusion_checkpoint(args.checkpoint),

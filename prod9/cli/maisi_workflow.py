@@ -110,11 +110,13 @@ def released_autoencoder_file(weights_dir, prefer:str|None=None) -> Path:
     raise FileNotFoundError(f"--weights-dir {d}: none of {', '.join(names)} is there; put one of them there ({where})")
 
 def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None, epochs:int=50, num_gpus:int=1, amp:bool=True,
-          num_splits:int=2, vae_path:str|None=None, log=print, weights_dir=None, download:str|None=None) -> WorkDir:
+          num_splits:int=2, vae_path:str|None=None, log=print, weights_dir=None, download:str|None=None, intensity:str|None=None) -> WorkDir:
     """Step 1: check that the volumes in `data_path` agree in shape and spacing, link them into `work_dir/dataroot`, and write the data
     list, the configs the later steps use and `workflow.json`. `maisi3d-ddpm` needs the body `region`. `download` (`ct`, `mr`, `mr-brain`,
     ...: `prod9.diffusion.pretrained.RELEASE_SETS`) first fetches NVIDIA's released models into `work_dir/models` and uses their
-    autoencoder, as MAISI's own step 1 does; `weights_dir` uses files already on disk."""
+    autoencoder, as MAISI's own step 1 does; `weights_dir` uses files already on disk. With a released autoencoder, `embed` normalises
+    the volumes as the release does (`intensity` 'ct' or 'mri'; default: decided from the first volume), and what is far from what it was
+    trained on (spacing here, intensities at `embed`) is said in a warning."""
     if version not in MAISI_VERSIONS: raise ValueError(f"--maisi-version {version!r}: expected one of {', '.join(MAISI_VERSIONS)}")
     if MAISI_VERSIONS[version]['region']:
         if not region: raise ValueError(f"{version} conditions on the body region: give --body-region ({', '.join(REGION_SPANS)})")
@@ -123,6 +125,9 @@ def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None
     if vae_path is not None and not Path(vae_path).is_file(): raise FileNotFoundError(f"--vae {vae_path}: no such file (a prod9 MAISI VAE export)")
     if vae_path is not None and weights_dir is not None: raise ValueError("give --vae (a prod9 export) or --weights-dir (NVIDIA's released files), not both")
     if download is not None and (vae_path is not None or weights_dir is not None): raise ValueError("give one of --download, --weights-dir and --vae")
+    if intensity is not None and weights_dir is None and download is None:
+        raise ValueError("--intensity is the released autoencoder's normalisation: give it with --weights-dir or --download")
+    if intensity not in (None, 'ct', 'mri'): raise ValueError(f"--intensity {intensity!r}: expected ct or mri")
     info = consistent_volumes(data_path)                        # the data are checked before anything is fetched
     prefer = None
     if download is not None:
@@ -148,12 +153,15 @@ def setup(data_path, work_dir, version:str='maisi3d-rflow', region:str|None=None
         from prod9.diffusion.pretrained import import_released_vae, RELEASED_FILES
         vae_path = import_released_vae(released, wd.models / f'{released.stem}.safetensors')
         log(f"pretrained autoencoder {released} → {vae_path} ({RELEASED_FILES[released.name].licence})")
+        from prod9.diffusion.pretrained import release_input_problems
+        for line in release_input_problems(f"{len(info['files'])} volume(s)", info['spacing']): log(f"warning: {line}")
     vae, diff = workflow_configs(wd, info, version, region, epochs, num_gpus, amp, num_splits, vae_path and str(Path(vae_path).resolve()))
     _write_text(wd.datalist, json.dumps({'training': [{'image': f'dataroot/{f.name}'} for f in info['files']]}, indent=1))
     if vae is not None: _write_text(wd.vae_config, yaml.safe_dump(vae, sort_keys=False))
     _write_text(wd.diffusion_config, yaml.safe_dump(diff, sort_keys=False))
     state = {'maisi_version': version, 'body_region': region, 'data_path': str(Path(data_path).resolve()), 'shape': info['shape'],
-             'spacing': info['spacing'], 'vae_path': diff['vae_path'], 'train_vae': vae is not None, 'num_volumes': len(info['files'])}
+             'spacing': info['spacing'], 'vae_path': diff['vae_path'], 'train_vae': vae is not None, 'num_volumes': len(info['files']),
+             'intensity': (intensity or 'auto') if released is not None else None}
     _write_text(wd.state, json.dumps(state, indent=1))
     log(f"{len(info['files'])} volumes, {'x'.join(map(str, info['shape']))} at {' x '.join(f'{s:g}' for s in info['spacing'])} mm, "
         f"{version}{' (' + region + ')' if region else ''} → {wd.root}")
@@ -186,9 +194,12 @@ def create_json_only(work_dir, log=print) -> list[Path]:
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #105ee7fa
 @torch.no_grad()
-def embed(work_dir, device=None, json_only:bool=False, log=print) -> list[Path]:
+def embed(work_dir, device=None, json_only:bool=False, log=print, store_sigma:bool=False) -> list[Path]:
     """Step 2 (MAISI's `diff_model_create_training_data`): encode every volume of `dataroot/` with the VAE (sliding window) and write
-    `embedding/{name}.nii.gz` (the latent mean, channels last, on the latent grid's affine) with its JSON."""
+    `embedding/{name}.nii.gz` (the latent mean, channels last, on the latent grid's affine) with its JSON; with `store_sigma`, the
+    latent's standard deviation too, as `embedding/sigma/{name}.nii.gz` (the diffusion stage then trains on μ + σ·ε, as MAISI's own
+    embeddings are drawn; by default on μ, which puts no noise floor under the loss). With a released autoencoder the volumes are
+    normalised as the release does (`prod9.diffusion.pretrained.release_intensity_transform`), with a warning for a volume far from it."""
     from prod9.data import volume_transforms
     from prod9.training.maisi_vae import load_vae
     from prod9.autoencoder.inference import AutoencoderInferenceWrapper
@@ -203,18 +214,29 @@ def embed(work_dir, device=None, json_only:bool=False, log=print) -> list[Path]:
     cfg = load_config(wd.diffusion_config, DiffusionStageConfig)
     device = device or device_from_config(cfg)
     wrapper = AutoencoderInferenceWrapper(load_vae(vae_file).to(device), cfg.sliding_window)
-    load = volume_transforms(None, False)                    # the whole volume in RAS, scaled to [0, 1], as the VAE was trained
-    _write_text(wd.state, json.dumps({**state, 'factor': wrapper.factor}, indent=1))
+    kind = state.get('intensity')                            # None: prod9's own VAE, trained on percentile-scaled volumes
+    load = volume_transforms(None, False, scale=kind is None)   # the whole volume in RAS (scaled to [0, 1] as prod9's VAE was trained)
+    _write_text(wd.state, json.dumps({**state, 'factor': wrapper.factor}, indent=1))      # --create-json-only needs it, even after a failure
     files = sorted(p for p in wd.dataroot.iterdir() if p.name.endswith(('.nii', '.nii.gz')) and not p.name.startswith('.'))
     out = []
     for f in files:
         d = load({'image': str(f)})
-        z, _ = wrapper.encode(torch.as_tensor(d['image'])[None].float().to(device))
+        if kind is not None:                                 # NVIDIA's released autoencoder: its own normalisation
+            from prod9.diffusion.pretrained import release_intensity_transform, release_input_problems, guess_intensity
+            lo, hi = float(d['image'].min()), float(d['image'].max())
+            if kind == 'auto':
+                kind = guess_intensity([lo]); log(f"intensity: {kind} (the first volume's intensities reach {lo:g}; setup --intensity chooses)")
+            for line in release_input_problems(f.name, None, lo, hi, kind): log(f"warning: {line}")
+            d = release_intensity_transform(kind)(d)
+        z, s = wrapper.encode(torch.as_tensor(d['image'])[None].float().to(device))
         affine = np.asarray(d['affine'], dtype=np.float64) @ np.diag([wrapper.factor] * 3 + [1])
         name = f.name if f.name.endswith('.nii.gz') else f.name + '.gz'
         e = write_nifti(np.moveaxis(z[0].cpu().numpy(), 0, -1), wd.embedding / name, affine)
+        if store_sigma: write_nifti(np.moveaxis(s[0].cpu().numpy(), 0, -1), wd.embedding / 'sigma' / name, affine)
+        elif (old := wd.embedding / 'sigma' / name).exists(): old.unlink()         # an earlier run's sigma would be read with the new mean
         embedding_json(e, wrapper.factor, state.get('body_region')); out.append(e)
-        log(f"{f.name} → {e.name} {tuple(z.shape[2:])}x{z.shape[1]}")
+        log(f"{f.name} → {e.name} {tuple(z.shape[2:])}x{z.shape[1]}{' (and sigma)' if store_sigma else ''}")
+    if kind != state.get('intensity'): _write_text(wd.state, json.dumps({**state, 'factor': wrapper.factor, 'intensity': kind}, indent=1))
     return out
 
 # %% ../../nbs/58_cli_maisi_workflow.ipynb #da2c4759
@@ -252,6 +274,8 @@ def _parser():
     s.add_argument('--download', help="fetch NVIDIA's released models into WORK_DIR/models and use their autoencoder: ct, ct-ddpm, mr, "
                    "mr-brain or bundle (weights under NVIDIA's licence, LICENSE.weights of each repository)")
     s.add_argument('--create-json-only', '--create_json_only', action='store_true', help="only (re)write the JSON beside each embedding")
+    s.add_argument('--intensity', choices=['ct', 'mri'], help="with a released autoencoder: normalise as the release does, CT by Hounsfield units "
+                   "(-1000..1000 → 0..1), MR by percentiles (0..99.5 → 0..1); default: CT when the first volume reaches below -500")
     d = sub.add_parser('download', help="fetch NVIDIA's released MAISI files (sets or file names) into a folder")
     d.add_argument('names', nargs='+', help="ct, ct-ddpm, mr, mr-brain, bundle, or file names such as autoencoder_v1.pt")
     d.add_argument('--dir', default='./models', help="the folder to put them in (default ./models)")
@@ -265,7 +289,10 @@ def _parser():
         if name in ('train-vae', 'train'):
             c.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help="config override, as for the stage commands")
             c.add_argument('--resume', action='store_true'); c.add_argument('--overwrite', action='store_true')
-        if name == 'embed': c.add_argument('--create-json-only', '--create_json_only', action='store_true')
+        if name == 'embed':
+            c.add_argument('--create-json-only', '--create_json_only', action='store_true')
+            c.add_argument('--store-sigma', '--store_sigma', action='store_true', help="also write each latent's standard deviation "
+                           "(embedding/sigma/): the diffusion model then trains on mu + sigma * noise, as MAISI's embeddings are drawn")
         if name == 'infer':
             c.add_argument('--num-samples', type=int, default=1); c.add_argument('--seed', type=int, default=0)
             c.add_argument('--body-region', '--body_region'); c.add_argument('--spacing', type=float, nargs=3, metavar=('X', 'Y', 'Z'))
@@ -284,7 +311,7 @@ def _main(argv) -> int:
         if args.create_json_only: create_json_only(args.work_dir); return 0
         if not args.data_path: raise ValueError("setup needs --data-path (the folder of preprocessed volumes)")
         setup(args.data_path, args.work_dir, args.maisi_version, args.body_region, args.epochs, args.num_gpus, not args.no_amp, args.num_splits, args.vae,
-              weights_dir=args.weights_dir, download=args.download)
+              weights_dir=args.weights_dir, download=args.download, intensity=args.intensity)
         return 0
     if args.command == 'download':
         from prod9.diffusion.pretrained import fetch_release
@@ -294,7 +321,7 @@ def _main(argv) -> int:
         if not state['train_vae']: raise ValueError(f"setup was given a VAE ({state['vae_path']}); there is none to train")
         from prod9.cli.maisi_vae import main as vae_main
         return _stage(vae_main, wd.vae_config, args)
-    if args.command == 'embed': embed(args.work_dir, json_only=args.create_json_only); return 0
+    if args.command == 'embed': embed(args.work_dir, json_only=args.create_json_only, store_sigma=args.store_sigma); return 0
     if args.command == 'train':
         from prod9.cli.maisi_diffusion import main as diffusion_main
         return _stage(diffusion_main, wd.diffusion_config, args)

@@ -8,39 +8,62 @@ Docs: https://prod9.github.io/prod9/controlnet_model.html.md"""
 from __future__ import annotations
 import math
 from typing import Literal
+import torch
+from pydantic import Field
 from ..config import StrictModel
 from ..diffusion.diffusion_model import DiffusionUNetConfig
 
 # %% auto #0
-__all__ = ['ControlType', 'ControlNetModelConfig', 'condition_channels', 'build_controlnet']
+__all__ = ['ControlType', 'ControlNetModelConfig', 'condition_channels', 'binarize_labels', 'build_controlnet']
 
 # %% ../../nbs/33_controlnet_model.ipynb #bf4f2913
-ControlType = Literal['mask', 'image', 'label', 'mask+label']
+ControlType = Literal['mask', 'image', 'label', 'mask+label', 'label_map']
 
 class ControlNetModelConfig(StrictModel):
     control_type: ControlType = 'mask'
     mask_classes: list[int] = [1, 2, 3]            # segmentation labels, one channel each (phantoms/BraTS: NCR, ED, ET)
+    label_bits: int = Field(8, ge=1, le=16)        # 'label_map': the label map's values as this many bit planes (MAISI's release: 8, values 0-255)
     source_modality: str | None = None            # 'image' control: the modality fed as condition
     target_modalities: list[str] | None = None    # classes generated (default: all but the source)
     conditioning_embedding_num_channels: list[int] | None = None   # default: 16, 32, ... (one more than the VAE's downsamplings)
     conditioning_scale: float = 1.0
 
+    @property
+    def needs_seg(self) -> bool: return bool({'mask', 'label_map'} & set(self.control_type.split('+')))   # reads the data's segmentations
+    @property
+    def reads_label(self) -> bool: return 'label' in self.control_type.split('+')                       # the class through the embedding
+
 def condition_channels(cfg:ControlNetModelConfig) -> int:
     "Channels of the condition image for the control type."
-    if cfg.control_type == 'label': return 1
-    if cfg.control_type == 'image': return 1
+    if cfg.control_type in ('label', 'image'): return 1
+    if cfg.control_type == 'label_map': return cfg.label_bits
     return len(cfg.mask_classes)
+
+def binarize_labels(labels:torch.Tensor, bits:int=8) -> torch.Tensor:
+    """A label map `(B, 1, *S)` of non-negative integers as `bits` binary planes `(B, bits, *S)`, least significant first: the condition
+    MAISI's ControlNet reads (its `binarize_labels`), so one network takes a label dictionary of up to 2**bits classes."""
+    x = torch.as_tensor(labels)
+    if x.is_floating_point():
+        if not torch.equal(x, x.round()): raise ValueError("a label map holds whole numbers; this one has fractions (a resampled image, not labels?)")
+        x = x.long()
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= 2 ** bits):
+        raise ValueError(f"label values {int(x.min())}..{int(x.max())} do not fit {bits} bits (0..{2 ** bits - 1}); remap them, or raise controlnet.label_bits")
+    if x.dim() < 3 or x.shape[1] != 1: raise ValueError(f"a label map is (B, 1, *spatial), got shape {tuple(x.shape)}")
+    planes = (x.long() >> torch.arange(bits, device=x.device).view(1, bits, *[1] * (x.dim() - 2))) & 1
+    return planes.to(torch.float32)
 
 def build_controlnet(unet_cfg:DiffusionUNetConfig, cfg:ControlNetModelConfig, spatial_dims:int, latent_channels:int, num_classes:int,
                      downsample_factor:int):
-    "MONAI `ControlNetMaisi` matching a diffusion UNet of `unet_cfg`, reading the condition of `cfg` at image resolution (VAE factor `downsample_factor`)."
+    """MONAI `ControlNetMaisi` matching a diffusion UNet of `unet_cfg` (widths, attention and its output layer, class embedding), reading the
+    condition of `cfg` at image resolution (VAE factor `downsample_factor`)."""
     from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
     steps = int(round(math.log2(downsample_factor)))
     emb = cfg.conditioning_embedding_num_channels or [min(16 * 2 ** i, 256) for i in range(steps + 1)]
     if len(emb) != steps + 1:
         raise ValueError(f"controlnet.conditioning_embedding_num_channels needs {steps + 1} entries for a VAE that downsamples ×{downsample_factor}, got {emb}")
-    use_label = 'label' in cfg.control_type or unet_cfg.conditional
+    use_label = cfg.reads_label or unet_cfg.conditional
+    n_cls = (unet_cfg.num_class_embeds if unet_cfg.conditional and unet_cfg.num_class_embeds else max(1, num_classes)) if use_label else None
     return ControlNetMaisi(spatial_dims, latent_channels, num_res_blocks=unet_cfg.num_res_blocks, num_channels=unet_cfg.num_channels,
         attention_levels=unet_cfg.attention_levels, norm_num_groups=unet_cfg.norm_num_groups, num_head_channels=unet_cfg.num_head_channels,
-        resblock_updown=unet_cfg.resblock_updown, num_class_embeds=max(1, num_classes) if use_label else None,
+        resblock_updown=unet_cfg.resblock_updown, include_fc=unet_cfg.include_fc, num_class_embeds=n_cls,
         conditioning_embedding_in_channels=condition_channels(cfg), conditioning_embedding_num_channels=emb, use_checkpointing=False)

@@ -16,10 +16,12 @@ from ..files import read_released, released_kind, RELEASE_KINDS  # noqa: F401 (r
 
 # %% auto #0
 __all__ = ['RELEASE_NETWORKS', 'RELEASE_LICENCES', 'MODALITY_CODES', 'RELEASED_FILES', 'RELEASE_SETS', 'RELEASE_DEFAULTS',
-           'ReleasedFile', 'load_strict', 'release_network', 'released_unet', 'released_controlnet', 'released_vae',
-           'released_vae_config', 'import_released_vae', 'release_model_config', 'find_release_vae',
-           'released_diffusion_module', 'release_defaults', 'release_intensity', 'check_release_request',
-           'release_label_codes', 'finetune_module', 'fetch_release']
+           'MAISI_LABELS', 'RELEASE_INPUT', 'ReleasedFile', 'load_strict', 'release_network', 'released_unet',
+           'released_controlnet', 'released_vae', 'released_vae_config', 'import_released_vae', 'release_model_config',
+           'find_release_vae', 'released_diffusion_module', 'release_defaults', 'release_intensity',
+           'check_release_request', 'release_label_codes', 'finetune_module', 'check_label_map',
+           'released_controlnet_module', 'release_intensity_transform', 'guess_intensity', 'release_input_problems',
+           'fetch_release']
 
 # %% ../../nbs/34_pretrained.ipynb #1b7347d8
 RELEASE_NETWORKS = {
@@ -355,6 +357,98 @@ def finetune_module(cfg, info:dict, log=print):
     names = ', '.join(f"{c} as {k} ({v})" for c, v in zip(info['class_names'], codes or []) for k in MODALITY_CODES if MODALITY_CODES[k] == v)
     log(f"fine-tuning {Path(cfg.init_from).name} ({unet.release}, scale_factor {unet.scale_factor:.3f}){': ' + names if names else ''}")
     return m
+
+# %% ../../nbs/34_pretrained.ipynb #cbde3ba1
+MAISI_LABELS = {   # the release's label dictionary: configs/label_dict.json of NVIDIA-Medtech/NV-Generate-CTMR (Apache-2.0), read at da438fe
+    'liver': 1, 'dummy1': 2, 'spleen': 3, 'pancreas': 4, 'right kidney': 5, 'aorta': 6, 'inferior vena cava': 7, 'right adrenal gland': 8,
+    'left adrenal gland': 9, 'gallbladder': 10, 'esophagus': 11, 'stomach': 12, 'duodenum': 13, 'left kidney': 14, 'bladder': 15,
+    'dummy2': 16, 'portal vein and splenic vein': 17, 'dummy3': 18, 'small bowel': 19, 'dummy4': 20, 'dummy5': 21, 'brain': 22,
+    'lung tumor': 23, 'pancreatic tumor': 24, 'hepatic vessel': 25, 'hepatic tumor': 26, 'colon cancer primaries': 27,
+    'left lung upper lobe': 28, 'left lung lower lobe': 29, 'right lung upper lobe': 30, 'right lung middle lobe': 31,
+    'right lung lower lobe': 32, 'vertebrae L5': 33, 'vertebrae L4': 34, 'vertebrae L3': 35, 'vertebrae L2': 36, 'vertebrae L1': 37,
+    'vertebrae T12': 38, 'vertebrae T11': 39, 'vertebrae T10': 40, 'vertebrae T9': 41, 'vertebrae T8': 42, 'vertebrae T7': 43,
+    'vertebrae T6': 44, 'vertebrae T5': 45, 'vertebrae T4': 46, 'vertebrae T3': 47, 'vertebrae T2': 48, 'vertebrae T1': 49,
+    'vertebrae C7': 50, 'vertebrae C6': 51, 'vertebrae C5': 52, 'vertebrae C4': 53, 'vertebrae C3': 54, 'vertebrae C2': 55,
+    'vertebrae C1': 56, 'trachea': 57, 'left iliac artery': 58, 'right iliac artery': 59, 'left iliac vena': 60, 'right iliac vena': 61,
+    'colon': 62, 'left rib 1': 63, 'left rib 2': 64, 'left rib 3': 65, 'left rib 4': 66, 'left rib 5': 67, 'left rib 6': 68,
+    'left rib 7': 69, 'left rib 8': 70, 'left rib 9': 71, 'left rib 10': 72, 'left rib 11': 73, 'left rib 12': 74, 'right rib 1': 75,
+    'right rib 2': 76, 'right rib 3': 77, 'right rib 4': 78, 'right rib 5': 79, 'right rib 6': 80, 'right rib 7': 81, 'right rib 8': 82,
+    'right rib 9': 83, 'right rib 10': 84, 'right rib 11': 85, 'right rib 12': 86, 'left humerus': 87, 'right humerus': 88,
+    'left scapula': 89, 'right scapula': 90, 'left clavicula': 91, 'right clavicula': 92, 'left femur': 93, 'right femur': 94,
+    'left hip': 95, 'right hip': 96, 'sacrum': 97, 'left gluteus maximus': 98, 'right gluteus maximus': 99, 'left gluteus medius': 100,
+    'right gluteus medius': 101, 'left gluteus minimus': 102, 'right gluteus minimus': 103, 'left autochthon': 104,
+    'right autochthon': 105, 'left iliopsoas': 106, 'right iliopsoas': 107, 'left atrial appendage': 108, 'brachiocephalic trunk': 109,
+    'left brachiocephalic vein': 110, 'right brachiocephalic vein': 111, 'left common carotid artery': 112,
+    'right common carotid artery': 113, 'costal cartilages': 114, 'heart': 115, 'left kidney cyst': 116, 'right kidney cyst': 117,
+    'prostate': 118, 'pulmonary vein': 119, 'skull': 120, 'spinal cord': 121, 'sternum': 122, 'left subclavian artery': 123,
+    'right subclavian artery': 124, 'superior vena cava': 125, 'thyroid gland': 126, 'vertebrae S1': 127, 'bone lesion': 128,
+    'dummy6': 129, 'dummy7': 130, 'dummy8': 131, 'airway': 132, 'body': 200}
+
+def check_label_map(labels:np.ndarray, path, dictionary:dict|None=None, log=print) -> list[int]:
+    """The label values of `labels` that `dictionary` (default `MAISI_LABELS`) does not know, said in one line on `log`; values outside
+    0-255 (what 8 bit planes hold) are an error naming them."""
+    dictionary = MAISI_LABELS if dictionary is None else dictionary
+    found = [int(v) for v in np.unique(labels)]
+    if bad := [v for v in found if not 0 <= v <= 255]:
+        raise ValueError(f"{path}: label value(s) {bad[:8]} outside 0-255: the release's ControlNet reads 8 bit planes of each value "
+                         "(its dictionary's values are 1-132 and 200); remap them first")
+    unknown = [v for v in found if v and v not in set(dictionary.values())]
+    if unknown: log(f"warning: {path}: label value(s) {unknown[:12]} are not in the release's label dictionary (MAISI_LABELS: 1-132, 200 the body); "
+                    "the ControlNet reads them as the bits they spell, as no structure it was trained on")
+    return unknown
+
+def released_controlnet_module(controlnet_path, unet_path, vae=None, output_size=None, spacing=None):
+    """A released ControlNet on its released UNet as prod9's `ControlNetLightning` (`control_type: label_map`, the bits and condition
+    widths read from the ControlNet's weights): the UNet and its autoencoder as `released_diffusion_module` builds them, the ControlNet
+    loaded strictly. A ControlNet of another width than the UNet is an error naming both files."""
+    from prod9.training.controlnet import ControlNetLightning
+    base = released_diffusion_module(unet_path, vae, output_size, spacing)
+    kind, obj = read_released(controlnet_path)
+    if kind != 'controlnet': raise ValueError(f"{controlnet_path}: a released {kind.replace('_', ' ')} file, not a ControlNet")
+    sd = obj['controlnet_state_dict']
+    if (w := _file_widths(sd)) != list(base.cfg.model.num_channels):
+        raise ValueError(f"{controlnet_path}: a ControlNet of widths {w} cannot steer {Path(unet_path).name} (widths {list(base.cfg.model.num_channels)}): "
+                         "pair each release's ControlNet with its own UNet (controlnet_3d_rflow-ct.pt with diff_unet_3d_rflow-ct.pt)")
+    pre = 'controlnet_cond_embedding.'
+    bits = int(sd[pre + 'conv_in.conv.weight'].shape[1])
+    emb = [int(sd[pre + 'conv_in.conv.weight'].shape[0])] + [int(sd[f'{pre}blocks.{i}.conv.weight'].shape[0])
+                                                           for i in range(1, 99, 2) if f'{pre}blocks.{i}.conv.weight' in sd]
+    cfg = {**base.cfg.model_dump(), 'diffusion_path': str(unet_path),
+           'controlnet': {'control_type': 'label_map', 'label_bits': bits, 'conditioning_embedding_num_channels': emb}}
+    m = ControlNetLightning.from_base(cfg, base, int(base.vae.downsample_factor))
+    load_strict(m.controlnet, sd, controlnet_path, f"a label-map ControlNet on {Path(unet_path).name}")
+    m.hparams['release'] = {**base.hparams['release'], 'controlnet': Path(controlnet_path).name}
+    return m.attach_vae(base.vae).eval()
+
+# %% ../../nbs/34_pretrained.ipynb #80d098b8
+RELEASE_INPUT = {'source': 'NVIDIA-Medtech/NV-Generate-CTMR scripts/transforms.py (define_fixed_intensity_transform) and the releases\' spacing limits, read at da438fe',
+                 'ct': {'a_min': -1000.0, 'a_max': 1000.0, 'clip': True}, 'mri': {'lower': 0.0, 'upper': 99.5, 'clip': False},
+                 'spacing': (0.5, 5.0)}
+
+def release_intensity_transform(kind:str, key:str='image'):
+    "The release's intensity normalisation for `kind` ('ct': HU window -1000..1000 → 0..1, clipped; 'mri': percentiles 0..99.5 → 0..1, unclipped)."
+    from monai.transforms import ScaleIntensityRanged, ScaleIntensityRangePercentilesd
+    if kind == 'ct': return ScaleIntensityRanged(key, a_min=-1000.0, a_max=1000.0, b_min=0.0, b_max=1.0, clip=True)
+    if kind == 'mri': return ScaleIntensityRangePercentilesd(key, lower=0.0, upper=99.5, b_min=0.0, b_max=1.0, clip=False)
+    raise ValueError(f"--intensity {kind!r}: the release normalises 'ct' (Hounsfield units) or 'mri' (percentiles)")
+
+def guess_intensity(lows) -> str:
+    "'ct' when a volume's intensities reach below -500 (air in Hounsfield units), else 'mri'."
+    return 'ct' if min(float(v) for v in lows) < -500 else 'mri'
+
+def release_input_problems(name, spacing=None, low=None, high=None, kind:str|None=None) -> list[str]:
+    "What about volume `name` (its spacing in mm, its lowest and highest intensity) is far from what the release's autoencoder was trained on."
+    out, (lo, hi) = [], RELEASE_INPUT['spacing']
+    if spacing is not None and (bad := [f'{s:g}' for s in spacing if not lo <= float(s) <= hi]):
+        out.append(f"{name}: spacing {' x '.join(f'{float(s):g}' for s in spacing)} mm; the release was trained on {lo:g}-{hi:g} mm ({', '.join(bad)} "
+                   f"outside): resample first (prod9-preprocess resample --target-spacing X Y Z)")
+    if kind == 'ct' and low is not None and float(low) > -200:
+        out.append(f"{name}: intensities {float(low):g}..{float(high):g} do not look like CT in Hounsfield units (air is -1000); the release maps "
+                   "-1000..1000 HU to 0..1, so an already scaled volume comes out flat: give the volumes in HU, or --intensity mri")
+    if kind == 'mri' and low is not None and float(low) < -500:
+        out.append(f"{name}: intensities reach {float(low):g}, as CT in Hounsfield units does; the MR normalisation (percentiles) would "
+                   "stretch them: give --intensity ct")
+    return out
 
 # %% ../../nbs/34_pretrained.ipynb #d10043f7
 def _missing_line(f:ReleasedFile, dest:Path, why:str) -> str:

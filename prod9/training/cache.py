@@ -332,20 +332,31 @@ def embedding_files(folder) -> list[tuple[Path, Path]]:
 
 def embeddings_to_cache(folder, cache_dir, val_fraction:float=0.2, test_fraction:float=0.0, split_seed:int=0, log=print) -> dict:
     """The latent caches (`train`/`val`/`test`, as `pre_encode` writes them) for a folder of MAISI embeddings with their JSON: `z_mu` the
-    embedding (`z_sigma` 0), each volume's spacing and, when the JSON has them, its top/bottom region. Reused while the folder is unchanged."""
+    embedding (`z_sigma` 0, or the `sigma/{name}` file beside it when the embedding step stored one), each volume's spacing and, when the
+    JSON has them, its top/bottom region. Reused while the folder is unchanged."""
     import nibabel as nib
     from prod9.data import split_indices
     pairs = embedding_files(folder)
-    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns, j.stat().st_mtime_ns) for p, j in pairs]
+    folder = Path(folder); sig = [folder / 'sigma' / p.name for p, _ in pairs]
+    have = [s.is_file() for s in sig]
+    if any(have) and not all(have):
+        raise FileNotFoundError(f"{folder / 'sigma'}: {sum(have)} of {len(have)} embeddings have their sigma; run the embedding step again "
+                                "(with --store-sigma for all, or without it for none)")
+    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns, j.stat().st_mtime_ns) + ((s.stat().st_mtime_ns,) if s.is_file() else ())
+             for (p, j), s in zip(pairs, sig)]
     key = hashlib.sha256(json.dumps({'files': stamp, 'split': [val_fraction, test_fraction, split_seed]}).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir); paths = {s: cache_dir / f'{s}.safetensors' for s in ('train', 'val', 'test')}
     def fresh(p):
         try: return load_tokens(p)['key'] == key
         except (FileNotFoundError, ValueError): return False
     if all(fresh(p) for p in paths.values()): log(f"latent cache {cache_dir} is up to date (key {key})"); return paths
-    zs, spacings, regions, dims, affine = [], [], [], [], None
-    for p, j in pairs:
+    zs, sigmas, spacings, regions, dims, affine = [], [], [], [], [], None
+    for (p, j), s in zip(pairs, sig):
         img = nib.load(p); z = np.asarray(img.dataobj, dtype=np.float32)
+        if s.is_file():
+            sz = np.asarray(nib.load(s).dataobj, dtype=np.float32)
+            if sz.shape != z.shape: raise ValueError(f"{s}: sigma of shape {sz.shape} beside an embedding of {z.shape}; run the embedding step again")
+            sigmas.append(torch.from_numpy(np.moveaxis(sz, -1, 0).copy()))
         if z.ndim != 4: raise ValueError(f"{p}: an embedding is a 4-D latent (x, y, z, channels), got shape {z.shape}")
         meta = json.loads(j.read_text())
         for k in ('dim', 'spacing'):
@@ -365,7 +376,7 @@ def embeddings_to_cache(folder, cache_dir, val_fraction:float=0.2, test_fraction
         enc = {'z_mu': torch.stack([zs[i] for i in idx]) if idx else torch.zeros((0,)), 'labels': torch.zeros(len(idx), dtype=torch.int64),
                'case_index': torch.arange(len(idx)), 'case_ids': [pairs[i][0].name.replace('.nii.gz', '') for i in idx], 'affine': affine,
                'spacing': torch.tensor([spacings[i] for i in idx], dtype=torch.float32).reshape(-1, 3)}
-        enc['z_sigma'] = torch.zeros_like(enc['z_mu'])
+        enc['z_sigma'] = torch.stack([sigmas[i] for i in idx]) if sigmas and idx else torch.zeros_like(enc['z_mu'])
         if regions: enc['region'] = torch.tensor([regions[i] for i in idx], dtype=torch.int64).reshape(-1, 2)
         save_tokens(enc, paths[split], meta)
         log(f"{split}: {len(idx)} embeddings → latents {tuple(zs[0].shape)} ({paths[split]})")

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 from ..data import mask_condition
-from ..controlnet.controlnet_model import ControlNetModelConfig, condition_channels, build_controlnet
+from ..controlnet.controlnet_model import ControlNetModelConfig, condition_channels, build_controlnet, binarize_labels
 from ..diffusion.sampling import sample_latents
 from .cache import load_tokens
 from .diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset
@@ -23,9 +23,17 @@ __all__ = ['ControlNetStageConfig', 'ControlDataset', 'ControlNetLightning']
 # %% ../../nbs/49_train_controlnet.ipynb #a6551a96
 class ControlNetStageConfig(DiffusionStageConfig):
     """Config of `prod9-train-maisi-controlnet`. `model` and `scheduler` are taken from the diffusion checkpoint
-    (`diffusion_path`) so that the frozen UNet is rebuilt exactly; set only `controlnet`, `training` and the data."""
-    diffusion_path: str
+    (`diffusion_path`), or from NVIDIA's released UNet (`init_from`), so that the frozen UNet is rebuilt exactly; set only `controlnet`,
+    `training` and the data."""
+    diffusion_path: str | None = None        # the trained prod9 diffusion model the ControlNet steers (or init_from: a released UNet)
     controlnet: ControlNetModelConfig = Field(default_factory=ControlNetModelConfig)
+
+    @model_validator(mode='after')
+    def _one_base(self):
+        if (self.diffusion_path is None) == (self.init_from is None):
+            raise ValueError("give the UNet the ControlNet steers: diffusion_path (a prod9-train-maisi-diffusion checkpoint) or init_from "
+                             "(NVIDIA's released diffusion UNet), one of them" + ('' if self.diffusion_path is None else ', not both'))
+        return self
 
     @model_validator(mode='after')
     def _latent_image(self):
@@ -47,7 +55,7 @@ class ControlDataset(Dataset):
         self.base, self.cfg = LatentDataset(c, scale_factor), cfg
         self.image_shape = [int(g) * int(c.get('downsample_factor', 1)) for g in c.get('grid', [])]
         t = cfg.control_type
-        if 'mask' in t and c.get('seg') is None and len(c['labels']): raise ValueError("control_type needs segmentations, but this data source has none (use phantoms or BraTS)")
+        if cfg.needs_seg and c.get('seg') is None and len(c['labels']): raise ValueError(f"control_type {t} needs segmentations, but this data source has none (use phantoms, BraTS or a NIfTI folder with masks)")
         self.idx = list(range(len(self.base)))
         if t == 'image':
             if c.get('image') is None and len(c['labels']): raise ValueError("control_type 'image' needs the images in the latent cache (pre_encode(..., store_images=True))")
@@ -67,7 +75,8 @@ class ControlDataset(Dataset):
         if t == 'image':
             j, s = self.pairs[i]; d = self.base[j]; d['control'] = self.images[s].float(); return d
         d = self.base[self.idx[i]]
-        if 'mask' in t: d['control'] = mask_condition(d['seg'][None], self.cfg.mask_classes)[0]
+        if t == 'label_map': d['control'] = binarize_labels(d['seg'][None], self.cfg.label_bits)[0]
+        elif 'mask' in t: d['control'] = mask_condition(d['seg'][None], self.cfg.mask_classes)[0]
         else: d['control'] = torch.zeros(1, *self.image_shape)          # label control: an empty condition image of the data's size
         return d
 
@@ -85,8 +94,8 @@ class ControlNetLightning(MAISIDiffusionLightning):
     @classmethod
     def from_base(cls, cfg, base:MAISIDiffusionLightning, downsample_factor:int):
         "A ControlNet for stage config `cfg` on the trained diffusion module `base` (frozen; its weights copied into the ControlNet)."
-        more = {'conditions': base.hparams['conditions']} if base.hparams.get('conditions') else {}      # region/spacing defaults
-        if base.hparams.get('stage1'): more['stage1'] = base.hparams['stage1']                            # the VAE it decodes with
+        # region/spacing defaults, the VAE it decodes with, a released UNet's modality codes and record
+        more = {k: base.hparams[k] for k in ('conditions', 'stage1', 'label_codes', 'release') if base.hparams.get(k)}
         return cls(cfg, base.latent_shape, base.latent_channels, base.class_names, base.scale_factor, base.affine.tolist(),
                    downsample_factor, **more).init_from_unet(base.unet.state_dict())
 
@@ -101,7 +110,7 @@ class ControlNetLightning(MAISIDiffusionLightning):
 
     def control_labels(self, labels):
         cn = self.cfg.controlnet
-        return labels.long() if ('label' in cn.control_type or self.cfg.model.conditional) else None
+        return self.label_codes(labels.long()) if (cn.reads_label or self.cfg.model.conditional) else None
 
     def predict(self, x_t, t, batch):
         down, mid = self.controlnet(x_t, t, batch['control'], conditioning_scale=1.0, class_labels=self.control_labels(batch['label']))
@@ -125,11 +134,12 @@ class ControlNetLightning(MAISIDiffusionLightning):
 
     @torch.no_grad()
     def generate_latents(self, num_samples:int, class_labels=None, seed:int=0, num_inference_steps:int|None=None, control=None,
-                         conditioning_scale:float|None=None, region=None, spacing=None) -> torch.Tensor:
-        "Scaled latents for `control` (B, C_cond, *S) (and `class_labels`, and `region`/`spacing` for a UNet that reads them), reproducible from `seed`."
+                         conditioning_scale:float|None=None, region=None, spacing=None, noise=None) -> torch.Tensor:
+        """Scaled latents for `control` (B, C_cond, *S) (and `class_labels`, and `region`/`spacing` for a UNet that reads them), reproducible from `seed`;
+        `noise`: the starting noise instead of the seeded one."""
         extra = self.sample_conditions(num_samples, region, spacing)
         labels = None if class_labels is None else torch.as_tensor(class_labels, device=self.device).long()
-        unet_labels = labels if self.cfg.model.conditional else None
+        unet_labels = self.label_codes(labels) if self.cfg.model.conditional and labels is not None else None
         cn_labels = self.control_labels(labels) if labels is not None else None
         if control is None: control = torch.zeros(num_samples, condition_channels(self.cfg.controlnet), *[s * self.hparams.downsample_factor for s in self.latent_shape], device=self.device)
         scale = self.cfg.controlnet.conditioning_scale if conditioning_scale is None else conditioning_scale
@@ -137,4 +147,4 @@ class ControlNetLightning(MAISIDiffusionLightning):
         with autocast_for(self.cfg.trainer.precision, self.device):
             return sample_latents(self.unet, self.cfg.scheduler, (num_samples, self.latent_channels, *self.latent_shape), num_inference_steps,
                                   unet_labels, seed, self.device, controlnet=self.controlnet, control=control.to(self.device), conditioning_scale=scale,
-                                  spatial_dims=self.spatial_dims, controlnet_labels=cn_labels, unet_kwargs=extra).float()
+                                  spatial_dims=self.spatial_dims, controlnet_labels=cn_labels, unet_kwargs=extra, noise=noise).float()
