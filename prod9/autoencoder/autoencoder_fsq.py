@@ -26,7 +26,9 @@ class AutoencoderFSQ(nn.Module):
     """Encoder → FSQ → decoder, for `spatial_dims` 2 or 3. `architecture='conv'`: MONAI's convolutional encoder and decoder, downsampling
     by 2 per extra entry of `channels`. `architecture='patch'`: a patch codec. Each `patch_size`-voxel block is folded into channels
     (space to depth), then residual blocks (MONAI's) of width `channels[0]` work at the token grid, around a linear path from block
-    to code and back that `init_linear` fits to data."""
+    to code and back that `init_linear` fits to data. `refine_channels` > 0 adds a refiner: three 3×3 convolutions at full resolution,
+    added to the decoded blocks (its last layer starts at zero, so the fitted path is where training starts), which sees across block
+    boundaries and learns to remove the block grid a per-block decoder leaves."""
     def __init__(self, spatial_dims:int=3, in_channels:int=1, out_channels:int=1,
                  channels:Sequence[int]=(32, 64, 128),   # feature maps per resolution; downsampling = 2**(len-1)
                  levels:Sequence[int]=(8, 5, 5, 5),      # FSQ levels; the latent has len(levels) channels
@@ -35,6 +37,7 @@ class AutoencoderFSQ(nn.Module):
                  latent_channels:int|None=None,          # encoder output width; a 1×1 conv maps it to len(levels) (default: no projection)
                  architecture:str='conv',                # 'conv' or 'patch'
                  patch_size:int=4,                       # 'patch': voxels per token along each axis
+                 refine_channels:int=0,                  # 'patch': width of a full-resolution refiner across the blocks (0: none)
                  fsq_levels:Sequence[int]|None=None, fmaps:Sequence[int]|None=None, fmaps_depth:int|None=None):  # the original guides' names
         super().__init__()
         g = guide_args('AutoencoderFSQ', {'levels': levels, 'channels': channels}, fsq_levels=fsq_levels, fmaps=fmaps, fmaps_depth=fmaps_depth)
@@ -69,6 +72,12 @@ class AutoencoderFSQ(nn.Module):
             self.patch_in, self.patch_out = conv(pin, lc, 1), conv(lc, pout, 1)     # the linear path: block → latent → block
             for m in (self.encoder[-1], self.decoder[-1]): nn.init.zeros_(m.weight); nn.init.zeros_(m.bias)   # start as the linear path
             self.register_buffer('linear_initialised', torch.zeros((), dtype=torch.bool))                     # saved: a resumed run keeps its fit
+        if refine_channels and architecture != 'patch': raise ValueError("refine_channels is for architecture 'patch' (the conv decoder already works across its grid)")
+        self.refiner = None
+        if refine_channels:
+            r = int(refine_channels)
+            self.refiner = nn.Sequential(conv(out_channels, r, 3, padding=1), nn.SiLU(), conv(r, r, 3, padding=1), nn.SiLU(), conv(r, out_channels, 3, padding=1))
+            nn.init.zeros_(self.refiner[-1].weight); nn.init.zeros_(self.refiner[-1].bias)
         proj = self.latent_channels != self.quantizer.dim
         self.proj_in = conv(self.latent_channels, self.quantizer.dim, 1) if proj else nn.Identity()     # latent → FSQ dims
         self.proj_out = conv(self.quantizer.dim, self.latent_channels, 1) if proj else nn.Identity()    # codes → decoder width
@@ -107,7 +116,9 @@ class AutoencoderFSQ(nn.Module):
         if not codes.is_floating_point(): codes = self.indices_to_codes(codes).to(next(self.parameters()).dtype)
         elif codes.shape[1] != self.quantizer.dim and codes.shape[1] == self.latent_channels: codes = self.quantize(codes)
         h = self.proj_out(codes)
-        if self.architecture == 'patch': return pixelshuffle(self.decoder(h) + self.patch_out(h), self.spatial_dims, self.patch_size)
+        if self.architecture == 'patch':
+            y = pixelshuffle(self.decoder(h) + self.patch_out(h), self.spatial_dims, self.patch_size)
+            return y if self.refiner is None else y + self.refiner(y)
         return self.decoder(h)
     def decode_indices(self, indices:torch.Tensor) -> torch.Tensor:
         "Token grid `(B, *s)` → image `(B, C_out, *s·f)`."
@@ -174,6 +185,7 @@ class FSQModelConfig(StrictModel):
     latent_channels: PositiveInt | None = None     # encoder width before the 1×1 projection to len(levels); None = len(levels)
     architecture: Literal['conv', 'patch'] = 'conv'   # patch: one width in channels, residual blocks at the token grid (real MRI recipe)
     patch_size: int = Field(4, ge=2)               # architecture patch: voxels per token along each axis
+    refine_channels: int = Field(0, ge=0)          # architecture patch: width of the full-resolution refiner across blocks (0: none)
 
 def build_autoencoder(cfg:FSQModelConfig|dict) -> AutoencoderFSQ:
     "An `AutoencoderFSQ` from its model config."
