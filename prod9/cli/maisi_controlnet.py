@@ -10,12 +10,10 @@ import sys
 from pathlib import Path
 import numpy as np
 import torch
-from ..config import ConfigError
-from ..loader import what_is, describe
 from ..data import resolve_classes, mask_condition, read_mask
 from .shared import require_kind, attach_stage1, device_from_config, use_window_flags, generate_batches, existing_outputs, generation_summary
 from .command import stage_command, Hooks, StageData
-from .maisi_diffusion import diffusion_flags, latent_cache, split_loaders, conditions_from_flags, released_generate_hook
+from .maisi_diffusion import diffusion_flags, latent_cache, split_loaders, conditions_from_flags, released_generate_hook, released_base
 from ..controlnet.controlnet_model import binarize_labels
 from ..training.cache import load_tokens, check_same_stage1
 from ..training.diffusion import DiffusionStageConfig, load_diffusion_checkpoint
@@ -32,13 +30,9 @@ def _controlnet_config(cfg:ControlNetStageConfig, base):
 
 def _released_base(cfg, info):
     "`init_from`: NVIDIA's released diffusion UNet as the frozen base, fine-tuning conventions and all (`finetune_module`)."
-    from prod9.diffusion.pretrained import finetune_module
-    f, src = Path(cfg.init_from), cfg._source
-    if not f.is_file(): raise ConfigError(f"{f}: no such file (NVIDIA's released diffusion UNet the ControlNet starts from; prod9-maisi-workflow "
-                                          "download fetches it)", src, 'init_from')
-    if (kind := what_is(f)) != 'MAISIReleaseUNet': raise ConfigError(f"{f} is {describe(kind)}, not NVIDIA's released diffusion UNet", src, 'init_from')
     own = {k: v for k, v in cfg.model_dump().items() if k not in ControlNetStageConfig.model_fields or k in DiffusionStageConfig.model_fields}
-    return finetune_module(DiffusionStageConfig.model_validate(own), info)       # the diffusion stage's part of the config
+    dcfg = DiffusionStageConfig.model_validate(own); dcfg._source = cfg._source      # the diffusion stage's part of the config
+    return released_base(dcfg, info, 'the ControlNet starts from')
 
 def _label_map_control(path, shape, bits:int, spacing=None):
     "A whole label map (any labels) on the model's grid, as `(labels (1, 1, *S), control (1, bits, *S))`."

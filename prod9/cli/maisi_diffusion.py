@@ -21,7 +21,7 @@ from ..training.diffusion import MAISIDiffusionLightning, LatentDataset, load_di
 
 # %% auto #0
 __all__ = ['main', 'diffusion_flags', 'latent_cache', 'split_loaders', 'conditions_from_flags', 'image_shape', 'generate',
-           'generate_released', 'released_generate_hook']
+           'generate_released', 'released_base', 'released_generate_hook']
 
 # %% ../../nbs/56_cli_maisi_diffusion.ipynb #4e282734
 def diffusion_flags(p, extra=()):
@@ -223,15 +223,19 @@ def _latent_data(cfg, args) -> StageData:
     return StageData(cfg, loaders=lambda module: split_loaders({s: LatentDataset(paths[s], module.scale_factor) for s in paths}, cfg, args.command),
                      extra={'info': info})
 
+def released_base(cfg, info, role:str='to fine-tune'):
+    """The module of `cfg.init_from`, NVIDIA's released diffusion UNet (`prod9.diffusion.pretrained.finetune_module` on latent cache `info`),
+    after checking that the file is there and is one: else a `ConfigError` naming `init_from` and what the file is `role`."""
+    from prod9.diffusion.pretrained import finetune_module
+    f, src = Path(cfg.init_from), cfg._source
+    if not f.is_file(): raise ConfigError(f"{f}: no such file (NVIDIA's released diffusion UNet {role}; prod9-maisi-workflow download "
+                                          "fetches it)", src, 'init_from')
+    if (kind := what_is(f)) != 'MAISIReleaseUNet': raise ConfigError(f"{f} is {describe(kind)}, not NVIDIA's released diffusion UNet", src, 'init_from')
+    return finetune_module(cfg, info)
+
 def _new_module(data, args):
-    "A new UNet, or with `init_from` NVIDIA's released one to fine-tune (`prod9.diffusion.pretrained.finetune_module`)."
-    if data.cfg.init_from:
-        from prod9.diffusion.pretrained import finetune_module
-        f, src = Path(data.cfg.init_from), data.cfg._source
-        if not f.is_file(): raise ConfigError(f"{f}: no such file (NVIDIA's released diffusion UNet to fine-tune; prod9-maisi-workflow download "
-                                              "fetches it)", src, 'init_from')
-        if (kind := what_is(f)) != 'MAISIReleaseUNet': raise ConfigError(f"{f} is {describe(kind)}, not NVIDIA's released diffusion UNet", src, 'init_from')
-        return finetune_module(data.cfg, data.extra['info'])
+    "A new UNet, or with `init_from` NVIDIA's released one to fine-tune."
+    if data.cfg.init_from: return released_base(data.cfg, data.extra['info'])
     return MAISIDiffusionLightning.from_cache(data.cfg, data.extra['info'])
 
 def released_generate_hook(kind:str, generate_fn, takes:str):
