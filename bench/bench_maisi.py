@@ -20,6 +20,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stage1_recipes import RECIPES
 from common import (default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain,
                     training_phantoms, phantom_pairs, tstr_row, memorization_row)
 from prod9.evaluation import TensorPairs
@@ -41,9 +42,11 @@ FLAIR = MODALITIES.index('FLAIR')
 def accel(d): return 'gpu' if str(d).startswith('cuda') else 'cpu'
 def quiet(device): return budget_trainer_config(accel(device))
 
-def train_vae(out, data, steps, device):
-    cfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model={'num_channels': [16, 32, 32], 'num_res_blocks': [1, 1, 1],
-                              'attention_levels': [False] * 3, 'norm_num_groups': 8}, loss={'kl_weight': 1e-6}, training={'lr': 1e-3}, trainer=quiet(device))
+def train_vae(out, data, steps, device, recipe='vae_x4'):
+    "The VAE of a MAISI recipe of `bench_stage1_recipes.RECIPES`, trained for `steps` batches."
+    pipeline, model, loss, lr, _ = RECIPES[recipe]
+    if pipeline != 'maisi': raise SystemExit(f"--vae-recipe {recipe} is a {pipeline} recipe; choose one of {[k for k, v in RECIPES.items() if v[0] == 'maisi']}")
+    cfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model=model, loss=loss, training={'lr': lr}, trainer=quiet(device))
     torch.manual_seed(0); m = MAISIVAELightning(cfg)
     t0 = time.perf_counter()
     fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False, max_steps=steps)
@@ -87,6 +90,8 @@ def main(argv=None):
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
     # step budgets, not time budgets, so two runs train the same models (the defaults take ~2, 2.5, 2.5 and 1 min on 2 CPU cores)
     p.add_argument('--vae-steps', type=int, default=300, help='VAE training batches (batch 4)')
+    p.add_argument('--vae-recipe', default='vae_x4', choices=[k for k, v in RECIPES.items() if v[0] == 'maisi'],
+                   help="the VAE's recipe (bench_stage1_recipes.py's table)")
     p.add_argument('--diffusion-steps', type=int, default=2500, help='diffusion UNet steps (batch 8 of latents)')
     p.add_argument('--controlnet-steps', type=int, default=900, help='ControlNet steps (batch 8)')
     p.add_argument('--segmenter-steps', type=int, default=2400, help='steps of the segmenter that judges the ControlNet (batch 4)')
@@ -100,7 +105,7 @@ def main(argv=None):
     data = {'source': 'phantoms', 'num_cases': a.num_cases, 'shape': [a.size] * 3, 'roi_size': [a.size] * 3, 'batch_size': 4, 'val_fraction': 0.25}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        vae_path, vae, vae_wall = train_vae(out, data, a.vae_steps, dev)
+        vae_path, vae, vae_wall = train_vae(out, data, a.vae_steps, dev, a.vae_recipe)
         psnr, ssim = eval_vae(vae.to(dev), a.size, 4, dev)
         base, paths, info, cfg, diff_steps, diff_wall = train_diffusion(out, vae_path, data, a.diffusion_steps, dev)
         base.attach_vae(load_vae(vae_path))
@@ -160,7 +165,7 @@ def main(argv=None):
         {'metric': 'the same segmenter on VAE reconstructions of those volumes (ceiling for decoded volumes)', 'value': f"{d_rec.mean():.3f}", 'target': '', 'result': ''},
     ]
     text = (f"### MAISI on phantoms ({a.size}³)\n\n{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}; "
-            f"{a.samples} generated volumes per Dice figure.\n\n" + markdown_table(rows) +
+            f"{a.samples} generated volumes per Dice figure; VAE recipe {a.vae_recipe}.\n\n" + markdown_table(rows) +
             f"\n\n**Generation quality per modality** ({a.quality_samples} label-conditional samples per modality, rectified flow with 10 "
             f"steps, against {a.quality_samples} real held-out volumes; features and distances as in the MaskGiT stage-2 section, "
             f"`bench/common.py`; MS-SSIM lower = more diverse):\n\n" + markdown_table(quality) +

@@ -40,12 +40,27 @@ RECIPES = {
                                 'norm_num_groups': 8, 'latent_channels': 8}, {'kl_weight': 1e-6}, 1e-3, 4),
     'vae_x2':        ('maisi', {'num_channels': [16, 32], 'num_res_blocks': [1, 1], 'attention_levels': [False] * 2,
                                 'norm_num_groups': 8}, {'kl_weight': 1e-6}, 1e-3, 2),
+    # prod9's patch KL VAE (MAISIVAE(architecture='patch')): the patch codec's layers, continuous latents with σ
+    'vae_patch_x2_refine':     ('maisi', {'architecture': 'patch', 'num_channels': [32], 'num_res_blocks': 1, 'norm_num_groups': 8, 'patch_size': 2,
+                                          'refine_channels': 16}, {'kl_weight': 1e-6}, 1e-3, 2),
+    'vae_patch_x2_refine_kl7': ('maisi', {'architecture': 'patch', 'num_channels': [32], 'num_res_blocks': 1, 'norm_num_groups': 8, 'patch_size': 2,
+                                          'refine_channels': 16}, {'kl_weight': 1e-7}, 1e-3, 2),
+    'vae_patch_x2_refine_kl8': ('maisi', {'architecture': 'patch', 'num_channels': [32], 'num_res_blocks': 1, 'norm_num_groups': 8, 'patch_size': 2,
+                                          'refine_channels': 16}, {'kl_weight': 1e-8}, 1e-3, 2),
+    'vae_patch_x4_refine_8ch_kl7': ('maisi', {'architecture': 'patch', 'num_channels': [64], 'num_res_blocks': 1, 'norm_num_groups': 8, 'patch_size': 4,
+                                              'refine_channels': 16, 'latent_channels': 8}, {'kl_weight': 1e-7}, 1e-3, 4),
+    'vae_patch_x2_refine_adv': ('maisi', {'architecture': 'patch', 'num_channels': [32], 'num_res_blocks': 1, 'norm_num_groups': 8, 'patch_size': 2,
+                                          'refine_channels': 16}, {'kl_weight': 1e-7, 'adversarial': {'weight': 0.1, 'warmup_steps': 200}}, 1e-3, 2),
+    'fsq_patch_x2_refine_1k_adv': ('maskgit', {'architecture': 'patch', 'channels': [32], 'patch_size': 2, 'levels': [8, 5, 5, 5], 'refine_channels': 16},
+                                   {'adversarial': {'weight': 0.1, 'warmup_steps': 200}}, 1e-3, 2),
+    'vae_patch_x4_refine_8ch': ('maisi', {'architecture': 'patch', 'num_channels': [64], 'num_res_blocks': 1, 'norm_num_groups': 8, 'patch_size': 4,
+                                          'refine_channels': 16, 'latent_channels': 8}, {'kl_weight': 1e-6}, 1e-3, 4),
 }
 
 def data_block(size, n_cases):
     return {'source': 'phantoms', 'num_cases': n_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25}
 
-def train(recipe, out, size, n_cases, steps, device):
+def train(recipe, out, size, n_cases, steps, device, seed=0):
     "Trains one recipe for `steps` batches; returns the stage-1 network (eval mode) and the wall time."
     pipeline, model, loss, lr, _ = RECIPES[recipe]
     trainer = budget_trainer_config('gpu' if str(device).startswith('cuda') else 'cpu')
@@ -53,10 +68,13 @@ def train(recipe, out, size, n_cases, steps, device):
         from prod9.training.autoencoder_fsq import AutoencoderStageConfig as C, AutoencoderFSQLightning as L
     else:
         from prod9.training.maisi_vae import MAISIVAEStageConfig as C, MAISIVAELightning as L
-    cfg = C(output_dir=str(out / recipe), seed=0, data=data_block(size, n_cases), model=model, loss=loss, training={'lr': lr}, trainer=trainer)
-    torch.manual_seed(0); m = L(cfg)
+    cfg = C(output_dir=str(out / recipe), seed=seed, data=data_block(size, n_cases), model=model, loss=loss, training={'lr': lr}, trainer=trainer)
+    torch.manual_seed(seed); m = L(cfg)
     t0 = time.perf_counter()
-    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False, max_steps=steps)
+    adv = cfg.loss.adversarial       # `steps` counts batches; Lightning's max_steps counts optimiser steps, two per batch once the discriminator trains
+    max_steps = steps + max(0, steps - adv.warmup_steps) if adv.weight > 0 else steps
+    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False, max_steps=max_steps)
+    assert int(m.batch_step) == steps, f"{recipe} trained {int(m.batch_step)} batches, asked for {steps}"
     return m.autoencoder.eval().to(device), time.perf_counter() - t0
 
 def blockiness(v, b:int) -> float:
@@ -78,6 +96,7 @@ def main(argv=None):
     p.add_argument('--only', nargs='+', choices=list(RECIPES), help='recipes to run (default: all)')
     p.add_argument('--steps', type=int, default=600, help='training batches (batch 4) per recipe')
     p.add_argument('--size', type=int, default=32); p.add_argument('--num-cases', type=int, default=48)
+    p.add_argument('--seed', type=int, default=0, help='initialisation and data order (another seed: the run-to-run spread)')
     p.add_argument('--samples', type=int, default=32, help='held-out phantoms per modality')
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json')
     p.add_argument('--figure', help='PNG: a held-out T1 and FLAIR slice beside each recipe\'s reconstruction')
@@ -89,7 +108,7 @@ def main(argv=None):
     rows, recons = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.only or list(RECIPES):
-            net, wall = train(name, Path(tmp), a.size, a.num_cases, a.steps, a.device)
+            net, wall = train(name, Path(tmp), a.size, a.num_cases, a.steps, a.device, a.seed)
             b = RECIPES[name][4]
             row = {'recipe': name, 'pipeline': RECIPES[name][0], 'tokens per volume': (a.size // b) ** 3}
             psnrs = []
@@ -104,7 +123,7 @@ def main(argv=None):
             row['train s'] = round(wall, 1)
             rows.append(row); print(markdown_table([row]), flush=True)
     table = markdown_table(rows)
-    head = (f"Stage-1 recipes on phantoms at {a.size}³, {a.steps} batches of 4 each; oracle FD per modality: "
+    head = (f"Stage-1 recipes on phantoms at {a.size}³, {a.steps} batches of 4 each, seed {a.seed}; oracle FD per modality: "
             + ', '.join(f"{m} {oracle[m]:.4f}" for m in MODALITIES))
     print('\n' + head + '\n\n' + table)
     if a.markdown: Path(a.markdown).write_text(f"# {head}\n\n{json.dumps(machine_info(a.device))}\n\n{table}\n")

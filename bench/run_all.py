@@ -29,6 +29,7 @@ BENCHES = {
                 '--cn-steps', '3000', '--segmenter-steps', '8000']),
     'maisi': ('bench_maisi', 'MAISI: VAE, rectified flow vs DDPM, ControlNet', [],
               ['--vae-steps', '4000', '--diffusion-steps', '20000', '--controlnet-steps', '8000', '--segmenter-steps', '8000']),
+    'chains': ('bench_chains', 'The packaged phantom chains through the CLI, as a user runs them', [], []),
     'real_mri': ('bench_real_mri', 'Reconstruction on real MRI', [], ['--scale', 'large']),
     'medgen': ('bench_medgen', "MedGen's modes: bravo and dual against unconditioned models, seg masks", [],
                ['--size', '64', '--steps', '6000', '--channels', '32', '64', '64', '--segmenter-steps', '3000', '--samples', '64']),
@@ -125,11 +126,13 @@ def main(argv=None):
         if name == 'real_mri': args += ['--figure', str(ROOT / 'nbs' / 'images' / 'bench' / 'real_mri.png'),
                                         '--curves', str(ROOT / 'nbs' / 'images' / 'bench' / 'real_mri_curves.png')]
         if name == 'stage2': args += ['--figure', str(ROOT / 'nbs' / 'images' / 'bench' / 'maskgit_controlnet.png')]
+        if name == 'chains': args += ['--figure', str(ROOT / 'nbs' / 'images' / 'bench' / 'chains.png')]
         print(f"== {name}: python bench/{mod}.py {' '.join(args)}", flush=True)
         t = time.time()
         r = subprocess.run([sys.executable, str(HERE / f"{mod}.py"), *args])
         if r.returncode: raise SystemExit(f"bench/{mod}.py failed with exit status {r.returncode}; the page was not rewritten")
         text = md.read_text()
+        if name == 'chains': text += "\n![Real and generated phantoms of every modality, axial slices](images/bench/chains.png)\n"
         if name == 'real_mri': text += ("\n![Middle axial slice of the test volume and each model's reconstruction](images/bench/real_mri.png)\n"
                                         "\n![PSNR inside the head on the held-out T1 and the share of the codebook its tokens use, against training steps; "
                                         "the dashed line is trilinear ×4](images/bench/real_mri_curves.png)\n")

@@ -19,7 +19,57 @@ from .fsq import FiniteScalarQuantizer
 from ..compat import guide_args
 
 # %% auto #0
-__all__ = ['AutoencoderFSQ', 'FSQModelConfig', 'build_autoencoder']
+__all__ = ['patch_codec_layers', 'block_refiner', 'fit_linear_path', 'AutoencoderFSQ', 'FSQModelConfig', 'build_autoencoder']
+
+# %% ../../nbs/11_autoencoder_fsq.ipynb #83fa26d2
+def patch_codec_layers(spatial_dims:int, in_channels:int, out_channels:int, width:int, num_res_blocks:int, norm_num_groups:int,
+                       norm_eps:float, patch_size:int, latent:int, encoder_out:int|None=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    """`(encoder, decoder, patch_in, patch_out)` of a patch codec: the encoder (block channels → `encoder_out`, default `latent`) and
+    decoder (`latent` → block channels) are residual blocks at the token grid whose last layers start at zero, so the model starts as
+    the linear path `patch_in` (block → latent) and `patch_out` (latent → block)."""
+    conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+    pin, pout = in_channels * patch_size ** spatial_dims, out_channels * patch_size ** spatial_dims
+    res = lambda: [AEKLResBlock(spatial_dims, width, norm_num_groups, norm_eps, width) for _ in range(num_res_blocks)]
+    encoder = nn.Sequential(conv(pin, width, 1), *res(), nn.GroupNorm(norm_num_groups, width, norm_eps), nn.SiLU(), conv(width, encoder_out or latent, 1))
+    decoder = nn.Sequential(conv(latent, width, 3, padding=1), *res(), nn.GroupNorm(norm_num_groups, width, norm_eps), nn.SiLU(), conv(width, pout, 1))
+    patch_in, patch_out = conv(pin, latent, 1), conv(latent, pout, 1)
+    for m in (encoder[-1], decoder[-1]): nn.init.zeros_(m.weight); nn.init.zeros_(m.bias)
+    return encoder, decoder, patch_in, patch_out
+
+def block_refiner(spatial_dims:int, channels:int, width:int) -> nn.Sequential:
+    "Three 3×3 convolutions at full resolution whose output is added to the decoded blocks; the last starts at zero (the codec unchanged)."
+    conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+    r = nn.Sequential(conv(channels, width, 3, padding=1), nn.SiLU(), conv(width, width, 3, padding=1), nn.SiLU(), conv(width, channels, 3, padding=1))
+    nn.init.zeros_(r[-1].weight); nn.init.zeros_(r[-1].bias)
+    return r
+
+@torch.no_grad()
+def fit_linear_path(patch_in:nn.Module, patch_out:nn.Module, blocks:torch.Tensor, spread:float=1.0, quantize=None, reduce=None) -> dict:
+    """Fit a patch codec's linear path to `blocks` (rows: one block each, folded into channels). `patch_in` projects onto the first
+    `patch_in.out_channels` principal components, scaled so that one standard deviation of each is `spread` (the largest-variance
+    component gets the first channel); `patch_out` is the least-squares map from the latent (after `quantize`, rows → rows, if given)
+    back to the blocks. `reduce` sums a tensor over processes (DDP): every process fits the same path from all processes' blocks.
+    Returns the number of blocks, the share of the variance the components hold and the mean squared error of the fitted path."""
+    d = patch_in.out_channels
+    reduce = reduce or (lambda t: t)
+    X = blocks.detach().double()
+    n = reduce(torch.tensor(float(len(X)), dtype=torch.float64, device=X.device))
+    if n <= d: raise ValueError(f"fitting the linear path needs more than {d} blocks, got {int(n)}")
+    mu = reduce(X.sum(0)) / n
+    cov = reduce(X.T @ X) / n - torch.outer(mu, mu)
+    evals, evecs = torch.linalg.eigh(cov)
+    lam, V = evals.flip(0)[:d].clamp_min(1e-12), evecs.flip(1)[:, :d]
+    V = V * torch.where(V.sum(0) < 0, -1.0, 1.0)          # a fixed sign: the same fit on every machine
+    Wt = (V * (spread / lam.sqrt())).T                    # d × p
+    codes = (X - mu) @ Wt.T
+    if quantize is not None: codes = quantize(codes)
+    A = torch.cat([codes, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
+    sol = torch.linalg.solve(reduce(A.T @ A) + 1e-8 * torch.eye(d + 1, dtype=X.dtype, device=X.device), reduce(A.T @ X))
+    sse = reduce(((A @ sol - X) ** 2).sum())
+    one = [1] * (patch_in.weight.ndim - 2)
+    patch_in.weight.copy_(Wt.reshape(d, -1, *one)); patch_in.bias.copy_(-(Wt @ mu))
+    patch_out.weight.copy_(sol[:d].T.reshape(-1, d, *one)); patch_out.bias.copy_(sol[d])
+    return {'blocks': int(n), 'explained_variance': float(lam.sum() / cov.diagonal().sum()), 'mse': float(sse / (n * X.shape[1]))}
 
 # %% ../../nbs/11_autoencoder_fsq.ipynb #51f74997
 class AutoencoderFSQ(nn.Module):
@@ -57,27 +107,18 @@ class AutoencoderFSQ(nn.Module):
         self.architecture, self.patch_size = architecture, int(patch_size)
         self.quantizer = FiniteScalarQuantizer(self.levels)
         self.latent_channels = int(latent_channels or self.quantizer.dim)
-        conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
         if architecture == 'conv':
             self.encoder = Encoder(spatial_dims, in_channels, channels, self.latent_channels, nrb, norm_num_groups, norm_eps, attn,
                                    with_nonlocal_attn=with_nonlocal_attn)
             self.decoder = Decoder(spatial_dims, channels, self.latent_channels, out_channels, nrb, norm_num_groups, norm_eps, attn,
                                    with_nonlocal_attn=with_nonlocal_attn)
         else:
-            w, n, g, lc = channels[0], nrb[0], norm_num_groups, self.latent_channels
-            pin, pout = in_channels * self.patch_size ** spatial_dims, out_channels * self.patch_size ** spatial_dims
-            res = lambda: [AEKLResBlock(spatial_dims, w, g, norm_eps, w) for _ in range(n)]
-            self.encoder = nn.Sequential(conv(pin, w, 1), *res(), nn.GroupNorm(g, w, norm_eps), nn.SiLU(), conv(w, lc, 1))
-            self.decoder = nn.Sequential(conv(lc, w, 3, padding=1), *res(), nn.GroupNorm(g, w, norm_eps), nn.SiLU(), conv(w, pout, 1))
-            self.patch_in, self.patch_out = conv(pin, lc, 1), conv(lc, pout, 1)     # the linear path: block → latent → block
-            for m in (self.encoder[-1], self.decoder[-1]): nn.init.zeros_(m.weight); nn.init.zeros_(m.bias)   # start as the linear path
+            self.encoder, self.decoder, self.patch_in, self.patch_out = patch_codec_layers(      # patch_in/out: the linear path
+                spatial_dims, in_channels, out_channels, channels[0], nrb[0], norm_num_groups, norm_eps, self.patch_size, self.latent_channels)
             self.register_buffer('linear_initialised', torch.zeros((), dtype=torch.bool))                     # saved: a resumed run keeps its fit
         if refine_channels and architecture != 'patch': raise ValueError("refine_channels is for architecture 'patch' (the conv decoder already works across its grid)")
-        self.refiner = None
-        if refine_channels:
-            r = int(refine_channels)
-            self.refiner = nn.Sequential(conv(out_channels, r, 3, padding=1), nn.SiLU(), conv(r, r, 3, padding=1), nn.SiLU(), conv(r, out_channels, 3, padding=1))
-            nn.init.zeros_(self.refiner[-1].weight); nn.init.zeros_(self.refiner[-1].bias)
+        self.refiner = block_refiner(spatial_dims, out_channels, int(refine_channels)) if refine_channels else None
+        conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
         proj = self.latent_channels != self.quantizer.dim
         self.proj_in = conv(self.latent_channels, self.quantizer.dim, 1) if proj else nn.Identity()     # latent → FSQ dims
         self.proj_out = conv(self.quantizer.dim, self.latent_channels, 1) if proj else nn.Identity()    # codes → decoder width
@@ -150,25 +191,11 @@ def init_linear(self:AutoencoderFSQ, blocks:torch.Tensor, spread:float=1.0, redu
     if self.latent_channels != d or self.in_channels != self.out_channels:
         raise ValueError(f"init_linear needs latent_channels == len(levels) ({d}) and in_channels == out_channels; got latent_channels="
                          f"{self.latent_channels}, in/out channels {self.in_channels}/{self.out_channels}")
-    reduce = reduce or (lambda t: t)
-    X = blocks.detach().double()
-    n = reduce(torch.tensor(float(len(X)), dtype=torch.float64, device=X.device))
-    if n <= d: raise ValueError(f"init_linear needs more than {d} blocks, got {int(n)}")
-    mu = reduce(X.sum(0)) / n
-    cov = reduce(X.T @ X) / n - torch.outer(mu, mu)
-    evals, evecs = torch.linalg.eigh(cov)
-    lam, V = evals.flip(0)[:d].clamp_min(1e-12), evecs.flip(1)[:, :d]
-    V = V * torch.where(V.sum(0) < 0, -1.0, 1.0)          # a fixed sign: the same fit on every machine
-    Wt = (V * (spread / lam.sqrt())).T                    # d × p
-    codes = self.quantizer(((X - mu) @ Wt.T).float().reshape(len(X), d, *([1] * self.spatial_dims))).reshape(len(X), d).double()
-    A = torch.cat([codes, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
-    sol = torch.linalg.solve(reduce(A.T @ A) + 1e-8 * torch.eye(d + 1, dtype=X.dtype, device=X.device), reduce(A.T @ X))
-    sse = reduce(((A @ sol - X) ** 2).sum())
     one = [1] * self.spatial_dims
-    self.patch_in.weight.copy_(Wt.reshape(d, -1, *one)); self.patch_in.bias.copy_(-(Wt @ mu))
-    self.patch_out.weight.copy_(sol[:d].T.reshape(-1, d, *one)); self.patch_out.bias.copy_(sol[d])
+    quantize = lambda z: self.quantizer(z.float().reshape(len(z), d, *one)).reshape(len(z), d).to(z.dtype)
+    fit = fit_linear_path(self.patch_in, self.patch_out, blocks, spread, quantize, reduce)
     self.linear_initialised.fill_(True)
-    return {'blocks': int(n), 'explained_variance': float(lam.sum() / cov.diagonal().sum()), 'mse': float(sse / (n * X.shape[1]))}
+    return fit
 
 # %% ../../nbs/11_autoencoder_fsq.ipynb #8690f433
 class FSQModelConfig(StrictModel):

@@ -6,18 +6,21 @@ Docs: https://prod9.github.io/prod9/autoencoder_maisi.html.md"""
 
 # %% ../../nbs/12_autoencoder_maisi.ipynb #10ae76ee
 from __future__ import annotations
+import math
 from typing import Literal
 import torch
 from torch import nn
 from pydantic import Field
+from monai.networks.utils import pixelshuffle, pixelunshuffle
 from ..config import StrictModel, PositiveInt, Widths
+from .autoencoder_fsq import patch_codec_layers, block_refiner, fit_linear_path
 
 # %% auto #0
-__all__ = ['AutoencoderKlMaisi', 'MAISIVAEModelConfig', 'MAISIVAE']
+__all__ = ['AutoencoderKlMaisi', 'MAISIVAEModelConfig', 'PatchVAE', 'MAISIVAE']
 
 # %% ../../nbs/12_autoencoder_maisi.ipynb #401d1b35
 class MAISIVAEModelConfig(StrictModel):
-    "Architecture of the MAISI VAE (MONAI `AutoencoderKlMaisi`; `AutoencoderKL` in 2D)."
+    "Architecture of the MAISI VAE (MONAI `AutoencoderKlMaisi`; `AutoencoderKL` in 2D; `architecture: patch`: prod9's `PatchVAE`)."
     spatial_dims: Literal[2, 3] = 3
     in_channels: PositiveInt = 1
     out_channels: PositiveInt = 1
@@ -31,6 +34,39 @@ class MAISIVAEModelConfig(StrictModel):
     num_splits: int = Field(1, ge=1)        # >1 splits convolutions to save memory (each split must stay larger than the padding)
     dim_split: int = 0
     use_checkpointing: bool = False
+    architecture: Literal['conv', 'patch'] = 'conv'   # patch: prod9's patch KL VAE (one width in num_channels, downsampling = patch_size); conv: MONAI's, as released
+    patch_size: int = Field(4, ge=2)               # architecture patch: voxels per latent voxel along each axis
+    refine_channels: int = Field(0, ge=0)          # architecture patch: width of the full-resolution refiner across blocks (0: none)
+
+# %% ../../nbs/12_autoencoder_maisi.ipynb #9db90a8d
+class PatchVAE(nn.Module):
+    "A patch codec with a mean and a standard deviation per latent voxel (`MAISIVAE(architecture='patch')` builds it); MONAI's `encode`/`decode` interface."
+    def __init__(self, spatial_dims:int, in_channels:int, out_channels:int, latent_channels:int, width:int, num_res_blocks:int=1,
+                 norm_num_groups:int=8, patch_size:int=4, refine_channels:int=0, init_sigma:float=0.05):
+        super().__init__()
+        self.spatial_dims, self.patch_size, self.latent_channels = spatial_dims, patch_size, latent_channels
+        self.encoder, self.decoder, self.patch_in, self.patch_out = patch_codec_layers(
+            spatial_dims, in_channels, out_channels, width, num_res_blocks, norm_num_groups, 1e-6, patch_size, latent_channels, 2 * latent_channels)
+        with torch.no_grad(): self.encoder[-1].bias[latent_channels:].fill_(2 * math.log(init_sigma))    # log σ² starts at that of init_sigma
+        self.refiner = block_refiner(spatial_dims, out_channels, refine_channels) if refine_channels else None
+        self.register_buffer('linear_initialised', torch.zeros((), dtype=torch.bool))       # saved: a resumed run keeps its fit
+
+    def encode(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = pixelunshuffle(x, self.spatial_dims, self.patch_size)
+        h = self.encoder(u); lc = self.latent_channels
+        return h[:, :lc] + self.patch_in(u), torch.exp(0.5 * h[:, lc:].clamp(-30, 20))      # σ as MONAI's VAEs give it
+    def decode(self, z:torch.Tensor) -> torch.Tensor:
+        y = pixelshuffle(self.decoder(z) + self.patch_out(z), self.spatial_dims, self.patch_size)
+        return y if self.refiner is None else y + self.refiner(y)
+    def patch_blocks(self, x:torch.Tensor) -> torch.Tensor:
+        "`(B, C, *S)` → `(N, C·patch_size**spatial_dims)`: one row per latent voxel, its block folded into channels."
+        u = pixelunshuffle(x, self.spatial_dims, self.patch_size)
+        return u.movedim(1, -1).reshape(-1, u.shape[1])
+    def init_linear(self, blocks:torch.Tensor, spread:float=1.0, reduce=None) -> dict:
+        "Fit the linear path to `blocks` (rows of `patch_blocks`): latent means of unit standard deviation on the principal components (`fit_linear_path`)."
+        fit = fit_linear_path(self.patch_in, self.patch_out, blocks, spread, None, reduce)
+        self.linear_initialised.fill_(True)
+        return fit
 
 # %% ../../nbs/12_autoencoder_maisi.ipynb #4365fe92
 class MAISIVAE(nn.Module):
@@ -41,13 +77,23 @@ class MAISIVAE(nn.Module):
         n = len(c.num_channels)
         if isinstance(c.num_res_blocks, int): c.num_res_blocks = [c.num_res_blocks] * n
         if c.attention_levels is None: c.attention_levels = [False] * n
+        if c.architecture == 'patch' and n != 1:
+            raise ValueError(f"architecture 'patch' works at one resolution (the latent grid): give one width, num_channels: [{c.num_channels[-1]}], "
+                             f"not {list(c.num_channels)}; the downsampling is patch_size")
+        if c.refine_channels and c.architecture != 'patch':
+            raise ValueError("refine_channels is for architecture 'patch' (the conv decoder already works across its grid)")
         if len(c.num_res_blocks) != n or len(c.attention_levels) != n:
             raise ValueError(f"num_res_blocks {c.num_res_blocks} and attention_levels {c.attention_levels} need one entry per num_channels {c.num_channels}")
         if any(ch % c.norm_num_groups for ch in c.num_channels):
             raise ValueError(f"every entry of num_channels {c.num_channels} must be divisible by norm_num_groups={c.norm_num_groups}")
         self.spatial_dims, self.latent_channels, self.in_channels = c.spatial_dims, c.latent_channels, c.in_channels
-        self.downsample_factor = 2 ** (n - 1)
-        if c.spatial_dims == 3:
+        self.architecture = c.architecture
+        self.downsample_factor = c.patch_size if c.architecture == 'patch' else 2 ** (n - 1)
+        self.net: nn.Module
+        if c.architecture == 'patch':
+            self.net = PatchVAE(c.spatial_dims, c.in_channels, c.out_channels, c.latent_channels, c.num_channels[0], c.num_res_blocks[0],
+                                c.norm_num_groups, c.patch_size, c.refine_channels)
+        elif c.spatial_dims == 3:
             from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
             self.net = AutoencoderKlMaisi(3, c.in_channels, c.out_channels, num_res_blocks=c.num_res_blocks, num_channels=c.num_channels,
                                           attention_levels=c.attention_levels, latent_channels=c.latent_channels, norm_num_groups=c.norm_num_groups,
@@ -71,6 +117,13 @@ class MAISIVAE(nn.Module):
         "z = μ + σ·ε (the reparameterisation trick)."
         return z_mu + z_sigma * torch.randn_like(z_sigma)
     def decode(self, z:torch.Tensor) -> torch.Tensor: return self.net.decode(z)
+    def _patch(self) -> PatchVAE:
+        if not isinstance(self.net, PatchVAE): raise ValueError(f"fitting a linear path needs architecture 'patch'; this VAE is {self.architecture!r}")
+        return self.net
+    def patch_blocks(self, x:torch.Tensor) -> torch.Tensor: return self._patch().patch_blocks(x)
+    def init_linear(self, blocks:torch.Tensor, spread:float=1.0, reduce=None) -> dict: return self._patch().init_linear(blocks, spread, reduce)
+    @property
+    def linear_initialised(self) -> torch.Tensor: return self._patch().linear_initialised
     def forward(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         "`x` → `(reconstruction, z_mu, z_sigma)` (a sampled latent in training, the mean in eval)."
         z_mu, z_sigma = self.encode(x)

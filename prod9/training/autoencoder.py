@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from fastcore.basics import patch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from monai.losses import PatchAdversarialLoss
 from monai.metrics import PSNRMetric, SSIMMetric
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig, ProgressiveConfig, lr_multiplier
@@ -21,8 +21,8 @@ from .engine import StageModule
 from ..metrics import foreground_mask, masked_psnr_ssim
 
 # %% auto #0
-__all__ = ['FFLConfig', 'PerceptualConfig', 'AdversarialConfig', 'AELossConfig', 'OptimConfig', 'AEValidationConfig',
-           'AutoencoderStageBase', 'AutoencoderLightning']
+__all__ = ['FFLConfig', 'PerceptualConfig', 'AdversarialConfig', 'AELossConfig', 'OptimConfig', 'LinearInitConfig',
+           'AEValidationConfig', 'AutoencoderStageBase', 'AutoencoderLightning']
 
 # %% ../../nbs/43_train_autoencoder.ipynb #8b039848
 class FFLConfig(StrictModel):
@@ -59,6 +59,13 @@ class OptimConfig(LRScheduleConfig):
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
 
+class LinearInitConfig(StrictModel):
+    "How the patch codec's linear path is fitted to training data before the first step (`init_linear` of `AutoencoderFSQ` or the patch `MAISIVAE`)."
+    method: Literal['auto', 'pca', 'none'] = 'auto'     # auto: pca for model.architecture patch, none for conv (which has no linear path)
+    batches: int = Field(16, ge=1)                      # training batches the fit reads
+    foreground_threshold: float = Field(0.05, ge=0, lt=1)   # blocks whose mean is at or below it (air) are left out
+    spread: float = Field(1.0, gt=0)                    # latent (FSQ input) per standard deviation of a component: more uses more codes, less keeps more precision
+
 class AEValidationConfig(StrictModel):
     "How stage 1 is validated and tested."
     whole_volume: bool = True       # whole volumes through `sliding_window`, as `infer` reconstructs them; False: the roi_size crop, in one pass
@@ -71,6 +78,7 @@ class AutoencoderStageBase(StageConfig):
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
     validation: AEValidationConfig = Field(default_factory=AEValidationConfig)
     progressive: ProgressiveConfig | None = None       # None: one crop size (data.roi_size) throughout
+    init: LinearInitConfig = Field(default_factory=LinearInitConfig)    # the patch architectures' linear path, fitted before the first step
     export_path: str | None = None      # default: {output_dir}/{export_name}
     export_name: ClassVar[str] = 'autoencoder.safetensors'
 
@@ -82,6 +90,17 @@ class AutoencoderStageBase(StageConfig):
                              f"`safetensors.torch.load_file`, not by torch.load: name it *.safetensors (got {v!r})")
         return v
 
+    @model_validator(mode='after')
+    def _init_needs_patch(self):
+        if self.init.method == 'pca' and self.architecture != 'patch':
+            raise ValueError("init.method: pca fits the linear path of model.architecture: patch; the conv architecture has none "
+                             "(set model.architecture: patch, or init.method: auto)")
+        return self
+
+    @property
+    def architecture(self) -> str: return getattr(getattr(self, 'model', None), 'architecture', 'conv')
+    @property
+    def linear_init(self) -> bool: return self.init.method == 'pca' or (self.init.method == 'auto' and self.architecture == 'patch')
     @property
     def export_file(self) -> Path: return Path(self.export_path or Path(self.output_dir) / self.export_name)
 
@@ -260,3 +279,22 @@ def on_validation_epoch_end(self:AutoencoderLightning): self.codebook_health('va
 def on_test_epoch_start(self:AutoencoderLightning): self.__dict__.setdefault('_code_counts', {}).pop('test', None)
 @patch
 def on_test_epoch_end(self:AutoencoderLightning): self.codebook_health('test')
+
+# %% ../../nbs/43_train_autoencoder.ipynb #9166333d
+@patch
+def on_train_start(self:AutoencoderLightning):
+    """With `init` (the patch architectures' default), fit the linear path to the foreground blocks of the first `init.batches` training
+    batches, summed over DDP processes, once: a resumed run or a model loaded with its fit keeps it (`linear_initialised` is in the weights)."""
+    ae, ini = self.autoencoder, self.cfg.init
+    if not self.cfg.linear_init or bool(ae.linear_initialised): return
+    d, rows, seen = ae.latent_channels, [], 0
+    for b in self.trainer.train_dataloader:
+        x = (b['image'] if isinstance(b, dict) else b[0]).to(self.device).float()
+        bl = ae.patch_blocks(x); fg = bl[bl.mean(1) > ini.foreground_threshold]
+        rows.append(fg if len(fg) > d else bl)        # an all-air batch still counts, whole
+        seen += 1
+        if seen >= ini.batches: break
+    fit = ae.init_linear(torch.cat(rows), ini.spread, reduce=lambda t: self.trainer.strategy.reduce(t, reduce_op='sum'))
+    if self.trainer.is_global_zero:
+        print(f"prod9: fitted the patch {'codec' if hasattr(ae, 'quantizer') else 'VAE'}'s linear path to {fit['blocks']:,} blocks of {seen} "
+              f"training batches: its {d} components hold {fit['explained_variance']:.1%} of the variance (init.method)", file=sys.stderr)

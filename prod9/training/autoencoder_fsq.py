@@ -6,11 +6,8 @@ Docs: https://prod9.github.io/prod9/train_autoencoder_fsq.html.md"""
 
 # %% ../../nbs/44_train_autoencoder_fsq.ipynb #ec250901
 from __future__ import annotations
-import sys
 from pathlib import Path
-from typing import Literal
-import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from ..config import StrictModel
 from ..autoencoder.autoencoder_fsq import AutoencoderFSQ, FSQModelConfig, build_autoencoder
 from .losses import codebook_stats
@@ -19,8 +16,7 @@ from ..files import save_model_file
 from ..loader import load
 
 # %% auto #0
-__all__ = ['CodebookHealthConfig', 'LinearInitConfig', 'AutoencoderStageConfig', 'AutoencoderFSQLightning', 'export_autoencoder',
-           'load_autoencoder']
+__all__ = ['CodebookHealthConfig', 'AutoencoderStageConfig', 'AutoencoderFSQLightning', 'export_autoencoder', 'load_autoencoder']
 
 # %% ../../nbs/44_train_autoencoder_fsq.ipynb #4bdcd490
 class CodebookHealthConfig(StrictModel):
@@ -29,28 +25,11 @@ class CodebookHealthConfig(StrictModel):
     entropy_weight: float = Field(0.0, ge=0)             # weight of 1 - level_entropy (FSQ levels used evenly) in the training loss
     entropy_temperature: float = Field(0.1, gt=0)        # softness of level_entropy's histogram, in level units
 
-class LinearInitConfig(StrictModel):
-    "How the patch codec's linear path is fitted to training data before the first step (`AutoencoderFSQ.init_linear`)."
-    method: Literal['auto', 'pca', 'none'] = 'auto'     # auto: pca for model.architecture patch, none for conv (which has no linear path)
-    batches: int = Field(16, ge=1)                      # training batches the fit reads
-    foreground_threshold: float = Field(0.05, ge=0, lt=1)   # blocks whose mean is at or below it (air) are left out
-    spread: float = Field(1.0, gt=0)                    # FSQ input per standard deviation of a component: more uses more codes, less keeps more precision
-
 class AutoencoderStageConfig(AutoencoderStageBase):
     "Config of `prod9-train-autoencoder`."
     model: FSQModelConfig = Field(default_factory=FSQModelConfig)
     codebook: CodebookHealthConfig = Field(default_factory=CodebookHealthConfig)
-    init: LinearInitConfig = Field(default_factory=LinearInitConfig)
 
-    @model_validator(mode='after')
-    def _init_needs_patch(self):
-        if self.init.method == 'pca' and self.model.architecture != 'patch':
-            raise ValueError("init.method: pca fits the linear path of model.architecture: patch; the conv architecture has none "
-                             "(set model.architecture: patch, or init.method: auto)")
-        return self
-
-    @property
-    def linear_init(self) -> bool: return self.init.method == 'pca' or (self.init.method == 'auto' and self.model.architecture == 'patch')
 
 # %% ../../nbs/44_train_autoencoder_fsq.ipynb #c31c64ef
 class AutoencoderFSQLightning(AutoencoderLightning):
@@ -63,22 +42,6 @@ class AutoencoderFSQLightning(AutoencoderLightning):
         extra = {'level_entropy_gap': (cb.entropy_weight, 1 - ae.quantizer.level_entropy(z, cb.entropy_temperature))} if cb.entropy_weight > 0 else {}
         return ae.decode(codes), extra, {**codebook_stats(idx, ae.codebook_size), 'indices': idx}
 
-    def on_train_start(self):
-        """With `init` (the patch codec's default), fit the linear path to the foreground blocks of the first `init.batches` training batches,
-        summed over DDP processes, once: a resumed run or a model loaded with its fit keeps it (`linear_initialised` is in the weights)."""
-        ae, ini = self.autoencoder, self.cfg.init
-        if not self.cfg.linear_init or bool(ae.linear_initialised): return
-        rows, seen = [], 0
-        for b in self.trainer.train_dataloader:
-            x = (b['image'] if isinstance(b, dict) else b[0]).to(self.device).float()
-            bl = ae.patch_blocks(x); fg = bl[bl.mean(1) > ini.foreground_threshold]
-            rows.append(fg if len(fg) > ae.quantizer.dim else bl)        # an all-air batch still counts, whole
-            seen += 1
-            if seen >= ini.batches: break
-        fit = ae.init_linear(torch.cat(rows), ini.spread, reduce=lambda t: self.trainer.strategy.reduce(t, reduce_op='sum'))
-        if self.trainer.is_global_zero:
-            print(f"prod9: fitted the patch codec's linear path to {fit['blocks']:,} blocks of {seen} training batches: its {ae.quantizer.dim} "
-                  f"components hold {fit['explained_variance']:.1%} of the variance (init.method)", file=sys.stderr)
 
 # %% ../../nbs/44_train_autoencoder_fsq.ipynb #05afde0d
 def export_autoencoder(model:AutoencoderFSQ, model_cfg:FSQModelConfig, path) -> Path:
