@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 import torch
 from torch import nn
-from monai.networks.nets.autoencoderkl import Encoder, Decoder, AEKLResBlock
+from monai.networks.nets.autoencoderkl import Encoder, Decoder
 from monai.networks.utils import pixelshuffle, pixelunshuffle
 from fastcore.basics import patch
 from typing import Annotated, Literal
@@ -17,59 +17,10 @@ from pydantic import Field
 from ..config import StrictModel, PositiveInt, Widths
 from .fsq import FiniteScalarQuantizer
 from ..compat import guide_args
+from .patch import patch_codec_layers, block_refiner, fit_linear_path
 
 # %% auto #0
-__all__ = ['patch_codec_layers', 'block_refiner', 'fit_linear_path', 'AutoencoderFSQ', 'FSQModelConfig', 'build_autoencoder']
-
-# %% ../../nbs/11_autoencoder_fsq.ipynb #83fa26d2
-def patch_codec_layers(spatial_dims:int, in_channels:int, out_channels:int, width:int, num_res_blocks:int, norm_num_groups:int,
-                       norm_eps:float, patch_size:int, latent:int, encoder_out:int|None=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-    """`(encoder, decoder, patch_in, patch_out)` of a patch codec: the encoder (block channels → `encoder_out`, default `latent`) and
-    decoder (`latent` → block channels) are residual blocks at the token grid whose last layers start at zero, so the model starts as
-    the linear path `patch_in` (block → latent) and `patch_out` (latent → block)."""
-    conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
-    pin, pout = in_channels * patch_size ** spatial_dims, out_channels * patch_size ** spatial_dims
-    res = lambda: [AEKLResBlock(spatial_dims, width, norm_num_groups, norm_eps, width) for _ in range(num_res_blocks)]
-    encoder = nn.Sequential(conv(pin, width, 1), *res(), nn.GroupNorm(norm_num_groups, width, norm_eps), nn.SiLU(), conv(width, encoder_out or latent, 1))
-    decoder = nn.Sequential(conv(latent, width, 3, padding=1), *res(), nn.GroupNorm(norm_num_groups, width, norm_eps), nn.SiLU(), conv(width, pout, 1))
-    patch_in, patch_out = conv(pin, latent, 1), conv(latent, pout, 1)
-    for m in (encoder[-1], decoder[-1]): nn.init.zeros_(m.weight); nn.init.zeros_(m.bias)
-    return encoder, decoder, patch_in, patch_out
-
-def block_refiner(spatial_dims:int, channels:int, width:int) -> nn.Sequential:
-    "Three 3×3 convolutions at full resolution whose output is added to the decoded blocks; the last starts at zero (the codec unchanged)."
-    conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
-    r = nn.Sequential(conv(channels, width, 3, padding=1), nn.SiLU(), conv(width, width, 3, padding=1), nn.SiLU(), conv(width, channels, 3, padding=1))
-    nn.init.zeros_(r[-1].weight); nn.init.zeros_(r[-1].bias)
-    return r
-
-@torch.no_grad()
-def fit_linear_path(patch_in:nn.Module, patch_out:nn.Module, blocks:torch.Tensor, spread:float=1.0, quantize=None, reduce=None) -> dict:
-    """Fit a patch codec's linear path to `blocks` (rows: one block each, folded into channels). `patch_in` projects onto the first
-    `patch_in.out_channels` principal components, scaled so that one standard deviation of each is `spread` (the largest-variance
-    component gets the first channel); `patch_out` is the least-squares map from the latent (after `quantize`, rows → rows, if given)
-    back to the blocks. `reduce` sums a tensor over processes (DDP): every process fits the same path from all processes' blocks.
-    Returns the number of blocks, the share of the variance the components hold and the mean squared error of the fitted path."""
-    d = patch_in.out_channels
-    reduce = reduce or (lambda t: t)
-    X = blocks.detach().double()
-    n = reduce(torch.tensor(float(len(X)), dtype=torch.float64, device=X.device))
-    if n <= d: raise ValueError(f"fitting the linear path needs more than {d} blocks, got {int(n)}")
-    mu = reduce(X.sum(0)) / n
-    cov = reduce(X.T @ X) / n - torch.outer(mu, mu)
-    evals, evecs = torch.linalg.eigh(cov)
-    lam, V = evals.flip(0)[:d].clamp_min(1e-12), evecs.flip(1)[:, :d]
-    V = V * torch.where(V.sum(0) < 0, -1.0, 1.0)          # a fixed sign: the same fit on every machine
-    Wt = (V * (spread / lam.sqrt())).T                    # d × p
-    codes = (X - mu) @ Wt.T
-    if quantize is not None: codes = quantize(codes)
-    A = torch.cat([codes, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
-    sol = torch.linalg.solve(reduce(A.T @ A) + 1e-8 * torch.eye(d + 1, dtype=X.dtype, device=X.device), reduce(A.T @ X))
-    sse = reduce(((A @ sol - X) ** 2).sum())
-    one = [1] * (patch_in.weight.ndim - 2)
-    patch_in.weight.copy_(Wt.reshape(d, -1, *one)); patch_in.bias.copy_(-(Wt @ mu))
-    patch_out.weight.copy_(sol[:d].T.reshape(-1, d, *one)); patch_out.bias.copy_(sol[d])
-    return {'blocks': int(n), 'explained_variance': float(lam.sum() / cov.diagonal().sum()), 'mse': float(sse / (n * X.shape[1]))}
+__all__ = ['AutoencoderFSQ', 'FSQModelConfig', 'build_autoencoder']
 
 # %% ../../nbs/11_autoencoder_fsq.ipynb #51f74997
 class AutoencoderFSQ(nn.Module):

@@ -13,7 +13,7 @@ from torch import nn
 from pydantic import Field
 from monai.networks.utils import pixelshuffle, pixelunshuffle
 from ..config import StrictModel, PositiveInt, Widths
-from .autoencoder_fsq import patch_codec_layers, block_refiner, fit_linear_path
+from .patch import patch_codec_layers, block_refiner, fit_linear_path
 
 # %% auto #0
 __all__ = ['AutoencoderKlMaisi', 'MAISIVAEModelConfig', 'PatchVAE', 'MAISIVAE']
