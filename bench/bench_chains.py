@@ -21,14 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, real_volumes
 from prod9.config import MODALITIES
 from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim
+from prod9.training.autoencoder_fsq import load_autoencoder
+from prod9.training.maisi_vae import load_vae
+from bench_stage1_recipes import reconstruct
 
 CHAINS = {   # pipeline → (train commands, generate command, stage-1 export, checkpoint that generates, stage-1 loader)
     'maskgit': ([('prod9-train-autoencoder', 'maskgit/phantoms/stage1/base.yaml'), ('prod9-train-transformer', 'maskgit/phantoms/stage2/base.yaml')],
                 ('prod9-train-transformer', 'maskgit/phantoms/stage2/base.yaml'), 'phantoms_autoencoder.safetensors',
-                'maskgit_phantoms_stage2/best.ckpt', 'prod9.training.autoencoder_fsq:load_autoencoder'),
+                'maskgit_phantoms_stage2/best.ckpt', load_autoencoder),
     'maisi': ([('prod9-train-maisi-vae', 'maisi/phantoms/vae.yaml'), ('prod9-train-maisi-diffusion', 'maisi/phantoms/diffusion.yaml')],
               ('prod9-train-maisi-diffusion', 'maisi/phantoms/diffusion.yaml'), 'phantoms_vae.safetensors',
-              'maisi_phantoms_diffusion/best.ckpt', 'prod9.training.maisi_vae:load_vae'),
+              'maisi_phantoms_diffusion/best.ckpt', load_vae),
 }
 
 def run(cmd, env, log):
@@ -48,11 +51,7 @@ def read_volumes(folder:Path, modality:str) -> torch.Tensor:
     if not files: raise SystemExit(f"no generated {modality} volumes (*{modality}.nii.gz) in {folder}")
     return torch.stack([torch.from_numpy(np.asarray(nib.load(str(f)).dataobj, np.float32)).clamp(0, 1) for f in files])[:, None]
 
-@torch.no_grad()
-def reconstruct(net, vols, batch=8):
-    return torch.cat([net(vols[i:i + batch])[0].clamp(0, 1) for i in range(0, len(vols), batch)])
-
-def chain(pipeline, out:Path, n:int, real, real_b, feats, oracle, log):
+def chain(pipeline, out:Path, n:int, real, feats, oracle, log):
     trains, (gen_cmd, gen_cfg), export, ckpt, loader = CHAINS[pipeline]
     env = {**os.environ, 'PROD9_OUTPUT_DIR': str(out)}
     walls = {cmd: run([cmd, 'train', '--config', cfg], env, log) for cmd, cfg in trains}
@@ -62,11 +61,10 @@ def chain(pipeline, out:Path, n:int, real, real_b, feats, oracle, log):
              '--output', out / 'generated' / m, '--seed', MODALITIES.index(m)], env, log)
         gen[m] = read_volumes(out / 'generated' / m, m)
     gen_wall = time.perf_counter() - t0
-    mod, fn = loader.split(':')
-    net = getattr(__import__(mod, fromlist=[fn]), fn)(out / export).eval()
+    net = loader(out / export).eval()
     rows = []
     for m in MODALITIES:
-        rec = reconstruct(net, real[m])
+        rec = reconstruct(net, real[m], 'cpu')
         rows.append({'pipeline': pipeline, 'modality': m,
                      'FD/oracle reconstructions': round(frechet_distance(volume_features(rec), feats[m]) / oracle[m], 1),
                      'FD/oracle generated': round(frechet_distance(volume_features(gen[m]), feats[m]) / oracle[m], 1),
@@ -92,7 +90,7 @@ def main(argv=None):
         base = Path(a.output_dir or tmp)
         for pl in a.pipelines:
             out = base / pl; out.mkdir(parents=True, exist_ok=True)
-            r, budgets[pl], gens[pl] = chain(pl, out, a.samples, real, real_b, feats, oracle, base / f'{pl}.log')
+            r, budgets[pl], gens[pl] = chain(pl, out, a.samples, real, feats, oracle, base / f'{pl}.log')
             rows += r; print(markdown_table(r), '\n', budgets[pl], flush=True)
     head = (f"The packaged phantom chains through the CLI with their defaults ({size}³; {a.samples} generated and {a.samples} held-out real "
             f"volumes per modality); oracle FD: " + ', '.join(f"{m} {oracle[m]:.4f}" for m in MODALITIES))

@@ -16,7 +16,7 @@ import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_device, machine_info, markdown_table, real_volumes
+from common import default_device, machine_info, markdown_table, real_volumes, autoencoder_max_steps
 from prod9.config import MODALITIES
 from prod9.data import PhantomDataModule
 from prod9.metrics import volume_features, frechet_distance
@@ -71,9 +71,9 @@ def train(recipe, out, size, n_cases, steps, device, seed=0):
     cfg = C(output_dir=str(out / recipe), seed=seed, data=data_block(size, n_cases), model=model, loss=loss, training={'lr': lr}, trainer=trainer)
     torch.manual_seed(seed); m = L(cfg)
     t0 = time.perf_counter()
-    adv = cfg.loss.adversarial       # `steps` counts batches; Lightning's max_steps counts optimiser steps, two per batch once the discriminator trains
-    max_steps = steps + max(0, steps - adv.warmup_steps) if adv.weight > 0 else steps
-    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False, max_steps=max_steps)
+    adv = cfg.loss.adversarial
+    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False,
+              max_steps=autoencoder_max_steps(steps, adv.weight, adv.warmup_steps))
     assert int(m.batch_step) == steps, f"{recipe} trained {int(m.batch_step)} batches, asked for {steps}"
     return m.autoencoder.eval().to(device), time.perf_counter() - t0
 

@@ -23,7 +23,7 @@ import argparse, json, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain,
+from common import (autoencoder_max_steps, default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain,
                     training_phantoms, phantom_pairs, tstr_row, memorization_row)
 from prod9.evaluation import TensorPairs
 
@@ -52,9 +52,8 @@ def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_war
     torch.manual_seed(0)
     m = AutoencoderFSQLightning(cfg)
     t0 = time.perf_counter()
-    # `steps` counts batches; Lightning's max_steps counts optimiser steps, two per batch once the discriminator trains
-    max_steps = steps + max(0, steps - adv_warmup) if adv_weight > 0 else steps
-    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False, max_steps=max_steps)
+    fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False,
+              max_steps=autoencoder_max_steps(steps, adv_weight, adv_warmup))
     assert int(m.batch_step) == steps, f"autoencoder trained {int(m.batch_step)} batches, asked for {steps}"
     return export_autoencoder(m.autoencoder, cfg.model, out / 'ae.safetensors'), cfg, time.perf_counter() - t0
 

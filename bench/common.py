@@ -81,6 +81,10 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None) -> str:
     lines += ['| ' + ' | '.join(fmt(r.get(c, '')) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)
 
+def autoencoder_max_steps(batches:int, adv_weight:float, adv_warmup:int) -> int:
+    "Lightning's `max_steps` for `batches` stage-1 batches: it counts optimiser steps, two per batch once the discriminator trains."
+    return batches + max(0, batches - adv_warmup) if adv_weight > 0 else batches
+
 def real_volumes(size:int, seeds) -> dict:
     "Phantoms of `seeds` at `size`³ as `{modality: (N, 1, size, size, size) float tensor}` (each phantom made once for all modalities)."
     from prod9.config import MODALITIES
