@@ -23,6 +23,7 @@ import argparse, json, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stage1_recipes import RECIPES
 from common import (autoencoder_max_steps, default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain,
                     training_phantoms, phantom_pairs, tstr_row, memorization_row)
 from prod9.evaluation import TensorPairs
@@ -43,23 +44,28 @@ from torch.utils.data import DataLoader
 def accel(device): return 'gpu' if str(device).startswith('cuda') else 'cpu'
 def quiet(device): return budget_trainer_config(accel(device))
 
-def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_warmup=0, channels=(16, 32, 32)):
-    cfg = AutoencoderStageConfig(output_dir=str(out / 'ae'), seed=0,
-        loss={'adversarial': {'weight': adv_weight, 'warmup_steps': adv_warmup}},
+def train_autoencoder(out, size, n_cases, steps, device, adv_weight=0.0, adv_warmup=0, channels=(16, 32, 32), recipe=None):
+    "Stage 1: the conv FSQ codec of `channels` (with an adversarial term of `adv_weight`), or a MaskGiT recipe of `bench_stage1_recipes.RECIPES`."
+    model, loss, lr = {'channels': list(channels), 'levels': [8, 5, 5, 5]}, {'adversarial': {'weight': adv_weight, 'warmup_steps': adv_warmup}}, 1e-3
+    if recipe is not None:
+        pipeline, model, loss, lr, _ = RECIPES[recipe]
+        if pipeline != 'maskgit': raise SystemExit(f"--ae-recipe {recipe} is a {pipeline} recipe; choose one of {[k for k, v in RECIPES.items() if v[0] == 'maskgit']}")
+    cfg = AutoencoderStageConfig(output_dir=str(out / 'ae'), seed=0, loss=loss,
         data={'source': 'phantoms', 'num_cases': n_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25},
-        model={'channels': list(channels), 'levels': [8, 5, 5, 5]}, training={'lr': 1e-3},
-        trainer=quiet(device))
+        model=model, training={'lr': lr}, trainer=quiet(device))
     torch.manual_seed(0)
     m = AutoencoderFSQLightning(cfg)
     t0 = time.perf_counter()
+    adv = cfg.loss.adversarial
     fit_stage(m, cfg, datamodule=PhantomDataModule(cfg.data), monitor='val_l1', enable_model_summary=False,
-              max_steps=autoencoder_max_steps(steps, adv_weight, adv_warmup))
+              max_steps=autoencoder_max_steps(steps, adv.weight, adv.warmup_steps))
     assert int(m.batch_step) == steps, f"autoencoder trained {int(m.batch_step)} batches, asked for {steps}"
     return export_autoencoder(m.autoencoder, cfg.model, out / 'ae.safetensors'), cfg, time.perf_counter() - t0
 
-def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers):
+def train_transformer(out, ae_path, ae_cfg, kind, steps, device, hidden, layers, patch_size=1):
     cfg = TransformerStageConfig(autoencoder_path=str(ae_path), output_dir=str(out / kind), token_cache_dir=str(out / 'tokens'), seed=0,
-        data=ae_cfg.data.model_dump(), model={'transformer_type': kind, 'hidden_dim': hidden, 'num_layers': layers, 'num_heads': 4, 'max_context_length': 3},
+        data=ae_cfg.data.model_dump(), model={'transformer_type': kind, 'hidden_dim': hidden, 'num_layers': layers, 'num_heads': 4, 'max_context_length': 3,
+                                                  'patch_size': patch_size},
         training={'lr': 1e-3, 'warmup_steps': 20},
         in_context={'source_modalities': ['T1'], 'target_modalities': ['T2']} if kind == 'single_stream' else {}, sliding_window={'roi_size': list(ae_cfg.data.roi_size), 'overlap': 0.25},
         trainer=quiet(device))
@@ -114,7 +120,10 @@ def main(argv=None):
     p.add_argument('--adv-warmup', type=int, default=0, help='autoencoder batches before the adversarial loss starts')
     p.add_argument('--ae-channels', type=int, nargs='+', default=[16, 32, 32],
                    help='autoencoder widths per level; n levels downsample 2^(n-1)× per axis (16 32: 2×, 16³ tokens per 32³ volume)')
+    p.add_argument('--ae-recipe', choices=[k for k, v in RECIPES.items() if v[0] == 'maskgit'],
+                   help='stage 1 from bench_stage1_recipes.RECIPES instead of the conv codec of --ae-channels (fsq_patch_x2_refine_1k: the packaged phantom recipe)')
     p.add_argument('--hidden-dim', type=int, default=128); p.add_argument('--num-layers', type=int, default=4)
+    p.add_argument('--patch-size', type=int, default=1, help="transformer tokens per sequence element along each axis (the packaged phantom recipe: 2)")
     p.add_argument('--samples', type=int, default=32); p.add_argument('--steps', type=int, nargs='+', default=[4, 8, 12, 16])
     p.add_argument('--cn-steps', type=int, default=300, help='MaskGiT ControlNet steps (batch 8); 0 skips stage 3')
     p.add_argument('--cn-layers', type=int, default=2, help='transformer blocks the ControlNet copies')
@@ -128,9 +137,9 @@ def main(argv=None):
     dev = a.device
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        ae_path, ae_cfg, ae_wall = train_autoencoder(out, a.size, a.num_cases, a.ae_steps, dev, a.adv_weight, a.adv_warmup, a.ae_channels)
-        lab, paths, lab_steps, lab_wall = train_transformer(out, ae_path, ae_cfg, 'label', a.tf_steps, dev, a.hidden_dim, a.num_layers)
-        ic, _, ic_steps, ic_wall = train_transformer(out, ae_path, ae_cfg, 'single_stream', a.ic_steps, dev, a.hidden_dim, a.num_layers)
+        ae_path, ae_cfg, ae_wall = train_autoencoder(out, a.size, a.num_cases, a.ae_steps, dev, a.adv_weight, a.adv_warmup, a.ae_channels, a.ae_recipe)
+        lab, paths, lab_steps, lab_wall = train_transformer(out, ae_path, ae_cfg, 'label', a.tf_steps, dev, a.hidden_dim, a.num_layers, a.patch_size)
+        ic, _, ic_steps, ic_wall = train_transformer(out, ae_path, ae_cfg, 'single_stream', a.ic_steps, dev, a.hidden_dim, a.num_layers, a.patch_size)
         # 1. histogram distances: generated modality (rows) vs real held-out modality (columns)
         real = real_volumes(a.size, range(700_000, 700_000 + a.samples))
         dist, gens = {}, {}
@@ -231,7 +240,8 @@ def main(argv=None):
     beats = all(tr_scores[k][i] > tr_scores['copy T1 as T2'][i] for k in ('in-context T1 → T2', 'in-context T1 → T2 from NIfTI files (generate --input)') for i in (0, 1))
     text = (f"### MaskGiT stage 2 on phantoms ({a.size}³, token grid {tuple(lab.latent_shape)}, transformer {a.hidden_dim}×{a.num_layers})\n\n"
             f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Step budgets: autoencoder "
-            f"{a.ae_steps} batches of 4{f' (adversarial weight {a.adv_weight} from batch {a.adv_warmup})' if a.adv_weight else ''} ({ae_wall:.0f} s), label-conditional transformer {lab_steps} steps of batch 8 ({lab_wall:.0f} s), "
+            f"{a.ae_steps} batches of 4{f' (adversarial weight {a.adv_weight} from batch {a.adv_warmup})' if a.adv_weight else ''}{f', recipe {a.ae_recipe}' if a.ae_recipe else ''} ({ae_wall:.0f} s), "
+            f"label-conditional transformer {lab_steps} steps of batch 8{f' ({a.patch_size}³ tokens per element)' if a.patch_size > 1 else ''} ({lab_wall:.0f} s), "
             f"in-context transformer {ic_steps} steps ({ic_wall:.0f} s).\n\n"
             f"**Intensity-histogram distance (W1) of {a.samples} generated volumes per modality to {a.samples} real held-out volumes per modality** "
             f"(◀ = closest):\n\n" + markdown_table(hist_rows) +

@@ -13,7 +13,9 @@ from .phantoms import make_phantom, MODALITIES
 from .io import write_nifti, read_nifti, save_montage, write_samples, Volume
 
 # %% auto #0
-__all__ = ['write_phantom_case', 'run_demo', 'demo_sizes', 'run_maskgit', 'run_maisi', 'write_report', 'run_full_demo', 'main']
+__all__ = ['DEMO_RECIPES', 'LESION_THRESHOLDS', 'DEMO_MINUTES', 'DEMO_SHARES', 'write_phantom_case', 'run_demo', 'demo_sizes',
+           'demo_config', 'lesion_share', 'demo_quality', 'comparison_figure', 'run_maskgit', 'run_maisi',
+           'write_report', 'run_full_demo', 'main']
 
 # %% ../nbs/70_demo.ipynb #fcebd7b7
 def write_phantom_case(out_dir, seed:int, shape=(64, 64, 64), prefix='phantom') -> dict:
@@ -49,19 +51,20 @@ def run_demo(output_dir, num_cases:int=2, shape=(64, 64, 64), seed:int=0, log=pr
     return summary
 
 # %% ../nbs/70_demo.ipynb #78ac06c2
+DEMO_RECIPES = {   # pipeline → (stage-1 config, stage-2 config, share of the pipeline's budget that stage 1 trains for)
+    'maskgit': ('maskgit/phantoms/stage1/base.yaml', 'maskgit/phantoms/stage2/base.yaml', 0.2),
+    'maisi': ('maisi/phantoms/vae.yaml', 'maisi/phantoms/diffusion.yaml', 0.3)}
+
 def demo_sizes(quick:bool=False) -> dict:
-    "Model sizes of the demo: tiny, and tinier with `quick` (the tests' setting)."
-    if quick: return {'ae': {'channels': [8, 8, 8], 'levels': [5, 5, 5]}, 'tf': {'hidden_dim': 32, 'num_layers': 1, 'num_heads': 4},
-                      'vae': {'num_channels': [8, 8, 8], 'num_res_blocks': [1, 1, 1], 'attention_levels': [False] * 3, 'norm_num_groups': 8},
-                      'unet': {'num_channels': [16, 16], 'num_res_blocks': 1, 'attention_levels': [False, False], 'num_head_channels': 8, 'norm_num_groups': 8}}
-    return {'ae': {'channels': [16, 32, 32], 'levels': [8, 5, 5, 5]}, 'tf': {'hidden_dim': 128, 'num_layers': 4, 'num_heads': 4},
-            'vae': {'num_channels': [16, 32, 32], 'num_res_blocks': [1, 1, 1], 'attention_levels': [False] * 3, 'norm_num_groups': 8},
-            'unet': {'num_channels': [32, 64], 'num_res_blocks': 1, 'attention_levels': [False, True], 'num_head_channels': 16, 'norm_num_groups': 8}}
+    "The demo's `model:` overrides of the packaged phantom recipes: none, or tiny models with `quick` (the tests' setting)."
+    if not quick: return {'ae': {}, 'tf': {}, 'vae': {}, 'unet': {}}
+    return {'ae': {'channels': [8], 'refine_channels': 8}, 'tf': {'hidden_dim': 32, 'num_layers': 1, 'num_heads': 4},
+            'vae': {'num_channels': [8], 'refine_channels': 8, 'latent_channels': 4},
+            'unet': {'num_channels': [16, 16], 'attention_levels': [False, False], 'num_head_channels': 8}}
 
 def _trainer_cfg(progress:bool) -> dict:
     from prod9.training.engine import budget_trainer_config
     return budget_trainer_config(progress=progress, log_every_n_steps=5)
-
 
 def _timed(fn):
     t = time.perf_counter(); out = fn(); return out, time.perf_counter() - t
@@ -70,48 +73,145 @@ def _samples(out:Path, vols, names, affine, title) -> dict:
     files, png = write_samples(vols, out, names, affine, title)
     return {'files': [str(f) for f in files], 'montage': str(png)}
 
+# %% ../nbs/70_demo.ipynb #cb3d8355
+def demo_config(name:str, schema, out:Path, stage:str, data:dict, model:dict, progress:bool=True, **more):
+    """The packaged recipe `name` (under `prod9/configs`, never a file of that name in the working folder) as the demo trains it: its `model:` (with `model` on top), the demo's phantoms (`data`), output
+    folder `out/stage`, paths resolved under `out` (`PROD9_OUTPUT_DIR`), and a wall-clock trainer in place of the recipe's epochs."""
+    from prod9.config import load_config, CONFIG_DIR
+    over = {'output_dir': str(Path(out) / stage), 'trainer': _trainer_cfg(progress), **{f'data.{k}': v for k, v in data.items()},
+            **{f'model.{k}': v for k, v in model.items()}, **more}
+    return load_config(CONFIG_DIR / name, schema, env={'PROD9_OUTPUT_DIR': str(out)}, overrides=over)
+
+# %% ../nbs/70_demo.ipynb #8c5bcd33
+LESION_THRESHOLDS = {'FLAIR': 0.72}   # oedema (0.88) against the brightest healthy brain tissue (grey matter, 0.55): `prod9.phantoms.CONTRAST`
+
+def lesion_share(vols, modality:str, min_voxels:int=24) -> float|None:
+    """Share of volumes `(N, 1, *S)` with a lesion one can see: a connected region of at least `min_voxels` voxels per 32³ (scaled with
+    the volume) brighter than the brightest healthy brain tissue (`LESION_THRESHOLDS`: oedema on FLAIR), inside the brain (an ellipsoid
+    at 0.8 of the phantoms' head radii, so the bright scalp never counts). Connected, so that speckle (a few bright voxels, or one
+    bright 2³ token) does not count; the smallest lesion of 16 held-out phantoms at 32³ has 56 such voxels. `None` for the other
+    modalities: on T2 CSF outshines the tumour, and at 32³ the thin enhancing rim of T1ce is no brighter than white matter with its
+    bias field and noise."""
+    from scipy import ndimage
+    if modality not in LESION_THRESHOLDS: return None
+    v = np.asarray(vols[:, 0].float().cpu() if hasattr(vols, 'float') else vols[:, 0])
+    c = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) / n * 2 - 1 for n in v.shape[1:]], indexing='ij'))
+    brain = sum((c[i] / r) ** 2 for i, r in enumerate((0.72, 0.86, 0.97))) < 0.8 ** 2
+    need = max(1, round(min_voxels * brain.size / 32 ** 3))
+    def largest(x):
+        lab, n = ndimage.label((x > LESION_THRESHOLDS[modality]) & brain)
+        return int(np.bincount(lab.ravel())[1:].max()) if n else 0
+    return float(np.mean([largest(x) >= need for x in v]))
+
+# %% ../nbs/70_demo.ipynb #55fe8c8a
+def demo_quality(generated:dict, reconstructed:dict, real:dict, real_b:dict) -> list[dict]:
+    """Per modality, against held-out real phantoms `real` (`{modality: (N, 1, *S)}`): the Fréchet distance (prod9's fixed features) of the
+    stage-1 reconstructions and of the generated volumes as multiples of the real ↔ real oracle (`real_b` against `real`), the mean
+    pairwise MS-SSIM of generated and of real volumes (diversity: lower is more diverse), and the real modality whose intensity
+    histogram is closest to the generated one's (the label-conditional check: it should be the requested modality); on FLAIR,
+    the share of generated and of real volumes with a lesion one can see (`lesion_share`). MS-SSIM is `None`
+    for volumes smaller than its three scales need (`MSSSIM_MIN_SIZE` voxels per axis)."""
+    from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, histogram_w1, MSSSIM_MIN_SIZE
+    msssim = lambda v: mean_pairwise_msssim(v) if min(v.shape[2:]) >= MSSSIM_MIN_SIZE else None
+    rows = []
+    for m, gen in generated.items():
+        fr = volume_features(real[m]); oracle = frechet_distance(volume_features(real_b[m]), fr)
+        w1 = {r: histogram_w1(gen, real[r]) for r in real}
+        rows.append({'modality': m, 'FD reconstructions / oracle': frechet_distance(volume_features(reconstructed[m]), fr) / oracle,
+                     'FD generated / oracle': frechet_distance(volume_features(gen), fr) / oracle,
+                     'MS-SSIM generated': msssim(gen), 'MS-SSIM real': msssim(real[m]),
+                     'closest real histogram': min(w1, key=w1.get),
+                     'with a visible lesion, generated': lesion_share(gen, m), 'with a visible lesion, real': lesion_share(real[m], m)})
+    return rows
+
+def _held_out(size:int, n:int, first:int) -> dict:
+    "`n` phantoms from seed `first` on, as `{modality: (n, 1, size, size, size)}`."
+    import torch
+    phs = [make_phantom((size,) * 3, first + i) for i in range(n)]
+    return {m: torch.from_numpy(np.stack([p[m] for p in phs])[:, None]).float() for m in MODALITIES}
+
+# %% ../nbs/70_demo.ipynb #c4868ee9
+def comparison_figure(real:dict, generated:dict, path, title:str, n:int=4) -> Path:
+    """PNG: per modality a row of `n` real phantoms and a row of `n` generated volumes, each shown at the same axial slice (through the
+    ventricles, where most lesions are) and the same coronal slice, on the same grey scale [0, 1]."""
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    mods = list(generated); n = min(n, *(len(v) for v in generated.values()), *(len(real[m]) for m in mods))
+    S = real[mods[0]].shape[2:]; z, y = round(0.56 * S[2]), S[1] // 2
+    fig, axs = plt.subplots(2 * len(mods), 2 * n, figsize=(1.25 * 2 * n, 1.35 * 2 * len(mods)), squeeze=False)
+    for i, m in enumerate(mods):
+        for j, (name, vols) in enumerate((('real', real[m]), ('generated', generated[m]))):
+            for k in range(n):
+                v = np.asarray(vols[k, 0].float().cpu())
+                for s, (sl, lab) in enumerate(((v[:, :, z], f'axial {z}'), (v[:, y, :], f'coronal {y}'))):
+                    ax = axs[2 * i + j, 2 * k + s]
+                    ax.imshow(sl.T, cmap='gray', origin='lower', vmin=0, vmax=1); ax.set_xticks([]); ax.set_yticks([])
+                    if k == 0 and s == 0: ax.set_ylabel(f'{name}\n{m}', fontsize=8)
+                    if i == 0 and j == 0: ax.set_title(lab, fontsize=7)
+    fig.suptitle(title, fontsize=9); fig.tight_layout()
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=72); plt.close(fig)
+    return path
+
 # %% ../nbs/70_demo.ipynb #1d3fd543
-def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progress:bool=True, log=print) -> dict:
-    "Stage 1 → token cache → label-conditional transformer → samples of every modality. Returns metrics and files."
+def _finish(out:Path, name:str, generated:dict, stage1, held:tuple, affine, metrics:dict, log=print) -> dict:
+    "Write `generated` as NIfTI with a montage per modality, reconstruct the held-out phantoms with `stage1`, score both, draw the comparison."
+    import torch
+    real, real_b = held
+    dev = next(stage1.parameters()).device
+    with torch.no_grad():
+        rec = {m: torch.cat([stage1(real[m][i:i + 8].to(dev))[0].clamp(0, 1).cpu() for i in range(0, len(real[m]), 8)]) for m in generated}
+    samples = {m: _samples(out / 'samples', v, [f'sample_{i + 1:04d}_{m}.nii.gz' for i in range(len(v))], affine, f'{name}_{m}')
+               for m, v in generated.items()}
+    quality = demo_quality(generated, rec, real, real_b)
+    fig = comparison_figure(real, generated, out / 'real_vs_generated.png', f"{name}: held-out real phantoms (rows 'real') and generated volumes")
+    log(f"{name}: generated / oracle Fréchet distance " + ', '.join(f"{q['modality']} {q['FD generated / oracle']:.1f}x" for q in quality))
+    return {'metrics': metrics, 'quality': quality, 'samples': samples, 'figure': str(fig)}
+
+def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, held:tuple, num_samples:int=16, seed:int=0, progress:bool=True,
+                log=print) -> dict:
+    """The packaged MaskGiT phantom recipe: stage 1 → token cache → label-conditional transformer → `num_samples` volumes of every
+    modality, scored against the held-out phantoms `held` (real, real_b). Returns metrics, quality rows and files."""
     import torch
     from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFSQLightning, export_autoencoder, load_autoencoder
     from prod9.data import PhantomDataModule
     from prod9.training.cache import pre_encode, load_tokens, TokenDataModule
     from prod9.training.transformer import TransformerStageConfig, MaskGiTLightning
     from prod9.training.engine import fit_stage
-    torch.manual_seed(seed)
-    sw = {'roi_size': data['roi_size'], 'overlap': 0.25}
-    ae_cfg = AutoencoderStageConfig(output_dir=str(out / 'stage1'), data=data, model=sizes['ae'], training={'lr': 1e-3}, sliding_window=sw,
-                                    trainer=_trainer_cfg(progress))
-    log(f"MaskGiT stage 1: FSQ autoencoder {sizes['ae']['channels']}, {0.55 * budget_s:.0f} s")
-    ae = AutoencoderFSQLightning(ae_cfg)
-    tr = fit_stage(ae, ae_cfg, budget_s=0.55 * budget_s, monitor='val_l1', enable_model_summary=False, datamodule=PhantomDataModule(ae_cfg.data))
-    ae_val = tr.validate(ae, datamodule=PhantomDataModule(ae_cfg.data), verbose=False)[0]
-    ae_path = export_autoencoder(ae.autoencoder, ae_cfg.model, out / 'autoencoder.safetensors')
-    tf_cfg = TransformerStageConfig(autoencoder_path=str(ae_path), output_dir=str(out / 'stage2'), data=data, model=sizes['tf'],
-                                    training={'lr': 1e-3, 'warmup_steps': 20}, sliding_window=sw, trainer=_trainer_cfg(progress))
     from prod9.cli.shared import device_from_config          # encode on the device the trainer uses (CUDA when present)
+    torch.manual_seed(seed)
+    s1, s2, share = DEMO_RECIPES['maskgit']
+    ae_cfg = demo_config(s1, AutoencoderStageConfig, out, 'stage1', data, sizes['ae'], progress, export_path=str(out / 'autoencoder.safetensors'))
+    log(f"MaskGiT stage 1 ({s1}): {ae_cfg.model.architecture} codec, {share * budget_s:.0f} s")
+    ae = AutoencoderFSQLightning(ae_cfg)
+    tr = fit_stage(ae, ae_cfg, budget_s=share * budget_s, monitor='val_l1', enable_model_summary=False, datamodule=PhantomDataModule(ae_cfg.data))
+    ae_steps, ae_val = tr.global_step, tr.validate(ae, datamodule=PhantomDataModule(ae_cfg.data), verbose=False)[0]
+    ae_path = export_autoencoder(ae.autoencoder, ae_cfg.model, ae_cfg.export_file)
+    tf_cfg = demo_config(s2, TransformerStageConfig, out, 'stage2', data, sizes['tf'], progress, autoencoder_path=str(ae_path))
     paths = pre_encode(ae_path, tf_cfg.data, tf_cfg.sliding_window, tf_cfg.cache_dir, log=log, device=device_from_config(tf_cfg))
     info = load_tokens(paths['train'])
-    log(f"MaskGiT stage 2: transformer {sizes['tf']['hidden_dim']}×{sizes['tf']['num_layers']} on {tuple(info['grid'])} tokens, {0.4 * budget_s:.0f} s")
+    log(f"MaskGiT stage 2 ({s2}): transformer {tf_cfg.model.hidden_dim}×{tf_cfg.model.num_layers} on {tuple(info['grid'])} tokens, "
+        f"{(1 - share) * budget_s:.0f} s")
     tf = MaskGiTLightning.from_cache(tf_cfg, info)
-    dm = TokenDataModule(paths, batch_size=8)
-    tr = fit_stage(tf, tf_cfg, budget_s=0.4 * budget_s, monitor='val_ce', enable_model_summary=False, datamodule=dm)
-    tf_val = tr.validate(tf, datamodule=dm, verbose=False)[0]
-    tf.eval().attach_autoencoder(load_autoencoder(ae_path))
-    samples, times = {}, []
+    dm = TokenDataModule(paths, batch_size=tf_cfg.data.batch_size)
+    tr = fit_stage(tf, tf_cfg, budget_s=(1 - share) * budget_s, monitor='val_ce', enable_model_summary=False, datamodule=dm)
+    tf_steps, tf_val = tr.global_step, tr.validate(tf, datamodule=dm, verbose=False)[0]
+    net = load_autoencoder(ae_path).eval()
+    tf.eval().attach_autoencoder(net)
+    gen, times = {}, []
     for c, m in enumerate(info['class_names']):
-        vols, dt = _timed(lambda: tf.decode(tf.generate_tokens(torch.full((2,), c), seed=seed + c, steps=12)).cpu())
-        times.append(dt / 2)
-        samples[m] = _samples(out / 'samples', vols, [f'sample_{i + 1:04d}_{m}.nii.gz' for i in range(2)], tf.affine, f'maskgit_{m}')
-    return {'metrics': {'autoencoder held-out PSNR (dB)': ae_val['val_psnr'], 'autoencoder held-out SSIM': ae_val['val_ssim'],
-                        'codebook usage (held-out)': ae_val['val_codebook_usage'], 'token grid': 'x'.join(map(str, info['grid'])),
-                        'transformer held-out masked-token accuracy': tf_val['val_acc'], 'transformer held-out cross-entropy': tf_val['val_ce'],
-                        'sampling time per volume, 12 steps + decode (s)': float(np.median(times))}, 'samples': samples}
+        gen[m], dt = _timed(lambda: tf.decode(tf.generate_tokens(torch.full((num_samples,), c), seed=seed + c)).float().cpu().clamp(0, 1))
+        times.append(dt / num_samples)
+    steps = tf_cfg.sampler.steps
+    metrics = {'stage 1 training steps': ae_steps, 'autoencoder held-out PSNR (dB)': ae_val['val_psnr'], 'autoencoder held-out SSIM': ae_val['val_ssim'],
+               'codebook usage (held-out)': ae_val['val_codebook_usage'], 'token grid': 'x'.join(map(str, info['grid'])),
+               'stage 2 training steps': tf_steps, 'transformer held-out masked-token accuracy': tf_val['val_acc'],
+               'transformer held-out cross-entropy': tf_val['val_ce'], f'sampling time per volume, {steps} steps + decode (s)': float(np.median(times))}
+    return _finish(out, 'maskgit', gen, net, held, tf.affine, metrics, log)
 
 # %% ../nbs/70_demo.ipynb #c3c48986
-def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progress:bool=True, log=print) -> dict:
-    "KL VAE → latent cache → rectified-flow UNet → samples of every modality (30 steps). Returns metrics and files."
+def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, held:tuple, num_samples:int=16, seed:int=0, progress:bool=True,
+              log=print) -> dict:
+    """The packaged MAISI phantom recipe: KL VAE → latent cache → rectified-flow UNet → `num_samples` volumes of every modality,
+    scored against the held-out phantoms `held` (real, real_b). Returns metrics, quality rows and files."""
     import torch
     from torch.utils.data import DataLoader
     from prod9.data import PhantomDataModule
@@ -119,59 +219,74 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, seed:int=0, progr
     from prod9.training.cache import pre_encode, load_tokens
     from prod9.training.diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset, latent_scale_factor
     from prod9.training.engine import fit_stage
-    torch.manual_seed(seed)
-    sw = {'roi_size': data['roi_size'], 'overlap': 0.25}
-    vcfg = MAISIVAEStageConfig(output_dir=str(out / 'vae'), data=data, model=sizes['vae'], loss={'kl_weight': 1e-6}, training={'lr': 1e-3},
-                               sliding_window=sw, trainer=_trainer_cfg(progress))
-    log(f"MAISI stage 1: KL VAE {sizes['vae']['num_channels']}, {0.55 * budget_s:.0f} s")
-    vae = MAISIVAELightning(vcfg)
-    tr = fit_stage(vae, vcfg, budget_s=0.55 * budget_s, monitor='val_l1', enable_model_summary=False, datamodule=PhantomDataModule(vcfg.data))
-    vae_val = tr.validate(vae, datamodule=PhantomDataModule(vcfg.data), verbose=False)[0]
-    vae_path = export_vae(vae.autoencoder, vcfg.model, out / 'vae.safetensors')
-    dcfg = DiffusionStageConfig(vae_path=str(vae_path), output_dir=str(out / 'diffusion'), data=data, model={**sizes['unet'], 'conditional': True},
-                                scheduler={'num_inference_steps': 30, 'base_img_size_numel': 512}, training={'lr': 5e-4, 'warmup_steps': 20},
-                                sliding_window=sw, trainer=_trainer_cfg(progress))
     from prod9.cli.shared import device_from_config
+    torch.manual_seed(seed)
+    s1, s2, share = DEMO_RECIPES['maisi']
+    vcfg = demo_config(s1, MAISIVAEStageConfig, out, 'vae', data, sizes['vae'], progress, export_path=str(out / 'vae.safetensors'))
+    log(f"MAISI stage 1 ({s1}): {vcfg.model.architecture} KL VAE, {share * budget_s:.0f} s")
+    vae = MAISIVAELightning(vcfg)
+    tr = fit_stage(vae, vcfg, budget_s=share * budget_s, monitor='val_l1', enable_model_summary=False, datamodule=PhantomDataModule(vcfg.data))
+    vae_steps, vae_val = tr.global_step, tr.validate(vae, datamodule=PhantomDataModule(vcfg.data), verbose=False)[0]
+    vae_path = export_vae(vae.autoencoder, vcfg.model, vcfg.export_file)
+    dcfg = demo_config(s2, DiffusionStageConfig, out, 'diffusion', data, sizes['unet'], progress, vae_path=str(vae_path))
     paths = pre_encode(vae_path, dcfg.data, dcfg.sliding_window, dcfg.cache_dir, log=log, device=device_from_config(dcfg))
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
-    log(f"MAISI stage 2: rectified-flow UNet {sizes['unet']['num_channels']} on latents {info['latent_channels']}×{tuple(info['grid'])}, {0.4 * budget_s:.0f} s")
+    if (numel := int(np.prod(info['grid']))) != dcfg.scheduler.base_img_size_numel:      # the recipe's timestep shift is set for its latent grid
+        dcfg = demo_config(s2, DiffusionStageConfig, out, 'diffusion', data, sizes['unet'], progress, vae_path=str(vae_path),
+                           **{'scheduler.base_img_size_numel': numel})
+    log(f"MAISI stage 2 ({s2}): rectified-flow UNet {dcfg.model.num_channels} on latents {info['latent_channels']}×{tuple(info['grid'])}, "
+        f"{(1 - share) * budget_s:.0f} s")
     dm = MAISIDiffusionLightning.from_cache(dcfg, info, sf)
-    val_dl = DataLoader(LatentDataset(paths['val'], sf), batch_size=8)
-    tr = fit_stage(dm, dcfg, budget_s=0.4 * budget_s, monitor='val_loss', enable_model_summary=False, train=DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True),
-                   val=val_dl)
-    d_val = tr.validate(dm, val_dl, verbose=False)[0]
-    dm.eval().attach_vae(load_vae(vae_path))
-    samples, times = {}, []
+    bs = dcfg.data.batch_size
+    val_dl = DataLoader(LatentDataset(paths['val'], sf), batch_size=bs)
+    tr = fit_stage(dm, dcfg, budget_s=(1 - share) * budget_s, monitor='val_loss', enable_model_summary=False,
+                   train=DataLoader(LatentDataset(paths['train'], sf), batch_size=bs, shuffle=True), val=val_dl)
+    d_steps, d_val = tr.global_step, tr.validate(dm, val_dl, verbose=False)[0]
+    net = load_vae(vae_path).eval()
+    dm.eval().attach_vae(net)
+    gen, times = {}, []
     for c, m in enumerate(info['class_names']):
-        vols, dt = _timed(lambda: dm.decode(dm.generate_latents(2, [c, c], seed=seed + c)).cpu())
-        times.append(dt / 2)
-        samples[m] = _samples(out / 'samples', vols, [f'sample_{i + 1:04d}_{m}.nii.gz' for i in range(2)], dm.affine, f'maisi_{m}')
-    return {'metrics': {'VAE held-out PSNR (dB)': vae_val['val_psnr'], 'VAE held-out SSIM': vae_val['val_ssim'],
-                        'latent': f"{info['latent_channels']}x" + 'x'.join(map(str, info['grid'])), 'scale factor 1/std(z)': sf,
-                        'diffusion held-out loss (L1 on velocity)': d_val['val_loss'],
-                        'sampling time per volume, 30 steps + decode (s)': float(np.median(times))}, 'samples': samples}
+        gen[m], dt = _timed(lambda: dm.decode(dm.generate_latents(num_samples, [c] * num_samples, seed=seed + c)).float().cpu().clamp(0, 1))
+        times.append(dt / num_samples)
+    steps = dcfg.scheduler.num_inference_steps
+    metrics = {'stage 1 training steps': vae_steps, 'VAE held-out PSNR (dB)': vae_val['val_psnr'], 'VAE held-out SSIM': vae_val['val_ssim'],
+               'latent': f"{info['latent_channels']}x" + 'x'.join(map(str, info['grid'])), 'scale factor 1/std(z)': sf,
+               'stage 2 training steps': d_steps, 'diffusion held-out loss (L1 on velocity)': d_val['val_loss'],
+               f'sampling time per volume, {steps} steps + decode (s)': float(np.median(times))}
+    return _finish(out, 'maisi', gen, net, held, dm.affine, metrics, log)
 
 # %% ../nbs/70_demo.ipynb #3911b3ae
 def write_report(out:Path, summary:dict) -> Path:
-    "A self-contained `report.html` (pictures referenced relative to it) with the metrics and montages."
+    "A self-contained `report.html` (pictures referenced relative to it): per pipeline the metrics, the quality table and real beside generated."
     out = Path(out)
     rel = lambda p: html.escape(str(Path(p).relative_to(out)))
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+    fmt = lambda v: ('–' if v is None else f"{v:.4g}") if isinstance(v, float) or v is None else html.escape(str(v))
+    n = summary['num_samples']
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>prod9 demo</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}</style></head><body>",
-             f"<h1>prod9 demo</h1><p>{html.escape(summary['machine'])}; {summary['seconds']:.0f} s in total; training budget "
-             f"{summary['budget_s']:.0f} s per pipeline on {summary['train_cases']} phantom cases at {summary['size']}³. "
-             "Samples are reproducible by seed. Tiny models trained for minutes on a CPU: expect blurry but anatomically plausible volumes.</p>",
+             "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}</style></head><body>",
+             f"<h1>prod9 demo</h1><p>{html.escape(summary['machine'])}; {summary['seconds']:.0f} s in total; a training budget of "
+             f"{summary['budget_s']['maskgit']:.0f} s (MaskGiT) and {summary['budget_s']['maisi']:.0f} s (MAISI) on {summary['train_cases']} "
+             f"phantom cases at {summary['size']}³, with the packaged phantom recipes (the configs named below) trained for that wall-clock "
+             f"time instead of their epochs. Samples are reproducible by seed on the same machine.</p>"
+             f"<p>Quality, per modality, against {n} held-out phantoms: the Fréchet distance of prod9's fixed volume features "
+             "(<code>prod9.metrics.volume_features</code>) as a multiple of the real ↔ real oracle (a second held-out set; 1× is as close as "
+             f"real phantoms are to each other), for the stage-1 reconstructions and for {n} generated volumes; diversity as the mean pairwise "
+             "MS-SSIM (lower is more diverse; generated should be near real); and which real modality's intensity histogram is closest to "
+             f"the generated one's (it should be the one asked for); and, on FLAIR, the share of volumes with a lesion one can see "
+             "(<code>prod9.demo.lesion_share</code>; every real phantom has one). With {n} volumes a side these distances vary by up to 2× from run to "
+             "run: <code>bench/bench_chains.py</code> measures them with 32.</p>",
              "<h2>Phantom cases (training data)</h2>"]
     parts += [f"<img src='{rel(c['montage'])}' alt='phantom montage'>" for c in summary['cases']]
-    for name in ('maskgit', 'maisi'):
+    for name, title in (('maskgit', 'MaskGiT (FSQ tokens + masked transformer)'), ('maisi', 'MAISI (KL VAE + rectified-flow diffusion)')):
         r = summary.get(name)
         if not r: continue
-        parts.append(f"<h2>{'MaskGiT (FSQ tokens + masked transformer)' if name == 'maskgit' else 'MAISI (KL VAE + rectified-flow diffusion)'}</h2><table>")
+        parts.append(f"<h2>{title}</h2><p>Recipes: {', '.join(f'<code>{html.escape(c)}</code>' for c in DEMO_RECIPES[name][:2])}.</p><table>")
         parts += [f"<tr><th>{html.escape(k)}</th><td>{fmt(v)}</td></tr>" for k, v in r['metrics'].items()]
-        parts.append("</table>")
+        parts.append("</table><table><tr>" + ''.join(f"<th>{html.escape(k)}</th>" for k in r['quality'][0]) + "</tr>")
+        parts += ["<tr>" + ''.join(f"<td>{fmt(v)}</td>" for v in q.values()) + "</tr>" for q in r['quality']]
+        parts.append(f"</table><img src='{rel(r['figure'])}' alt='{name}: real and generated volumes at the same slices'>")
         for m, s in r['samples'].items():
-            parts.append(f"<h3>{html.escape(m)}</h3><img src='{rel(s['montage'])}' alt='{name} {html.escape(m)} samples'><p>"
+            parts.append(f"<p>{html.escape(m)}: <a href='{rel(s['montage'])}'>montage</a>, "
                          + ', '.join(f"<a href='{rel(f)}'>{html.escape(Path(f).name)}</a>" for f in s['files']) + "</p>")
     parts.append("</body></html>")
     p = out / 'report.html'
@@ -179,18 +294,22 @@ def write_report(out:Path, summary:dict) -> Path:
     return p
 
 # %% ../nbs/70_demo.ipynb #3863d369
-def run_full_demo(output_dir, minutes:float=8.0, size:int=32, train_cases:int=32, num_cases:int=2, seed:int=0, quick:bool=False,
-                  progress:bool=True, log=print) -> dict:
-    "Phantoms, then both pipelines within `minutes` of training, then `report.html` and `summary.json`."
+DEMO_MINUTES = 7.5         # training, both pipelines: with phantoms, encoding, sampling and scoring the default run stays under 10 min on 2 cores
+DEMO_SHARES = {'maskgit': 0.6, 'maisi': 0.4}     # of the training budget: MaskGiT's transformer learns slowest per second
+
+def run_full_demo(output_dir, minutes:float=DEMO_MINUTES, size:int=32, train_cases:int=32, num_cases:int=2, num_samples:int=16, seed:int=0,
+                  quick:bool=False, progress:bool=True, log=print) -> dict:
+    "Phantoms, then both pipelines within `minutes` of training, `num_samples` volumes per modality each, then `report.html` and `summary.json`."
     import platform, torch
     t0 = time.time()
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     summary = run_demo(out, num_cases, (size,) * 3, seed, log=log)
-    budget = minutes * 60 / 2
-    data = {'source': 'phantoms', 'num_cases': train_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'batch_size': 4, 'val_fraction': 0.25}
+    budget = {k: minutes * 60 * v for k, v in DEMO_SHARES.items()}
+    data = {'num_cases': train_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'test_fraction': 0.0}
+    held = tuple(_held_out(size, num_samples, first) for first in (900_000, 950_000))      # never trained on: seeds far above train_cases
     sizes = demo_sizes(quick)
     summary.update(machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-                   budget_s=budget, size=size, train_cases=train_cases)
+                   budget_s=budget, size=size, train_cases=train_cases, num_samples=num_samples)
     import warnings, logging
     lg = logging.getLogger('lightning.pytorch.utilities.rank_zero'); level = lg.level
     with warnings.catch_warnings():       # a newcomer's console: progress bars and our lines, not Lightning's tips and deprecations
@@ -198,8 +317,8 @@ def run_full_demo(output_dir, minutes:float=8.0, size:int=32, train_cases:int=32
             warnings.filterwarnings('ignore', message=msg)
         lg.setLevel(logging.WARNING)
         try:
-            summary['maskgit'] = run_maskgit(out / 'maskgit', data, sizes, budget, seed, progress, log)
-            summary['maisi'] = run_maisi(out / 'maisi', data, sizes, budget, seed, progress, log)
+            summary['maskgit'] = run_maskgit(out / 'maskgit', data, sizes, budget['maskgit'], held, num_samples, seed, progress, log)
+            summary['maisi'] = run_maisi(out / 'maisi', data, sizes, budget['maisi'], held, num_samples, seed, progress, log)
         finally: lg.setLevel(level)
     summary['seconds'] = time.time() - t0
     rep = write_report(out, summary)
@@ -212,23 +331,26 @@ def main(argv=None) -> int:
     "Entry point of `prod9-demo`."
     p = argparse.ArgumentParser(prog='prod9-demo', description="Run prod9 end to end on the built-in phantoms (no download, CPU is fine).")
     p.add_argument('--output-dir', default='outputs/demo')
-    p.add_argument('--minutes', type=float, default=8.0, help="training budget for both pipelines together (wall clock)")
+    p.add_argument('--minutes', type=float, help=f"training budget for both pipelines together, wall clock (default {DEMO_MINUTES}; 0.25 with --quick)")
     p.add_argument('--size', type=int, default=32, help="phantom cube size for training and the example cases (multiple of 4, >= 16)")
     p.add_argument('--train-cases', type=int, default=32); p.add_argument('--num-cases', type=int, default=2, help="example cases written")
+    p.add_argument('--num-samples', type=int, help="volumes generated per modality and pipeline, and held-out phantoms they are scored against (default 16; 4 with --quick)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--quick', action='store_true', help="tiny models and seconds of training (a smoke test)")
     p.add_argument('--data-only', action='store_true', help="only write and check the phantom cases")
     a = p.parse_args(argv)
+    minutes = a.minutes if a.minutes is not None else 0.25 if a.quick else DEMO_MINUTES
+    n = a.num_samples if a.num_samples is not None else 4 if a.quick else 16
     from prod9.cli.shared import run_cli          # one line and exit 1 for any failure, as every prod9 command
     from prod9.io import require_memory
     def run(_):
-        if a.size < 16 or a.size % 4 or a.num_cases < 1 or a.train_cases < 4 or a.minutes <= 0 or a.minutes > 1e6:
-            raise ValueError(f"--size must be a multiple of 4 and >= 16, --num-cases >= 1, --train-cases >= 4, --minutes in (0, 1e6]; "
-                             f"got size {a.size}, num-cases {a.num_cases}, train-cases {a.train_cases}, minutes {a.minutes}")
+        if a.size < 16 or a.size % 4 or a.num_cases < 1 or a.train_cases < 4 or n < 2 or not 0 < minutes <= 1e6:
+            raise ValueError(f"--size must be a multiple of 4 and >= 16, --num-cases >= 1, --train-cases >= 4, --num-samples >= 2, --minutes in (0, 1e6]; "
+                             f"got size {a.size}, num-cases {a.num_cases}, train-cases {a.train_cases}, num-samples {n}, minutes {minutes}")
         if not 0 <= a.seed < 2**32: raise ValueError(f"--seed must be an integer in [0, 2**32), got {a.seed}")
-        # five float32 volumes a case (four modalities and the mask), held for every training case, and the models' activations on top
-        require_memory(a.size ** 3 * 4 * 5 * (a.num_cases if a.data_only else max(a.train_cases, a.num_cases) * 4), f"--size {a.size}",
+        # five float32 volumes a case (four modalities and the mask), held for every training case and both held-out sets, and the models' activations on top
+        require_memory(a.size ** 3 * 4 * 5 * (a.num_cases if a.data_only else max(a.train_cases + 2 * n, a.num_cases) * 4), f"--size {a.size}",
                        "choose a smaller --size (or fewer --train-cases)")
         if a.data_only: run_demo(a.output_dir, a.num_cases, (a.size,) * 3, a.seed)
-        else: run_full_demo(a.output_dir, 0.25 if a.quick and a.minutes == 8.0 else a.minutes, a.size, a.train_cases, a.num_cases, a.seed, a.quick)
+        else: run_full_demo(a.output_dir, minutes, a.size, a.train_cases, a.num_cases, n, a.seed, a.quick)
     return run_cli(run, 'prod9-demo', argv)

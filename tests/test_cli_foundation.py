@@ -92,5 +92,9 @@ def test_demo_quick_trains_both_pipelines_and_writes_report(cli, tmp_path):
             f = out / pipe / 'samples' / f'sample_0001_{m}.nii.gz'
             img = nib.load(f); assert img.shape == (24, 24, 24)
         assert all(np.isfinite(v) for v in s[pipe]['metrics'].values() if isinstance(v, float))
-    assert len(re.findall(r"src='([^']+)'", report)) == 1 + 4 + 4                   # the phantom montage, then one per pipeline and modality
+    assert len(re.findall(r"src='([^']+)'", report)) == 1 + 2                       # the phantom montage, then real beside generated per pipeline
+    for pipe in ('maskgit', 'maisi'):                          # per modality: scored against held-out phantoms, 4 volumes with --quick
+        q = s[pipe]['quality']
+        assert [r['modality'] for r in q] == ['T1', 'T1ce', 'T2', 'FLAIR'] and all(np.isfinite(r['FD generated / oracle']) for r in q)
+        assert len(list((out / pipe / 'samples').glob('sample_*_FLAIR.nii.gz'))) == 4
     assert 'autoencoder held-out PSNR (dB)' in s['maskgit']['metrics'] and 'VAE held-out PSNR (dB)' in s['maisi']['metrics']
