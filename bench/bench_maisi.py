@@ -22,7 +22,7 @@ import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stage1_recipes import RECIPES
 from common import (default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain,
-                    training_phantoms, phantom_pairs, tstr_row, memorization_row)
+                    training_phantoms, phantom_pairs, tstr_row, memorization_row, controlnet_figure)
 from prod9.evaluation import TensorPairs
 
 from prod9.config import MODALITIES
@@ -75,9 +75,9 @@ def train_diffusion(out, vae_path, data, steps, device):
     tr = fit_stage(m, cfg, train=DataLoader(LatentDataset(paths['train'], sf), batch_size=8, shuffle=True), enable_model_summary=False, max_steps=steps)
     return m.eval().to(device), paths, info, cfg, tr.global_step, time.perf_counter() - t0
 
-def train_controlnet(out, base, paths, info, cfg, steps, device):
+def train_controlnet(out, base, paths, info, cfg, steps, device, weighted_loss=100.0):
     ccfg = ControlNetStageConfig(**{**cfg.model_dump(), 'output_dir': str(out / 'controlnet'), 'diffusion_path': 'in-memory',
-                                   'controlnet': {'control_type': 'mask+label'}, 'training': {'lr': 5e-4, 'warmup_steps': 20}})
+                                   'controlnet': {'control_type': 'mask+label', 'weighted_loss': weighted_loss}, 'training': {'lr': 5e-4, 'warmup_steps': 20}})
     torch.manual_seed(0)
     m = ControlNetLightning.from_base(ccfg, base, info['downsample_factor'])
     t0 = time.perf_counter()
@@ -94,6 +94,8 @@ def main(argv=None):
                    help="the VAE's recipe (bench_stage1_recipes.py's table)")
     p.add_argument('--diffusion-steps', type=int, default=2500, help='diffusion UNet steps (batch 8 of latents)')
     p.add_argument('--controlnet-steps', type=int, default=900, help='ControlNet steps (batch 8)')
+    p.add_argument('--controlnet-weighted-loss', type=float, default=100.0,
+                   help="the ControlNet's loss weight on the lesion's latent positions (controlnet.weighted_loss; MAISI's recipe: 100; 1: none)")
     p.add_argument('--segmenter-steps', type=int, default=2400, help='steps of the segmenter that judges the ControlNet (batch 4)')
     p.add_argument('--samples', type=int, default=8, help='generated volumes per Dice figure')
     p.add_argument('--quality-samples', type=int, default=32, help='generated volumes per modality for Fréchet distance and diversity')
@@ -101,6 +103,7 @@ def main(argv=None):
     p.add_argument('--tstr-test', type=int, default=8, help='train-on-synthetic: held-out real phantoms scored')
     p.add_argument('--device', default=default_device())
     p.add_argument('--markdown'); p.add_argument('--json')
+    p.add_argument('--figure', help='PNG: requested masks over real, ControlNet-generated and unconditioned FLAIR (stage 3)')
     a = p.parse_args(argv); dev = a.device
     data = {'source': 'phantoms', 'num_cases': a.num_cases, 'shape': [a.size] * 3, 'roi_size': [a.size] * 3, 'batch_size': 4, 'val_fraction': 0.25}
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +122,7 @@ def main(argv=None):
         t_ddpm = median_time(lambda: ddpm.generate_latents(1, lab, num_inference_steps=1000), repeats=1, warmup=0, device=dev)
         t_dec = median_time(lambda: base.decode(base.generate_latents(1, lab, num_inference_steps=1)), repeats=3, device=dev)
         # ControlNet Dice against the unconditioned model, with a fixed segmenter
-        cn, cn_steps, cn_wall = train_controlnet(out, base, paths, info, cfg, a.controlnet_steps, dev)
+        cn, cn_steps, cn_wall = train_controlnet(out, base, paths, info, cfg, a.controlnet_steps, dev, a.controlnet_weighted_loss)
         cn.attach_vae(load_vae(vae_path))
         seg_net = train_segmenter(a.size, 24, a.segmenter_steps, dev, vae=vae)
         masks, real = [], []
@@ -134,6 +137,7 @@ def main(argv=None):
         with torch.no_grad(): real_rec = vae(real)[0].clamp(0, 1)
         d_cn, d_base, d_real, d_rec = (dice(seg_net, v, tumour) for v in (gen_cn, gen_base, real, real_rec))
         gain, gain_se = paired_gain(d_cn, d_base)
+        if a.figure: controlnet_figure(a.figure, seg, real, gen_cn, gen_base, d_cn, d_base)
         tstr_rows = [tstr_row('MAISI ControlNet (FLAIR for a requested mask)', TensorPairs(gen_cn.clamp(0, 1).cpu(), tumour.cpu()),
                               phantom_pairs(a.size, range(920_000, 920_000 + a.samples)), phantom_pairs(a.size, range(930_000, 930_000 + a.tstr_test)),
                               a.tstr_steps, dev)]
@@ -157,7 +161,7 @@ def main(argv=None):
         {'metric': 'one flow step + VAE decode (s/volume)', 'value': f"{t_dec:.3f}", 'target': '', 'result': ''},
         {'metric': 'DDPM-1000 / RF-10 time ratio', 'value': f"{t_ddpm / t_rf10:.0f}×", 'target': '≥ 50×', 'result': 'pass' if t_ddpm / t_rf10 >= 50 else 'FAIL'},
         {'metric': 'DDPM-1000 / RF-30 time ratio', 'value': f"{t_ddpm / t_rf30:.0f}×", 'target': '', 'result': ''},
-        {'metric': f'ControlNet ({cn_steps} steps, {cn_wall:.0f} s): Dice(requested mask, lesion in generated FLAIR), mean', 'value': f"{d_cn.mean():.3f}", 'target': '', 'result': ''},
+        {'metric': f'ControlNet ({cn_steps} steps, {cn_wall:.0f} s, lesion loss weight {a.controlnet_weighted_loss:g}): Dice(requested mask, lesion in generated FLAIR), mean', 'value': f"{d_cn.mean():.3f}", 'target': '', 'result': ''},
         {'metric': 'unconditioned diffusion: Dice(same masks, lesion in generated FLAIR), mean', 'value': f"{d_base.mean():.3f}", 'target': '', 'result': ''},
         {'metric': f'ControlNet − unconditioned, paired over {a.samples} masks (± standard error)', 'value': f"{gain:+.3f} ± {gain_se:.3f}",
          'target': '> 2 standard errors', 'result': 'pass' if gain > 2 * gain_se else f"FAIL (gain {gain / gain_se:.1f} standard errors)" if gain_se > 0 else 'FAIL'},

@@ -14,14 +14,21 @@ weights), and reconstructs the whole test volume with sliding-window inference e
 learned anything useful. Reported: PSNR, SSIM and MS-SSIM (MONAI metrics) against the compression ratio (input voxels per
 token / per latent value) and bits per voxel, over the whole volume and, for PSNR and SSIM, inside the head (air is about
 three quarters of the test volume); and, for FSQ, the share of the codebook the test volume's tokens use. The curves
-(PSNR inside the head and codebook use against steps) go to `--curves`.
+(PSNR inside the head and codebook use against steps) go to `--curves`. Every row also reports the blockiness inside the head
+(`prod9.metrics.blockiness`: the mean |difference| across the 4-voxel token grid over the mean inside blocks; the test volume's own
+is in the text above the table).
+
+`--cli` measures the packaged MaskGiT recipe as a user runs it instead: `prod9-train-autoencoder train --config
+maskgit/nifti/stage1/real_mri.yaml` with nothing but NIFTI_DATA_DIR (Colin27, Colin27 'better' and MNI152 2009a: the folder's
+split holds one out for validation) and PROD9_OUTPUT_DIR set, the exported `autoencoder.safetensors` scored on the test volume.
 
     sudo apt-get install mricron-data insighttoolkit5-examples && pip install nilearn
     python bench/bench_real_mri.py                        # ~20 min on 2 CPU cores (3 models × 1,000 steps + evaluations)
     python bench/bench_real_mri.py --scale large          # 8,000 steps per model at 64^3 crops: a GPU
+    python bench/bench_real_mri.py --cli                  # the packaged recipe through the CLI with its defaults
 """
 from __future__ import annotations
-import argparse, json, math, sys, tempfile, time
+import argparse, json, math, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,12 +41,15 @@ from prod9.training.autoencoder_fsq import AutoencoderStageConfig, AutoencoderFS
 from prod9.training.engine import fit_stage, budget_trainer_config
 from prod9.config import load_config, config_path
 from prod9.data import datamodule_from_config
-from prod9.metrics import foreground_mask, masked_psnr_ssim
+from prod9.metrics import foreground_mask, masked_psnr_ssim, blockiness
+from prod9.files import read_lightning_checkpoint
+from prod9.loader import load
 import lightning as L
 from prod9.training.maisi_vae import MAISIVAEStageConfig, MAISIVAELightning
 from monai.metrics import PSNRMetric, SSIMMetric, MultiScaleSSIMMetric
 
 COLIN27 = Path('/usr/share/mricron/templates/ch2.nii.gz')
+COLIN27_BETTER = Path('/usr/share/mricron/templates/ch2better.nii.gz')   # the same subject, another average: --cli's third volume
 ITK_T1 = Path('/usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz')
 INSTALL = "sudo apt-get install mricron-data insighttoolkit5-examples && pip install nilearn"
 
@@ -50,16 +60,19 @@ def data_files() -> dict:
         import nilearn.datasets  # noqa: F401  (MNI152 2009a ships inside the nilearn wheel)
     except ImportError: missing.append("MNI152 2009a template (PyPI package nilearn)")
     if missing: raise SystemExit("real-MRI benchmark data missing:\n  " + "\n  ".join(missing) + f"\ninstall with: {INSTALL}")
-    return {'train': [COLIN27, 'mni152'], 'test': ITK_T1}
+    return {'train': [COLIN27, 'mni152'], 'test': ITK_T1, 'cli': [COLIN27, COLIN27_BETTER, 'mni152']}
 
 def materialise(files: dict, folder: Path) -> dict:
     "Write the nilearn template to a NIfTI file so every volume goes through the same loader."
     from nilearn.datasets import load_mni152_template
-    out = {'train': [], 'test': files['test']}
-    for f in files['train']:
-        if f == 'mni152':
-            p = folder / 'mni152_2009a_t1.nii.gz'; load_mni152_template(resolution=1).to_filename(p); f = p
-        out['train'].append(Path(f))
+    out = {'train': [], 'test': files['test'], 'cli': []}
+    for key in ('train', 'cli'):
+        for f in files[key]:
+            if f == 'mni152':
+                p = folder / 'mni152_2009a_t1.nii.gz'
+                if not p.exists(): load_mni152_template(resolution=1).to_filename(p)
+                f = p
+            out[key].append(Path(f))
     return out
 
 def preprocess(path, spacing) -> torch.Tensor:
@@ -146,7 +159,12 @@ def train_and_eval(name, out, data_dir, test, head, patch, steps, every, device)
     tr = fit_stage(m, cfg, train=dm.train_dataloader(), monitor='val_l1', quiet=True, callbacks=[curves], num_sanity_val_steps=0)
     train_s = time.time() - t
     if not curves.rows or curves.rows[-1]['step'] != tr.global_step: curves.record(tr, m)
-    ae = m.autoencoder.eval().to(device)
+    row, r = model_row(name, m.autoencoder, test, head, patch, tr.global_step, train_s, device)
+    return row, r, curves.rows
+
+def model_row(name, ae, test, head, patch, steps, train_s, device):
+    "The table's row for a trained autoencoder, and its reconstruction of the whole test volume."
+    ae = ae.eval().to(device)
     x = test[None].to(device)
     r, idx = reconstruct(ae, x, patch)
     r, x = r.cpu(), x.cpu()
@@ -154,11 +172,28 @@ def train_and_eval(name, out, data_dir, test, head, patch, steps, every, device)
     ms = MultiScaleSSIMMetric(3, data_range=1.0, kernel_size=7, weights=(0.0448, 0.2856, 0.3001))  # 3 scales fit a 2 mm head
     sc = scores(r, x, head)
     return ({'model': name, 'voxels per token or latent value': vpl, 'bits per voxel': f"{bpv:.3f}", 'latent': what,
-             'params (M)': f"{sum(p.numel() for p in ae.parameters()) / 1e6:.2f}", 'train steps': tr.global_step, 'train s': f"{train_s:.0f}",
+             'params (M)': f"{sum(p.numel() for p in ae.parameters()) / 1e6:.2f}", 'train steps': steps, 'train s': f"{train_s:.0f}",
              'PSNR (dB)': f"{sc['psnr']:.2f}", 'SSIM': f"{float(SSIMMetric(3, data_range=1.0)(r, x).mean()):.3f}", 'MS-SSIM': f"{float(ms(r, x).mean()):.3f}",
-             'PSNR in head (dB)': f"{sc['psnr_head']:.2f}", 'SSIM in head': f"{sc['ssim_head']:.3f}",
-             'codebook used by the test volume': f"{float(torch.unique(idx).numel() / ae.codebook_size):.1%}" if idx is not None else '–'},
-            r, curves.rows)
+             'PSNR in head (dB)': f"{sc['psnr_head']:.2f}", 'SSIM in head': f"{sc['ssim_head']:.3f}", 'blockiness in head': f"{blockiness(r, 4, head):.2f}",
+             'codebook used by the test volume': f"{float(torch.unique(idx).numel() / ae.codebook_size):.1%}" if idx is not None else '–'}, r)
+
+CLI_CONFIG = 'maskgit/nifti/stage1/real_mri.yaml'
+CLI_NAME = 'FSQ patch codec, ×4: the packaged recipe through the CLI'
+
+def cli_train_and_eval(out, data_dir, test, head, patch, device):
+    "Train `CLI_CONFIG` exactly as a user runs it (only the data and output folders set) and score its exported model on the test volume."
+    exe = shutil.which('prod9-train-autoencoder')
+    if exe is None: raise SystemExit("prod9-train-autoencoder is not on PATH: pip install -e . first")
+    env = {**os.environ, 'NIFTI_DATA_DIR': str(data_dir), 'PROD9_OUTPUT_DIR': str(out)}
+    t = time.time()
+    subprocess.run([exe, 'train', '--config', CLI_CONFIG], env=env, check=True)
+    train_s = time.time() - t
+    run = out / 'real_mri_stage1'
+    steps = read_lightning_checkpoint(run / 'last.ckpt').get('global_step')
+    best = read_lightning_checkpoint(run / 'best.ckpt').get('global_step')
+    row, r = model_row(CLI_NAME, load(run / 'autoencoder.safetensors', expect='AutoencoderFSQ'), test, head, patch, steps, train_s, device)
+    row['train steps'] = f"{steps} (best.ckpt: {best})"
+    return row, r
 
 def trilinear_row(test, head):
     x = test[None]
@@ -169,7 +204,7 @@ def trilinear_row(test, head):
     return {'model': TRILINEAR, 'voxels per token or latent value': 64, 'bits per voxel': f"{32 / 64:.3f}", 'latent': '1 float32 value per 64 voxels',
             'params (M)': '0', 'train steps': 0, 'train s': '0', 'PSNR (dB)': f"{sc['psnr']:.2f}", 'SSIM': f"{float(SSIMMetric(3, data_range=1.0)(r, x).mean()):.3f}",
             'MS-SSIM': f"{float(ms(r, x).mean()):.3f}", 'PSNR in head (dB)': f"{sc['psnr_head']:.2f}", 'SSIM in head': f"{sc['ssim_head']:.3f}",
-            'codebook used by the test volume': '–'}, r
+            'blockiness in head': f"{blockiness(r, 4, head):.2f}", 'codebook used by the test volume': '–'}, r
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -179,6 +214,7 @@ def main(argv=None):
     p.add_argument('--spacing', type=float, default=2.0); p.add_argument('--patch', type=int)
     p.add_argument('--models', nargs='+', default=DEFAULT_MODELS, choices=MODELS)
     p.add_argument('--device', default=default_device()); p.add_argument('--markdown'); p.add_argument('--json'); p.add_argument('--figure')
+    p.add_argument('--cli', action='store_true', help=f"train {CLI_CONFIG} through prod9-train-autoencoder with its defaults instead of --models")
     p.add_argument('--curves', help="PNG of PSNR inside the head and codebook use against steps")
     a = p.parse_args(argv)
     steps = a.steps or (8000 if a.scale == 'large' else 1000)
@@ -194,7 +230,12 @@ def main(argv=None):
         head = head_mask(test)
         row, rec = trilinear_row(test, head)
         rows, recs, curves = [row], {'trilinear ×4': rec}, {}
-        for name in a.models:
+        if a.cli:
+            cli = out / 'cli'; cli.mkdir()
+            for f in files['cli']: (cli / Path(f).name).symlink_to(Path(f).resolve())
+            row, rec = cli_train_and_eval(out / 'cli_run', cli, test, head, patch, a.device)
+            rows.append(row); recs[CLI_NAME] = rec; print(row, flush=True)
+        for name in ([] if a.cli else a.models):
             row, rec, cv = train_and_eval(name, out, folder, test, head, patch, steps, every, a.device)
             rows.append(row); recs[name] = rec; curves[name] = cv; print(row, flush=True)
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
@@ -217,13 +258,19 @@ def main(argv=None):
     m = machine_info(a.device)
     base = float(rows[0]['PSNR in head (dB)'])
     gains = '; '.join(f"{r['model'].split(' (')[0]}: {float(r['PSNR in head (dB)']) - base:+.2f} dB" for r in rows[1:])
+    how = (f"The packaged recipe `{CLI_CONFIG}` trained through `prod9-train-autoencoder train` with the config's defaults (only NIFTI_DATA_DIR "
+           f"and PROD9_OUTPUT_DIR set) on Colin27, Colin27 'better' and MNI152 2009a (the folder's split holds one out for validation); the exported "
+           f"model (from best.ckpt) reconstructs the whole test volume with sliding windows of {patch * 2}³." if a.cli else
+           f"Each model trained for {steps:,} optimiser steps (deterministic: seeded crops and weights) with prod9's packaged real-MRI recipe on "
+           f"{patch}³ crops of Colin27 and MNI152 2009a (90 % centred on the head, batch 4, warm-up then cosine); the whole test volume "
+           f"reconstructed with sliding windows of {patch * 2}³.")
     text = (f"### Reconstruction of a held-out real T1 (ITK example, {tuple(test.shape[1:])} at {a.spacing:g} mm)\n\n"
-            f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. Each model trained for {steps:,} "
-            f"optimiser steps (deterministic: seeded crops and weights) with prod9's packaged real-MRI recipe on {patch}³ crops of Colin27 and "
-            f"MNI152 2009a (90 % centred on the head, batch 4, warm-up then cosine); the whole test volume reconstructed with sliding windows "
-            f"of {patch * 2}³. The first row is plain trilinear ×4 downsampling and upsampling of the test volume. PSNR, SSIM and MS-SSIM are over "
+            f"{m['date']}, {m['device']} ({m['cpu_threads']} threads), torch {m['torch']}, MONAI {m['monai']}. {how} "
+            f"The first row is plain trilinear ×4 downsampling and upsampling of the test volume. PSNR, SSIM and MS-SSIM are over "
             f"the whole volume; 'in head' only inside the head (test voxels above {HEAD_THRESHOLD:g}, dilated by {HEAD_DILATION} voxels, holes filled: "
-            f"{float(head.float().mean()):.0%} of the volume). Gain inside the head over trilinear: {gains}.\n\n" + markdown_table(rows))
+            f"{float(head.float().mean()):.0%} of the volume). Blockiness in the head: the mean |difference| of neighbouring voxels across the "
+            f"4-voxel token grid over the mean inside its blocks (the test volume's own: {blockiness(test, 4, head):.2f}). "
+            f"Gain inside the head over trilinear: {gains}.\n\n" + markdown_table(rows))
     print(text)
     if a.markdown: Path(a.markdown).parent.mkdir(parents=True, exist_ok=True); Path(a.markdown).write_text(text + '\n')
     if a.json: Path(a.json).write_text(json.dumps({'machine': m, 'rows': rows, 'curves': curves, 'steps': steps, 'patch': patch}, indent=1))

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_device, machine_info, markdown_table, real_volumes, autoencoder_max_steps
 from prod9.config import MODALITIES
 from prod9.data import PhantomDataModule
-from prod9.metrics import volume_features, frechet_distance
+from prod9.metrics import volume_features, frechet_distance, blockiness
 from prod9.training.engine import fit_stage, budget_trainer_config
 from monai.metrics import PSNRMetric
 
@@ -76,16 +76,6 @@ def train(recipe, out, size, n_cases, steps, device, seed=0):
               max_steps=autoencoder_max_steps(steps, adv.weight, adv.warmup_steps))
     assert int(m.batch_step) == steps, f"{recipe} trained {int(m.batch_step)} batches, asked for {steps}"
     return m.autoencoder.eval().to(device), time.perf_counter() - t0
-
-def blockiness(v, b:int) -> float:
-    "Mean |forward difference| across the b-voxel block boundaries over the mean inside blocks, on all three axes (v: (N, 1, *S))."
-    across, inside = [], []
-    for ax in (2, 3, 4):
-        d = v.diff(dim=ax).abs()
-        idx = torch.arange(d.shape[ax])
-        on = (idx % b) == (b - 1)               # the difference between voxel k·b−1 and k·b crosses a boundary
-        across.append(d.index_select(ax, idx[on]).mean()); inside.append(d.index_select(ax, idx[~on]).mean())
-    return float(sum(across) / sum(inside))
 
 @torch.no_grad()
 def reconstruct(net, vols, device, batch=8):

@@ -25,7 +25,7 @@ import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stage1_recipes import RECIPES
 from common import (autoencoder_max_steps, default_device, machine_info, markdown_table, median_time, real_volumes, quality_row, train_segmenter, dice, paired_gain,
-                    training_phantoms, phantom_pairs, tstr_row, memorization_row)
+                    training_phantoms, phantom_pairs, tstr_row, memorization_row, controlnet_figure)
 from prod9.evaluation import TensorPairs
 
 from prod9.config import MODALITIES
@@ -94,21 +94,6 @@ def train_controlnet(out, lab, paths, steps, device, layers):
     wall = time.perf_counter() - t0
     ce = tr.validate(m, DataLoader(ControlTokenDataset(paths['val'], cfg.controlnet.mask_classes), batch_size=8), verbose=False)[0]
     return m.eval().to(device).attach_autoencoder(lab.autoencoder), tr.global_step, wall, ce
-
-def controlnet_figure(path, seg, real, gen_cn, gen_base, d_cn, d_base, n=4):
-    "The first `n` requested masks (red outline) over the real FLAIR, the ControlNet's FLAIR and the frozen transformer's, at the slice with the most tumour."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    n = min(n, len(seg))
-    fig, axs = plt.subplots(3, n, figsize=(2 * n, 6.2))
-    for i in range(n):
-        z = int(seg[i, 0].sum((0, 1)).argmax())
-        for r, (v, name) in enumerate(((real, 'real FLAIR'), (gen_cn, 'ControlNet'), (gen_base, 'stage 2, no mask'))):
-            ax = axs[r, i]; ax.imshow(v[i, 0, :, :, z].T.cpu(), cmap='gray', origin='lower', vmin=0, vmax=1)
-            ax.contour((seg[i, 0, :, :, z] > 0).T.cpu().numpy(), levels=[0.5], colors='red', linewidths=0.8)
-            ax.set_xticks([]); ax.set_yticks([])
-            if i == 0: ax.set_ylabel(name)
-            if r: ax.set_title(f"Dice {(d_cn if r == 1 else d_base)[i]:.2f}", fontsize=8)
-    fig.tight_layout(); Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=80); plt.close(fig)
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])

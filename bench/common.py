@@ -184,3 +184,18 @@ def memorization_row(pipeline:str, gen, train, held) -> dict:
             'held-out real → training (max / median)': f"{m['reference_similarity']['max']:.3f} / {m['reference_similarity']['median']:.3f}",
             'generated → training (max / median)': f"{m['generated_similarity']['max']:.3f} / {m['generated_similarity']['median']:.3f}",
             'threshold': f"{m['threshold']:.3f}", 'flagged': len(m['flagged'])}
+
+def controlnet_figure(path, seg, real, gen_cn, gen_base, d_cn, d_base, n=4):
+    "The first `n` requested masks (red outline) over the real FLAIR, the ControlNet's FLAIR and the unconditioned stage 2's (frozen transformer or diffusion UNet), at the slice with the most tumour."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    n = min(n, len(seg))
+    fig, axs = plt.subplots(3, n, figsize=(2 * n, 6.2))
+    for i in range(n):
+        z = int(seg[i, 0].sum((0, 1)).argmax())
+        for r, (v, name) in enumerate(((real, 'real FLAIR'), (gen_cn, 'ControlNet'), (gen_base, 'stage 2, no mask'))):
+            ax = axs[r, i]; ax.imshow(v[i, 0, :, :, z].T.cpu(), cmap='gray', origin='lower', vmin=0, vmax=1)
+            ax.contour((seg[i, 0, :, :, z] > 0).T.cpu().numpy(), levels=[0.5], colors='red', linewidths=0.8)
+            ax.set_xticks([]); ax.set_yticks([])
+            if i == 0: ax.set_ylabel(name)
+            if r: ax.set_title(f"Dice {(d_cn if r == 1 else d_base)[i]:.2f}", fontsize=8)
+    fig.tight_layout(); Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=80); plt.close(fig)

@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['MSSSIM_WEIGHTS', 'MSSSIM_KERNEL', 'MSSSIM_MIN_SIZE', 'histogram_w1', 'volume_features', 'frechet_distance', 'prdc',
            'mean_pairwise_msssim', 'nearest_training', 'dice_scores', 'paired_gain', 'foreground_mask',
-           'masked_psnr_ssim']
+           'masked_psnr_ssim', 'blockiness']
 
 # %% ../nbs/05_metrics.ipynb #1dcf8aba
 def histogram_w1(a:torch.Tensor, b:torch.Tensor, n_quantiles:int=256) -> float:
@@ -177,3 +177,25 @@ def masked_psnr_ssim(r:torch.Tensor, x:torch.Tensor, mask:torch.Tensor, data_ran
     o = [(a - b) // 2 for a, b in zip(mask.shape, smap.shape)]
     inner = mask[tuple(slice(a, a + b) for a, b in zip(o, smap.shape))]
     return psnr, float(smap[inner].mean()) if inner.any() else float('nan')
+
+# %% ../nbs/05_metrics.ipynb #b3d2f1c4
+def blockiness(v:torch.Tensor, block:int, mask:torch.Tensor|None=None, spatial_dims:int=3) -> float:
+    """Block artefacts along the `block`-voxel grid of the last `spatial_dims` axes of `v` (any leading axes): the mean |difference| of
+    neighbouring voxels across a grid line over the mean inside blocks, summed over the axes (about 1: no grid). `mask` (the spatial shape):
+    only neighbour pairs with both voxels inside it."""
+    if block < 2: raise ValueError(f"block must be at least 2 voxels, got {block}")
+    v = v.detach().float()
+    if mask is not None and tuple(mask.shape) != tuple(v.shape[-spatial_dims:]):
+        raise ValueError(f"mask shape {tuple(mask.shape)} is not the spatial shape {tuple(v.shape[-spatial_dims:])} of the volume")
+    across, inside = [], []
+    for k in range(spatial_dims):
+        ax = v.ndim - spatial_dims + k
+        d = v.diff(dim=ax).abs()
+        n = d.shape[ax]
+        on = ((torch.arange(n, device=v.device) % block) == block - 1).view([n if a == k else 1 for a in range(spatial_dims)])   # voxel kb-1 to kb
+        pair = torch.ones_like(on) if mask is None else mask.to(v.device).narrow(k, 0, n) & mask.to(v.device).narrow(k, 1, n)
+        a_w, i_w = (on & pair).expand(d.shape), (~on & pair).expand(d.shape)
+        if not a_w.any() or not i_w.any(): continue
+        across.append(d[a_w].mean()); inside.append(d[i_w].mean())
+    if not inside: raise ValueError(f"no neighbour pairs across and inside {block}-voxel blocks (volume {tuple(v.shape)}, mask with {0 if mask is None else int(mask.sum())} voxels)")
+    return float(sum(across) / sum(inside).clamp_min(1e-12))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from ..config import StrictModel
 from ..diffusion.diffusion_model import DiffusionUNetConfig
 
@@ -27,6 +27,20 @@ class ControlNetModelConfig(StrictModel):
     target_modalities: list[str] | None = None    # classes generated (default: all but the source)
     conditioning_embedding_num_channels: list[int] | None = None   # default: 16, 32, ... (one more than the VAE's downsamplings)
     conditioning_scale: float = 1.0
+    weighted_loss: float = Field(1.0, ge=1.0)      # training: the loss weight of latent positions over the weighted labels (MAISI's recipe: 100); 1: none
+    weighted_loss_label: list[int] | None = None   # the segmentation labels weighted (default: mask_classes; a label_map ControlNet names its own)
+
+    @model_validator(mode='after')
+    def _weighted(self):
+        if self.weighted_loss > 1 and not self.needs_seg:
+            raise ValueError(f"weighted_loss weights the latent positions of a segmentation's labels, but control_type {self.control_type!r} "
+                             "reads no segmentation; use a mask or label_map control, or weighted_loss: 1")
+        if self.weighted_loss > 1 and self.control_type == 'label_map' and not self.weighted_loss_label:
+            raise ValueError("weighted_loss with control_type 'label_map': name the label values to weight in weighted_loss_label (e.g. the tumour's)")
+        return self
+
+    @property
+    def loss_labels(self) -> list[int]: return list(self.weighted_loss_label or self.mask_classes)
 
     @property
     def needs_seg(self) -> bool: return bool({'mask', 'label_map'} & set(self.control_type.split('+')))   # reads the data's segmentations

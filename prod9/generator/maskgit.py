@@ -51,10 +51,13 @@ def chunked_cross_entropy(features:torch.Tensor, head:nn.Module, targets:torch.T
 # %% ../../nbs/22_maskgit.ipynb #9288eb3a
 class MaskGiTScheduler:
     "Masks token grids for training and scores predictions on the masked positions."
-    def __init__(self, mask_token_id:int, schedule:Schedule='cosine', label_smoothing:float=0.1, cond_drop_prob:float=0.1):
+    def __init__(self, mask_token_id:int, schedule:Schedule='cosine', label_smoothing:float=0.1, cond_drop_prob:float=0.1,
+                 loss_fraction:float=1.0):         # the share of masked positions the training loss reads (a random subset each step)
         if not 0 <= cond_drop_prob <= 1: raise ValueError(f"cond_drop_prob must be in [0, 1], got {cond_drop_prob}")
+        if not 0 < loss_fraction <= 1: raise ValueError(f"loss_fraction must be in (0, 1], got {loss_fraction}")
         gamma(0.5, schedule)
         self.mask_token_id, self.schedule, self.label_smoothing, self.cond_drop_prob = mask_token_id, schedule, label_smoothing, cond_drop_prob
+        self.loss_fraction = loss_fraction
 
     def add_mask(self, tokens:torch.Tensor, ratio:torch.Tensor|float|None=None, generator:torch.Generator|None=None):
         "Mask ⌈γ(r)·N⌉ positions per sample (r ~ U(0,1) unless `ratio`, the masked fraction, is given). Returns `(masked_tokens, mask)`."
@@ -92,6 +95,22 @@ class MaskGiTScheduler:
     def loss_from_features(self, features:torch.Tensor, head, targets:torch.Tensor, mask:torch.Tensor, chunk_elems:int=LOGIT_CHUNK) -> torch.Tensor:
         "`loss` of `head(features)` (features (B, *grid, D) from `model(..., features_only=True)`), never holding more than `chunk_elems` logits."
         return chunked_cross_entropy(features[mask], head, targets[mask], self.label_smoothing, chunk_elems)
+
+    def loss_positions(self, mask:torch.Tensor, generator:torch.Generator|None=None) -> torch.Tensor:
+        "The masked positions a training step's loss reads: each with probability `loss_fraction` (all of them at 1)."
+        if self.loss_fraction >= 1: return mask
+        return mask & (torch.rand(mask.shape, generator=generator, device=mask.device) < self.loss_fraction)
+
+    def training_loss(self, features:torch.Tensor, head, targets:torch.Tensor, mask:torch.Tensor, generator:torch.Generator|None=None,
+                      chunk_elems:int=LOGIT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(loss, accuracy)` of a training step on `loss_positions(mask)`. The accuracy comes from the loss's own logits when they fit
+        in one chunk: the head, the costliest layer of a small model with a large codebook, runs once."""
+        keep = self.loss_positions(mask, generator)
+        f, t = features[keep], targets[keep]
+        if len(t) == 0 or _chunk_rows(chunk_elems, head.out_features) < len(t):
+            return chunked_cross_entropy(f, head, t, self.label_smoothing, chunk_elems), self.accuracy_from_features(features.detach(), head, targets, keep, chunk_elems)
+        logits = head(f).float()
+        return F.cross_entropy(logits, t.long(), label_smoothing=self.label_smoothing), (logits.detach().argmax(-1) == t).float().mean()
 
     @torch.no_grad()
     def accuracy_from_features(self, features, head, targets, mask, chunk_elems:int=LOGIT_CHUNK) -> torch.Tensor:

@@ -18,7 +18,7 @@ from .cache import load_tokens
 from .diffusion import DiffusionStageConfig, MAISIDiffusionLightning, LatentDataset
 
 # %% auto #0
-__all__ = ['ControlNetStageConfig', 'ControlDataset', 'ControlNetLightning']
+__all__ = ['ControlNetStageConfig', 'ControlDataset', 'latent_roi_weights', 'ControlNetLightning']
 
 # %% ../../nbs/49_train_controlnet.ipynb #a6551a96
 class ControlNetStageConfig(DiffusionStageConfig):
@@ -80,6 +80,15 @@ class ControlDataset(Dataset):
         else: d['control'] = torch.zeros(1, *self.image_shape)          # label control: an empty condition image of the data's size
         return d
 
+# %% ../../nbs/49_train_controlnet.ipynb #e6a5c4f7
+def latent_roi_weights(seg:torch.Tensor, labels:Sequence[int], latent_shape:Sequence[int], weight:float) -> torch.Tensor:
+    """Loss weights `(B, 1, *latent_shape)` from a segmentation `seg` `(B, 1, *S)` at image resolution: `weight` where a latent position's
+    block holds a voxel of `labels`, 1 elsewhere."""
+    if seg.dim() < 3 or seg.shape[1] != 1: raise ValueError(f"the segmentation is (B, 1, *spatial), got shape {tuple(seg.shape)}")
+    roi = torch.isin(seg, torch.as_tensor(list(labels), device=seg.device)).float()
+    pool = torch.nn.functional.adaptive_max_pool3d if seg.dim() == 5 else torch.nn.functional.adaptive_max_pool2d
+    return 1 + (weight - 1) * pool(roi, tuple(int(s) for s in latent_shape))
+
 # %% ../../nbs/49_train_controlnet.ipynb #0c7d0ae2
 class ControlNetLightning(MAISIDiffusionLightning):
     "Trains a `ControlNetMaisi` against the frozen diffusion UNet with the stage-2 diffusion loss."
@@ -111,6 +120,14 @@ class ControlNetLightning(MAISIDiffusionLightning):
     def control_labels(self, labels):
         cn = self.cfg.controlnet
         return self.label_codes(labels.long()) if (cn.reads_label or self.cfg.model.conditional) else None
+
+    def loss_weights(self, batch, x0):
+        "`controlnet.weighted_loss` on the latent positions over the weighted labels of the batch's segmentation (None: no weighting)."
+        cn = self.cfg.controlnet
+        if cn.weighted_loss == 1: return None
+        if batch.get('seg') is None:
+            raise ValueError("controlnet.weighted_loss needs the segmentations in the latent cache (a data source with masks; encode with store_masks)")
+        return latent_roi_weights(batch['seg'].to(x0.device), cn.loss_labels, x0.shape[2:], cn.weighted_loss)
 
     def predict(self, x_t, t, batch):
         down, mid = self.controlnet(x_t, t, batch['control'], conditioning_scale=1.0, class_labels=self.control_labels(batch['label']))

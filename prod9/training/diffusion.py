@@ -203,10 +203,17 @@ def diffusion_loss(self:MAISIDiffusionLightning, batch, generator=None):
     pred = self.predict(x_t, t, batch)
     target = training_target(self.cfg.scheduler, self.noise_scheduler, x0, noise, t)
     f = torch.nn.functional.l1_loss if self.cfg.training.loss == 'l1' else torch.nn.functional.mse_loss
-    gamma = self.cfg.training.min_snr_gamma
-    if gamma is None: return f(pred.float(), target.float())
-    per_sample = f(pred.float(), target.float(), reduction='none').flatten(1).mean(1)
+    gamma, w = self.cfg.training.min_snr_gamma, self.loss_weights(batch, x0)
+    if gamma is None and w is None: return f(pred.float(), target.float())
+    per_voxel = f(pred.float(), target.float(), reduction='none')
+    per_sample = (per_voxel if w is None else per_voxel * w).flatten(1).mean(1)
+    if gamma is None: return per_sample.mean()
     return (min_snr_weight(self.cfg.scheduler, self.noise_scheduler, t, gamma) * per_sample).mean()
+
+@patch
+def loss_weights(self:MAISIDiffusionLightning, batch, x0):
+    "Per-position weights of the diffusion loss, broadcastable to the latents `x0`, or None (every position weighs 1; the ControlNet stage weights the lesion)."
+    return None
 
 @patch
 def training_step(self:MAISIDiffusionLightning, batch, batch_idx):

@@ -43,6 +43,7 @@ class MaskingConfig(StrictModel):
     schedule: Schedule = 'cosine'
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     cond_drop_prob: float = Field(0.1, ge=0, le=1)
+    loss_fraction: float = Field(1.0, gt=0, le=1)   # the share of masked positions the loss reads each step (random); < 1 makes the codebook head cheaper
 
 class SamplerConfig(StrictModel):
     steps: int = Field(12, ge=1)
@@ -116,7 +117,7 @@ class MaskGiTLightning(StageModule):
         self.class_names, self.latent_shape = list(class_names), tuple(latent_shape)
         self.transformer = build_transformer(self.cfg.model, vocab_size, latent_shape, max(1, len(class_names)))
         m = self.cfg.masking
-        self.masker = MaskGiTScheduler(self.transformer.mask_token_id, m.schedule, m.label_smoothing, m.cond_drop_prob)
+        self.masker = MaskGiTScheduler(self.transformer.mask_token_id, m.schedule, m.label_smoothing, m.cond_drop_prob, m.loss_fraction)
         self.autoencoder = None              # set with `attach_autoencoder` for sample statistics / generation (not saved)
         self.reference = None                # held-out token dataset for val_hist_w1
 
@@ -156,9 +157,9 @@ def training_step(self:MaskGiTLightning, batch, batch_idx):
     labels, ctx = self.masker.drop_condition(self.transformer, labels, **self._context(batch))
     masked, mask = self.masker.add_mask(tokens)
     feats = self.transformer(masked, labels, features_only=True, **ctx)         # logits in chunks: never (B, N, V) at once
-    loss = self.masker.loss_from_features(feats, self.transformer.head, tokens, mask)
+    loss, acc = self.masker.training_loss(feats, self.transformer.head, tokens, mask)
     self.check_finite(loss, f'step {self.global_step}')
-    self.log_train(loss, tokens.shape[0], acc=self.masker.accuracy_from_features(feats.detach(), self.transformer.head, tokens, mask))
+    self.log_train(loss, tokens.shape[0], acc=acc)
     return loss
 
 @patch
