@@ -13,9 +13,9 @@ from .phantoms import make_phantom, MODALITIES
 from .io import write_nifti, read_nifti, save_montage, write_samples, Volume
 
 # %% auto #0
-__all__ = ['DEMO_RECIPES', 'LESION_THRESHOLDS', 'DEMO_MINUTES', 'DEMO_SHARES', 'write_phantom_case', 'run_demo', 'demo_sizes',
-           'demo_config', 'lesion_share', 'demo_quality', 'comparison_figure', 'run_maskgit', 'run_maisi',
-           'write_report', 'run_full_demo', 'main']
+__all__ = ['DEMO_RECIPES', 'DEMO_CONTROLNET', 'LESION_THRESHOLDS', 'DEMO_MINUTES', 'DEMO_SHARES', 'write_phantom_case',
+           'run_demo', 'demo_sizes', 'demo_config', 'lesion_share', 'lesion_dice', 'demo_quality', 'comparison_figure',
+           'run_maskgit', 'run_maisi', 'maisi_controlnet', 'write_report', 'run_full_demo', 'main']
 
 # %% ../nbs/70_demo.ipynb #fcebd7b7
 def write_phantom_case(out_dir, seed:int, shape=(64, 64, 64), prefix='phantom') -> dict:
@@ -53,7 +53,9 @@ def run_demo(output_dir, num_cases:int=2, shape=(64, 64, 64), seed:int=0, log=pr
 # %% ../nbs/70_demo.ipynb #78ac06c2
 DEMO_RECIPES = {   # pipeline → (stage-1 config, stage-2 config, share of the pipeline's budget that stage 1 trains for)
     'maskgit': ('maskgit/phantoms/stage1/base.yaml', 'maskgit/phantoms/stage2/base.yaml', 0.2),
-    'maisi': ('maisi/phantoms/vae.yaml', 'maisi/phantoms/diffusion.yaml', 0.3)}
+    'maisi': ('maisi/phantoms/vae.yaml', 'maisi/phantoms/diffusion.yaml', 0.23)}
+DEMO_CONTROLNET = ('maisi/phantoms/controlnet.yaml', 0.35)   # MAISI's stage 3 (a lesion where a tumour mask asks) and its share of MAISI's budget
+# (a ControlNet places lesions only after ~300 steps: at 40 s, 170 steps, it draws bright blotches anywhere, lesion Dice 0.03; at 80 s 0.33)
 
 def demo_sizes(quick:bool=False) -> dict:
     "The demo's `model:` overrides of the packaged phantom recipes: none, or tiny models with `quick` (the tests' setting)."
@@ -85,6 +87,13 @@ def demo_config(name:str, schema, out:Path, stage:str, data:dict, model:dict, pr
 # %% ../nbs/70_demo.ipynb #8c5bcd33
 LESION_THRESHOLDS = {'FLAIR': 0.72}   # oedema (0.88) against the brightest healthy brain tissue (grey matter, 0.55): `prod9.phantoms.CONTRAST`
 
+def _np(vols) -> np.ndarray: return np.asarray(vols[:, 0].float().cpu() if hasattr(vols, 'float') else vols[:, 0])
+
+def _brain(shape) -> np.ndarray:
+    "The phantoms' brain, generously: an ellipsoid at 0.8 of their head radii (the bright scalp stays outside)."
+    c = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) / n * 2 - 1 for n in shape], indexing='ij'))
+    return sum((c[i] / r) ** 2 for i, r in enumerate((0.72, 0.86, 0.97))) < 0.8 ** 2
+
 def lesion_share(vols, modality:str, min_voxels:int=24) -> float|None:
     """Share of volumes `(N, 1, *S)` with a lesion one can see: a connected region of at least `min_voxels` voxels per 32³ (scaled with
     the volume) brighter than the brightest healthy brain tissue (`LESION_THRESHOLDS`: oedema on FLAIR), inside the brain (an ellipsoid
@@ -94,14 +103,21 @@ def lesion_share(vols, modality:str, min_voxels:int=24) -> float|None:
     bias field and noise."""
     from scipy import ndimage
     if modality not in LESION_THRESHOLDS: return None
-    v = np.asarray(vols[:, 0].float().cpu() if hasattr(vols, 'float') else vols[:, 0])
-    c = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) / n * 2 - 1 for n in v.shape[1:]], indexing='ij'))
-    brain = sum((c[i] / r) ** 2 for i, r in enumerate((0.72, 0.86, 0.97))) < 0.8 ** 2
+    v = _np(vols); brain = _brain(v.shape[1:])
     need = max(1, round(min_voxels * brain.size / 32 ** 3))
     def largest(x):
         lab, n = ndimage.label((x > LESION_THRESHOLDS[modality]) & brain)
         return int(np.bincount(lab.ravel())[1:].max()) if n else 0
     return float(np.mean([largest(x) >= need for x in v]))
+
+def lesion_dice(vols, masks, modality:str='FLAIR') -> list[float]|None:
+    """Per volume of `vols` `(N, 1, *S)`, the Dice between the tumour its mask asks for (`masks` > 0, `(N, 1, *S)`) and the lesion one
+    sees: the voxels inside the brain brighter than the brightest healthy tissue (`LESION_THRESHOLDS`), as `lesion_share` counts them.
+    Real FLAIR phantoms score about 0.9 against their own masks (the necrotic core is not bright); `None` for modalities without a threshold."""
+    if modality not in LESION_THRESHOLDS: return None
+    v, g = _np(vols), _np(masks) > 0
+    seen = (v > LESION_THRESHOLDS[modality]) & _brain(v.shape[1:])
+    return [float(2 * (s & t).sum() / max(1, s.sum() + t.sum())) for s, t in zip(seen, g)]
 
 # %% ../nbs/70_demo.ipynb #55fe8c8a
 def demo_quality(generated:dict, reconstructed:dict, real:dict, real_b:dict) -> list[dict]:
@@ -124,16 +140,22 @@ def demo_quality(generated:dict, reconstructed:dict, real:dict, real_b:dict) -> 
                      'with a visible lesion, generated': lesion_share(gen, m), 'with a visible lesion, real': lesion_share(real[m], m)})
     return rows
 
-def _held_out(size:int, n:int, first:int) -> dict:
-    "`n` phantoms from seed `first` on, as `{modality: (n, 1, size, size, size)}`."
+def _phantom_set(size:int, n:int, first:int) -> tuple:
+    "`n` phantoms from seed `first` on, as `({modality: (n, 1, size, size, size)}, tumour masks (n, 1, size, size, size))`."
     import torch
     phs = [make_phantom((size,) * 3, first + i) for i in range(n)]
-    return {m: torch.from_numpy(np.stack([p[m] for p in phs])[:, None]).float() for m in MODALITIES}
+    return ({m: torch.from_numpy(np.stack([p[m] for p in phs])[:, None]).float() for m in MODALITIES},
+            torch.from_numpy(np.stack([p['seg'] for p in phs])[:, None]).long())
+
+def _held_out(size:int, n:int, first:int) -> dict:
+    "`n` phantoms from seed `first` on, as `{modality: (n, 1, size, size, size)}`."
+    return _phantom_set(size, n, first)[0]
 
 # %% ../nbs/70_demo.ipynb #c4868ee9
-def comparison_figure(real:dict, generated:dict, path, title:str, n:int=4) -> Path:
+def comparison_figure(real:dict, generated:dict, path, title:str, n:int=4, masks=None) -> Path:
     """PNG: per modality a row of `n` real phantoms and a row of `n` generated volumes, each shown at the same axial slice (through the
-    ventricles, where most lesions are) and the same coronal slice, on the same grey scale [0, 1]."""
+    ventricles, where most lesions are) and the same coronal slice, on the same grey scale [0, 1]; with `masks` (`(N, 1, *S)`, the
+    tumour masks of the real volumes, which the generated ones were asked for) the tumour's outline in red on both rows."""
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     mods = list(generated); n = min(n, *(len(v) for v in generated.values()), *(len(real[m]) for m in mods))
     S = real[mods[0]].shape[2:]; z, y = round(0.56 * S[2]), S[1] // 2
@@ -145,6 +167,9 @@ def comparison_figure(real:dict, generated:dict, path, title:str, n:int=4) -> Pa
                 for s, (sl, lab) in enumerate(((v[:, :, z], f'axial {z}'), (v[:, y, :], f'coronal {y}'))):
                     ax = axs[2 * i + j, 2 * k + s]
                     ax.imshow(sl.T, cmap='gray', origin='lower', vmin=0, vmax=1); ax.set_xticks([]); ax.set_yticks([])
+                    if masks is not None:
+                        t = np.asarray(masks[k, 0].cpu()) > 0; t = t[:, :, z] if s == 0 else t[:, y, :]
+                        if t.any(): ax.contour(t.T.astype(float), levels=[0.5], colors='red', linewidths=0.6, origin='lower')
                     if k == 0 and s == 0: ax.set_ylabel(f'{name}\n{m}', fontsize=8)
                     if i == 0 and j == 0: ax.set_title(lab, fontsize=7)
     fig.suptitle(title, fontsize=9); fig.tight_layout()
@@ -209,9 +234,11 @@ def run_maskgit(out:Path, data:dict, sizes:dict, budget_s:float, held:tuple, num
 
 # %% ../nbs/70_demo.ipynb #c3c48986
 def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, held:tuple, num_samples:int=16, seed:int=0, progress:bool=True,
-              log=print) -> dict:
+              log=print, masks=None) -> dict:
     """The packaged MAISI phantom recipe: KL VAE → latent cache → rectified-flow UNet → `num_samples` volumes of every modality,
-    scored against the held-out phantoms `held` (real, real_b). Returns metrics, quality rows and files."""
+    scored against the held-out phantoms `held` (real, real_b); then its ControlNet (`DEMO_CONTROLNET`) → FLAIR for the tumour masks
+    `masks` of those held-out phantoms (`(num_samples, 1, *S)`; none: no ControlNet). Returns metrics, quality rows, files and
+    `controlnet` (`maisi_controlnet`)."""
     import torch
     from torch.utils.data import DataLoader
     from prod9.data import PhantomDataModule
@@ -222,6 +249,7 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, held:tuple, num_s
     from prod9.cli.shared import device_from_config
     torch.manual_seed(seed)
     s1, s2, share = DEMO_RECIPES['maisi']
+    cn_share = DEMO_CONTROLNET[1] if masks is not None else 0.0
     vcfg = demo_config(s1, MAISIVAEStageConfig, out, 'vae', data, sizes['vae'], progress, export_path=str(out / 'vae.safetensors'))
     log(f"MAISI stage 1 ({s1}): {vcfg.model.architecture} KL VAE, {share * budget_s:.0f} s")
     vae = MAISIVAELightning(vcfg)
@@ -229,17 +257,17 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, held:tuple, num_s
     vae_steps, vae_val = tr.global_step, tr.validate(vae, datamodule=PhantomDataModule(vcfg.data), verbose=False)[0]
     vae_path = export_vae(vae.autoencoder, vcfg.model, vcfg.export_file)
     dcfg = demo_config(s2, DiffusionStageConfig, out, 'diffusion', data, sizes['unet'], progress, vae_path=str(vae_path))
-    paths = pre_encode(vae_path, dcfg.data, dcfg.sliding_window, dcfg.cache_dir, log=log, device=device_from_config(dcfg))
+    paths = pre_encode(vae_path, dcfg.data, dcfg.sliding_window, dcfg.cache_dir, log=log, device=device_from_config(dcfg), store_masks=True)
     info = load_tokens(paths['train']); sf = latent_scale_factor(info)
     if (numel := int(np.prod(info['grid']))) != dcfg.scheduler.base_img_size_numel:      # the recipe's timestep shift is set for its latent grid
         dcfg = demo_config(s2, DiffusionStageConfig, out, 'diffusion', data, sizes['unet'], progress, vae_path=str(vae_path),
                            **{'scheduler.base_img_size_numel': numel})
     log(f"MAISI stage 2 ({s2}): rectified-flow UNet {dcfg.model.num_channels} on latents {info['latent_channels']}×{tuple(info['grid'])}, "
-        f"{(1 - share) * budget_s:.0f} s")
+        f"{(1 - share - cn_share) * budget_s:.0f} s")
     dm = MAISIDiffusionLightning.from_cache(dcfg, info, sf)
     bs = dcfg.data.batch_size
     val_dl = DataLoader(LatentDataset(paths['val'], sf), batch_size=bs)
-    tr = fit_stage(dm, dcfg, budget_s=(1 - share) * budget_s, monitor='val_loss', enable_model_summary=False,
+    tr = fit_stage(dm, dcfg, budget_s=(1 - share - cn_share) * budget_s, monitor='val_loss', enable_model_summary=False,
                    train=DataLoader(LatentDataset(paths['train'], sf), batch_size=bs, shuffle=True), val=val_dl)
     d_steps, d_val = tr.global_step, tr.validate(dm, val_dl, verbose=False)[0]
     net = load_vae(vae_path).eval()
@@ -253,7 +281,43 @@ def run_maisi(out:Path, data:dict, sizes:dict, budget_s:float, held:tuple, num_s
                'latent': f"{info['latent_channels']}x" + 'x'.join(map(str, info['grid'])), 'scale factor 1/std(z)': sf,
                'stage 2 training steps': d_steps, 'diffusion held-out loss (L1 on velocity)': d_val['val_loss'],
                f'sampling time per volume, {steps} steps + decode (s)': float(np.median(times))}
-    return _finish(out, 'maisi', gen, net, held, dm.affine, metrics, log)
+    res = _finish(out, 'maisi', gen, net, held, dm.affine, metrics, log)
+    if masks is not None:
+        res['controlnet'] = maisi_controlnet(out, data, cn_share * budget_s, dm, net, paths, info, held[0]['FLAIR'], masks, gen['FLAIR'], seed, progress, log)
+    return res
+
+def maisi_controlnet(out:Path, data:dict, budget_s:float, base, vae, paths:dict, info:dict, real, masks, unconditioned, seed:int=0,
+                     progress:bool=True, log=print) -> dict:
+    """MAISI's stage 3 as the demo trains it: the packaged ControlNet recipe (`DEMO_CONTROLNET`) on the frozen diffusion module `base`
+    for `budget_s` seconds, then a FLAIR volume for each tumour mask of `masks` (`(N, 1, *S)`, the held-out phantoms `real`'s). Scored
+    with `lesion_dice` against the masks, beside the real phantoms (the ceiling) and the first N `unconditioned` FLAIR samples (what
+    the frozen UNet draws without the mask); the figure shows real and generated FLAIR with the requested tumour outlined."""
+    from torch.utils.data import DataLoader
+    from prod9.data import mask_condition
+    from prod9.training.controlnet import ControlNetStageConfig, ControlNetLightning, ControlDataset
+    from prod9.training.engine import fit_stage
+    from prod9.cli.maisi_controlnet import _controlnet_config        # the base UNet's model and scheduler, as the CLI completes the config
+    name, m, n = DEMO_CONTROLNET[0], 'FLAIR', len(masks)
+    ccfg = _controlnet_config(demo_config(name, ControlNetStageConfig, out, 'controlnet', data, {}, progress, vae_path=base.cfg.vae_path,
+                                          diffusion_path='in-memory'), base)
+    log(f"MAISI stage 3 ({name}): ControlNet ({ccfg.controlnet.control_type}) on the frozen UNet, {budget_s:.0f} s")
+    cn = ControlNetLightning.from_base(ccfg, base, info['downsample_factor'])
+    train = DataLoader(ControlDataset(paths['train'], base.scale_factor, ccfg.controlnet, base.class_names), batch_size=ccfg.data.batch_size, shuffle=True)
+    steps = fit_stage(cn, ccfg, budget_s=budget_s, enable_model_summary=False, train=train).global_step
+    cn.eval().attach_vae(vae)
+    control = mask_condition(masks, ccfg.controlnet.mask_classes).to(cn.device)
+    gen, dt = _timed(lambda: cn.decode(cn.generate_latents(n, [base.class_names.index(m)] * n, seed=seed, control=control)).float().cpu().clamp(0, 1))
+    d_cn, d_base, d_real = (lesion_dice(v, masks, m) for v in (gen, unconditioned[:n], real))
+    fig = comparison_figure({m: real}, {m: gen}, out / 'controlnet_vs_real.png',
+                            "MAISI ControlNet: held-out real FLAIR phantoms (rows 'real') and FLAIR generated for their tumour masks (red)", masks=masks)
+    metrics = {'ControlNet training steps': steps, 'requested tumour masks (held-out phantoms)': n,
+               'lesion Dice, ControlNet FLAIR': float(np.mean(d_cn)), 'lesion Dice, unconditioned FLAIR (the same masks)': float(np.mean(d_base)),
+               'lesion Dice, real FLAIR (its own mask)': float(np.mean(d_real)), 'with a visible lesion, ControlNet FLAIR': lesion_share(gen, m),
+               'sampling time per volume (s)': dt / n}
+    log(f"maisi ControlNet: lesion Dice {metrics['lesion Dice, ControlNet FLAIR']:.2f} for the requested masks "
+        f"(unconditioned {metrics['lesion Dice, unconditioned FLAIR (the same masks)']:.2f}, real {metrics['lesion Dice, real FLAIR (its own mask)']:.2f})")
+    return {'metrics': metrics, 'figure': str(fig),
+            'samples': _samples(out / 'samples', gen, [f'controlnet_{i + 1:04d}_{m}.nii.gz' for i in range(n)], base.affine, f'maisi_controlnet_{m}')}
 
 # %% ../nbs/70_demo.ipynb #3911b3ae
 def write_report(out:Path, summary:dict) -> Path:
@@ -285,17 +349,24 @@ def write_report(out:Path, summary:dict) -> Path:
         parts.append("</table><table><tr>" + ''.join(f"<th>{html.escape(k)}</th>" for k in r['quality'][0]) + "</tr>")
         parts += ["<tr>" + ''.join(f"<td>{fmt(v)}</td>" for v in q.values()) + "</tr>" for q in r['quality']]
         parts.append(f"</table><img src='{rel(r['figure'])}' alt='{name}: real and generated volumes at the same slices'>")
-        for m, s in r['samples'].items():
-            parts.append(f"<p>{html.escape(m)}: <a href='{rel(s['montage'])}'>montage</a>, "
-                         + ', '.join(f"<a href='{rel(f)}'>{html.escape(Path(f).name)}</a>" for f in s['files']) + "</p>")
+        links = lambda m, s: (f"<p>{html.escape(m)}: <a href='{rel(s['montage'])}'>montage</a>, "
+                              + ', '.join(f"<a href='{rel(f)}'>{html.escape(Path(f).name)}</a>" for f in s['files']) + "</p>")
+        parts += [links(m, s) for m, s in r['samples'].items()]
+        if c := r.get('controlnet'):
+            parts.append(f"<h3>Stage 3: ControlNet</h3><p>Recipe: <code>{html.escape(DEMO_CONTROLNET[0])}</code>, trained on the frozen UNet above. "
+                         "It generates FLAIR for the tumour masks of held-out phantoms: the lesion should appear where the mask asks (red outline). "
+                         "Lesion Dice: the overlap of the mask with the voxels brighter than any healthy brain tissue "
+                         "(<code>prod9.demo.lesion_dice</code>); the real phantoms score it against their own masks.</p><table>")
+            parts += [f"<tr><th>{html.escape(k)}</th><td>{fmt(v)}</td></tr>" for k, v in c['metrics'].items()]
+            parts += [f"</table><img src='{rel(c['figure'])}' alt='{name}: real FLAIR and ControlNet FLAIR for the same masks'>", links('FLAIR, ControlNet', c['samples'])]
     parts.append("</body></html>")
     p = out / 'report.html'
     p.write_text('\n'.join(parts))
     return p
 
 # %% ../nbs/70_demo.ipynb #3863d369
-DEMO_MINUTES = 7.5         # training, both pipelines: with phantoms, encoding, sampling and scoring the default run stays under 10 min on 2 cores
-DEMO_SHARES = {'maskgit': 0.6, 'maisi': 0.4}     # of the training budget: MaskGiT's transformer learns slowest per second
+DEMO_MINUTES = 8.0         # training, both pipelines: with phantoms, encoding, sampling and scoring the default run stays under 10 min on 2 cores
+DEMO_SHARES = {'maskgit': 0.52, 'maisi': 0.48}   # of the training budget: MaskGiT's transformer learns slowest per second; MAISI trains three stages
 
 def run_full_demo(output_dir, minutes:float=DEMO_MINUTES, size:int=32, train_cases:int=32, num_cases:int=2, num_samples:int=16, seed:int=0,
                   quick:bool=False, progress:bool=True, log=print) -> dict:
@@ -306,19 +377,21 @@ def run_full_demo(output_dir, minutes:float=DEMO_MINUTES, size:int=32, train_cas
     summary = run_demo(out, num_cases, (size,) * 3, seed, log=log)
     budget = {k: minutes * 60 * v for k, v in DEMO_SHARES.items()}
     data = {'num_cases': train_cases, 'shape': [size] * 3, 'roi_size': [size] * 3, 'test_fraction': 0.0}
-    held = tuple(_held_out(size, num_samples, first) for first in (900_000, 950_000))      # never trained on: seeds far above train_cases
+    (real, masks), real_b = _phantom_set(size, num_samples, 900_000), _held_out(size, num_samples, 950_000)   # never trained on: seeds far above train_cases
+    held = (real, real_b)
     sizes = demo_sizes(quick)
     summary.update(machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
                    budget_s=budget, size=size, train_cases=train_cases, num_samples=num_samples)
     import warnings, logging
     lg = logging.getLogger('lightning.pytorch.utilities.rank_zero'); level = lg.level
     with warnings.catch_warnings():       # a newcomer's console: progress bars and our lines, not Lightning's tips and deprecations
-        for msg in ('.*LeafSpec.*', '.*exists and is not empty.*', '.*smaller than the logging interval.*', '.*does not have many workers.*'):
+        for msg in ('.*LeafSpec.*', '.*exists and is not empty.*', '.*smaller than the logging interval.*', '.*does not have many workers.*',
+                    '.*in eval mode at the start of training.*', '.*no `val_dataloader`.*'):     # the ControlNet's frozen UNet; it trains without one
             warnings.filterwarnings('ignore', message=msg)
         lg.setLevel(logging.WARNING)
         try:
             summary['maskgit'] = run_maskgit(out / 'maskgit', data, sizes, budget['maskgit'], held, num_samples, seed, progress, log)
-            summary['maisi'] = run_maisi(out / 'maisi', data, sizes, budget['maisi'], held, num_samples, seed, progress, log)
+            summary['maisi'] = run_maisi(out / 'maisi', data, sizes, budget['maisi'], held, num_samples, seed, progress, log, masks=masks)
         finally: lg.setLevel(level)
     summary['seconds'] = time.time() - t0
     rep = write_report(out, summary)

@@ -87,14 +87,16 @@ def test_demo_quick_trains_both_pipelines_and_writes_report(cli, tmp_path):
     report = (out / 'report.html').read_text()
     assert all((out / src).exists() for src in re.findall(r"src='([^']+)'", report))
     s = json.loads((out / 'summary.json').read_text())
-    for pipe in ('maskgit', 'maisi'):
+    for pipe in ('maskgit', 'maisi'):       # per modality: NIfTI samples, scored against held-out phantoms, 4 volumes with --quick
         for m in ('T1', 'T1ce', 'T2', 'FLAIR'):
             f = out / pipe / 'samples' / f'sample_0001_{m}.nii.gz'
             img = nib.load(f); assert img.shape == (24, 24, 24)
         assert all(np.isfinite(v) for v in s[pipe]['metrics'].values() if isinstance(v, float))
-    assert len(re.findall(r"src='([^']+)'", report)) == 1 + 2                       # the phantom montage, then real beside generated per pipeline
-    for pipe in ('maskgit', 'maisi'):                          # per modality: scored against held-out phantoms, 4 volumes with --quick
         q = s[pipe]['quality']
         assert [r['modality'] for r in q] == ['T1', 'T1ce', 'T2', 'FLAIR'] and all(np.isfinite(r['FD generated / oracle']) for r in q)
         assert len(list((out / pipe / 'samples').glob('sample_*_FLAIR.nii.gz'))) == 4
+    assert len(re.findall(r"src='([^']+)'", report)) == 1 + 2 + 1                   # the phantom montage, real beside generated per pipeline, MAISI's ControlNet
+    cn = s['maisi']['controlnet']                              # stage 3: a FLAIR volume for each held-out phantom's tumour mask
+    assert len(list((out / 'maisi' / 'samples').glob('controlnet_*_FLAIR.nii.gz'))) == 4 and cn['metrics']['ControlNet training steps'] > 0
+    assert all(np.isfinite(v) for v in cn['metrics'].values() if isinstance(v, float))
     assert 'autoencoder held-out PSNR (dB)' in s['maskgit']['metrics'] and 'VAE held-out PSNR (dB)' in s['maisi']['metrics']

@@ -29,7 +29,9 @@ class AutoencoderFSQ(nn.Module):
     (space to depth), then residual blocks (MONAI's) of width `channels[0]` work at the token grid, around a linear path from block
     to code and back that `init_linear` fits to data. `refine_channels` > 0 adds a refiner: three 3×3 convolutions at full resolution,
     added to the decoded blocks (its last layer starts at zero, so the fitted path is where training starts), which sees across block
-    boundaries and learns to remove the block grid a per-block decoder leaves."""
+    boundaries and learns to remove the block grid a per-block decoder leaves. `nonnegative`: the decoded image through a ReLU, for
+    intensities whose background is exactly 0 (MRI's air after min-max scaling). The loss then stops pushing once a background voxel's output is
+    below zero, so the decoder learns to leave air at exact zeros instead of faint noise around them."""
     def __init__(self, spatial_dims:int=3, in_channels:int=1, out_channels:int=1,
                  channels:Sequence[int]=(32, 64, 128),   # feature maps per resolution; downsampling = 2**(len-1)
                  levels:Sequence[int]=(8, 5, 5, 5),      # FSQ levels; the latent has len(levels) channels
@@ -39,6 +41,7 @@ class AutoencoderFSQ(nn.Module):
                  architecture:str='conv',                # 'conv' or 'patch'
                  patch_size:int=4,                       # 'patch': voxels per token along each axis
                  refine_channels:int=0,                  # 'patch': width of a full-resolution refiner across the blocks (0: none)
+                 nonnegative:bool=False,                 # decoded image through a ReLU: exact zeros where the data's background is 0
                  fsq_levels:Sequence[int]|None=None, fmaps:Sequence[int]|None=None, fmaps_depth:int|None=None):  # the original guides' names
         super().__init__()
         g = guide_args('AutoencoderFSQ', {'levels': levels, 'channels': channels}, fsq_levels=fsq_levels, fmaps=fmaps, fmaps_depth=fmaps_depth)
@@ -55,7 +58,7 @@ class AutoencoderFSQ(nn.Module):
         attn = list(attention_levels) if attention_levels is not None else [False] * len(channels)
         self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
         self.channels, self.levels = channels, tuple(int(l) for l in levels)
-        self.architecture, self.patch_size = architecture, int(patch_size)
+        self.architecture, self.patch_size, self.nonnegative = architecture, int(patch_size), bool(nonnegative)
         self.quantizer = FiniteScalarQuantizer(self.levels)
         self.latent_channels = int(latent_channels or self.quantizer.dim)
         if architecture == 'conv':
@@ -110,8 +113,9 @@ class AutoencoderFSQ(nn.Module):
         h = self.proj_out(codes)
         if self.architecture == 'patch':
             y = pixelshuffle(self.decoder(h) + self.patch_out(h), self.spatial_dims, self.patch_size)
-            return y if self.refiner is None else y + self.refiner(y)
-        return self.decoder(h)
+            if self.refiner is not None: y = y + self.refiner(y)
+        else: y = self.decoder(h)
+        return torch.relu(y) if self.nonnegative else y
     def decode_indices(self, indices:torch.Tensor) -> torch.Tensor:
         "Token grid `(B, *s)` → image `(B, C_out, *s·f)`."
         return self.decode(indices.long())
@@ -164,6 +168,7 @@ class FSQModelConfig(StrictModel):
     architecture: Literal['conv', 'patch'] = 'conv'   # patch: one width in channels, residual blocks at the token grid (real MRI recipe)
     patch_size: int = Field(4, ge=2)               # architecture patch: voxels per token along each axis
     refine_channels: int = Field(0, ge=0)          # architecture patch: width of the full-resolution refiner across blocks (0: none)
+    nonnegative: bool = False                      # decoded image through a ReLU: exact zeros where the background is 0 (MRI air)
 
 def build_autoencoder(cfg:FSQModelConfig|dict) -> AutoencoderFSQ:
     "An `AutoencoderFSQ` from its model config."

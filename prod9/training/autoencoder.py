@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from monai.losses import PatchAdversarialLoss
 from monai.metrics import PSNRMetric, SSIMMetric
 from ..config import StrictModel, StageConfig, SlidingWindowConfig, LRScheduleConfig, ProgressiveConfig, lr_multiplier
-from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator, adversarial_weight, counts_stats
+from .losses import FocalFrequencyLoss, make_perceptual_loss, make_discriminator, adversarial_weight, counts_stats, gradient_l1
 from .engine import StageModule
 from ..metrics import foreground_mask, masked_psnr_ssim
 
@@ -47,6 +47,7 @@ class AdversarialConfig(StrictModel):
 
 class AELossConfig(StrictModel):
     l1_weight: float = Field(1.0, ge=0)
+    gradient_weight: float = Field(0.0, ge=0)     # L1 between the finite differences (`gradient_l1`): steps at block boundaries the input lacks
     focal_frequency: FFLConfig = Field(default_factory=FFLConfig)
     perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
@@ -170,6 +171,7 @@ def _recon_losses(self:AutoencoderLightning, x, recon):
     lo = self.cfg.loss
     parts = {'l1': torch.nn.functional.l1_loss(recon, x)}
     total = lo.l1_weight * parts['l1']
+    if lo.gradient_weight > 0: parts['gradient'] = gradient_l1(recon, x); total = total + lo.gradient_weight * parts['gradient']
     if self.ffl is not None: parts['ffl'] = self.ffl(recon, x); total = total + lo.focal_frequency.weight * parts['ffl']
     if self.perceptual is not None: parts['perceptual'] = self.perceptual(recon.float(), x.float()); total = total + lo.perceptual.weight * parts['perceptual']
     return total, parts

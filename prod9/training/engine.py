@@ -104,14 +104,23 @@ class RunLock:
 
 # %% ../../nbs/40_engine.ipynb #37209516
 from lightning.pytorch.callbacks import WeightAveraging
-from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 class EMAWeights(WeightAveraging):
-    "Lightning's `WeightAveraging` as an EMA with `decay`, following the weights from optimiser step `start_step` on."
+    """Lightning's `WeightAveraging` as an EMA with `decay` from optimiser step `start_step` on. Before it the average *is* the weights
+    (copied after every step), so a validation or checkpoint before `start_step` sees the trained weights, not those of step 0."""
     def __init__(self, decay:float=0.999, start_step:int=0):
-        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
-        self.decay, self.start_step = decay, start_step
-    def should_update(self, step_idx=None, epoch_idx=None) -> bool: return step_idx is not None and step_idx >= self.start_step
+        super().__init__(multi_avg_fn=self._average)
+        self.decay, self.start_step, self._step = decay, start_step, 0
+    def should_update(self, step_idx=None, epoch_idx=None) -> bool:
+        if step_idx is None: return False
+        self._step = step_idx; return True
+    @torch.no_grad()
+    def _average(self, ema, current, _):
+        "PyTorch's EMA rule (`torch.optim.swa_utils.get_ema_multi_avg_fn`), with decay 0 (a copy) before `start_step`."
+        d = self.decay if self._step >= self.start_step else 0.0
+        if torch.is_floating_point(ema[0]) or torch.is_complex(ema[0]): torch._foreach_lerp_(ema, current, 1 - d)
+        else:
+            for e, w in zip(ema, current, strict=True): e.copy_(e * d + w * (1 - d))
 
 # %% ../../nbs/40_engine.ipynb #208891fd
 from lightning.pytorch.callbacks import ModelCheckpoint

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['MEDICALNET_DEPTHS', 'PERCEPTUAL_NETWORKS', 'FocalFrequencyLoss', 'read_medicalnet_weights', 'MedicalNetPerceptual',
-           'make_perceptual_loss', 'make_discriminator', 'adversarial_weight', 'codebook_stats', 'counts_stats']
+__all__ = ['MEDICALNET_DEPTHS', 'PERCEPTUAL_NETWORKS', 'FocalFrequencyLoss', 'gradient_l1', 'read_medicalnet_weights',
+           'MedicalNetPerceptual', 'make_perceptual_loss', 'make_discriminator', 'adversarial_weight', 'codebook_stats',
+           'counts_stats']
 
 # %% ../../nbs/41_losses.ipynb #fef2838e
 class FocalFrequencyLoss(nn.Module):
@@ -62,6 +63,12 @@ class FocalFrequencyLoss(nn.Module):
             idx = torch.randperm(n, device=pred.device)[:k] if k < n else torch.arange(n, device=pred.device)
             losses.append(self._loss2d(self._slices(pred, ax, idx), self._slices(target, ax, idx)))
         return torch.stack(losses).mean()
+
+# %% ../../nbs/41_losses.ipynb #e313b009
+def gradient_l1(recon:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
+    "Mean L1 distance between the finite differences of `recon` and `target` `(B, C, *S)` along each spatial axis, averaged over the axes."
+    axes = range(2, recon.ndim)
+    return torch.stack([(recon.diff(dim=a) - target.diff(dim=a)).abs().mean() for a in axes]).mean()
 
 # %% ../../nbs/41_losses.ipynb #d5a42239
 MEDICALNET_DEPTHS = (10, 18, 34, 50)
