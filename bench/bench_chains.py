@@ -7,7 +7,9 @@ of every modality with the `generate` command and reads the NIfTI files back. Pe
 real phantoms: the Fréchet distance (prod9's fixed features, `prod9.metrics.volume_features`) of the stage-1 reconstructions and of the
 generated volumes as multiples of the real ↔ real oracle, and the mean pairwise MS-SSIM of generated and of real volumes (diversity);
 with the wall time of each command, the budget the figures were bought with. Issue 35's targets: reconstructions ≤ 15× the oracle,
-generated ≤ 20×, diversity within 0.03 of the real volumes'. `--figure` puts real and generated slices side by side.
+generated ≤ 20×, diversity within 0.03 of the real volumes'. The label-conditional check names the real modality whose intensity
+histogram is closest to the generated volumes' (it should be the one asked for), and on FLAIR the share of generated volumes with a
+lesion one can see (`prod9.demo.lesion_share`; every real phantom has one). `--figure` puts real and generated slices side by side.
 
     python bench/bench_chains.py                                   # both pipelines, ~25 min on 2 CPU cores
     python bench/bench_chains.py --pipelines maisi --samples 16 --markdown bench/results/chains_cpu.md --figure bench/results/chains_cpu.png
@@ -20,7 +22,8 @@ import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, markdown_table, real_volumes
 from prod9.config import MODALITIES
-from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim
+from prod9.metrics import volume_features, frechet_distance, mean_pairwise_msssim, histogram_w1
+from prod9.demo import lesion_share
 from prod9.training.autoencoder_fsq import load_autoencoder
 from prod9.training.maisi_vae import load_vae
 from bench_stage1_recipes import reconstruct
@@ -51,6 +54,11 @@ def read_volumes(folder:Path, modality:str) -> torch.Tensor:
     if not files: raise SystemExit(f"no generated {modality} volumes (*{modality}.nii.gz) in {folder}")
     return torch.stack([torch.from_numpy(np.asarray(nib.load(str(f)).dataobj, np.float32)).clamp(0, 1) for f in files])[:, None]
 
+def closest_histogram(gen, real) -> str:
+    "The label-conditional check: the real modality whose intensity histogram is closest (1-D Wasserstein) to the generated volumes'."
+    w1 = {r: histogram_w1(gen, real[r]) for r in real}
+    return min(w1, key=w1.get)
+
 def chain(pipeline, out:Path, n:int, real, feats, oracle, log):
     trains, (gen_cmd, gen_cfg), export, ckpt, loader = CHAINS[pipeline]
     env = {**os.environ, 'PROD9_OUTPUT_DIR': str(out)}
@@ -68,7 +76,8 @@ def chain(pipeline, out:Path, n:int, real, feats, oracle, log):
         rows.append({'pipeline': pipeline, 'modality': m,
                      'FD/oracle reconstructions': round(frechet_distance(volume_features(rec), feats[m]) / oracle[m], 1),
                      'FD/oracle generated': round(frechet_distance(volume_features(gen[m]), feats[m]) / oracle[m], 1),
-                     'MS-SSIM generated': round(mean_pairwise_msssim(gen[m]), 3), 'MS-SSIM real': round(mean_pairwise_msssim(real[m]), 3)})
+                     'MS-SSIM generated': round(mean_pairwise_msssim(gen[m]), 3), 'MS-SSIM real': round(mean_pairwise_msssim(real[m]), 3),
+                     'closest real histogram': closest_histogram(gen[m], real), 'visible lesion, generated': lesion_share(gen[m], m)})
     budget = {**{f"{c} train s": round(w) for c, w in walls.items()}, 'generate s (all modalities)': round(gen_wall)}
     return rows, budget, gen
 
